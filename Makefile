@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# The environment is one pinned stack (constraints.txt) in .venv.
+PYTHON ?= $(shell command -v python3.11 || command -v python3.10 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.esl-installed
+DEMO   := runs/demo
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# lava-nc 0.10.0 / lava-dl 0.6.0 declare Requires-Python < 3.11; they run on 3.11 with
+# esl_deploy/_lava_compat.py, so pip is told to ignore that declaration.
+$(STAMP): constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=23.2"
+	$(BIN)/python -m pip install --prefer-binary --ignore-requires-python -c constraints.txt -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/esl train --model mlp --dataset digits --method esl --density 0.1 --epochs 40 --seed 0 --out $(DEMO) --force
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_mask_overhead.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

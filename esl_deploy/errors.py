@@ -1,0 +1,10 @@
+"""User-facing errors.
+
+An :class:`EslError` is a mistake in what the user asked for (a bad option, a missing or corrupt
+file, an unsupported layer). The command line prints its message as one line on stderr and exits
+with code 2. Anything else that escapes is a bug and keeps its traceback.
+"""
+
+
+class EslError(Exception):
+    """A user error: reported as one line on stderr, exit code 2."""

@@ -1,0 +1,94 @@
+"""Binary connectivity masks: which layers are sparse, how dense each one is, and random masks.
+
+Layer densities follow the Erdős–Rényi rule of SET (Mocanu et al. 2018), used by ESL-SNNs (Shen et al.
+2023) for its "Erdős–Rényi random initialization", and its kernel version ERK (Evci et al. 2020, RigL)
+for convolutions. For a layer l with n_in inputs, n_out outputs and a k_h x k_w kernel::
+
+    p_l = eps * (n_in + n_out) / (n_in * n_out)                                   (ER, Linear)
+    p_l = eps * (n_in + n_out + k_h + k_w) / (n_in * n_out * k_h * k_w)           (ERK, Conv2d)
+
+eps is solved so that the global density sum_l p_l N_l / sum_l N_l equals the target D. A layer whose
+p_l would exceed 1 is made dense and eps is solved again over the rest (RigL's redistribution).
+
+Convention (the papers leave it open): every Linear and Conv2d weight is sparse except the first
+convolution of a convolutional net, which stays dense (it sees the raw image and holds few weights).
+Biases and BatchNorm are never masked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .models import synapse_layers
+
+DENSITY_MODES = ("erk", "uniform")
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """The weight shape of one sparsifiable layer: (out, in) or (out, in, kh, kw)."""
+
+    name: str
+    shape: Tuple[int, ...]
+
+    def __post_init__(self):
+        if len(self.shape) not in (2, 4) or any(s <= 0 for s in self.shape):
+            raise ValueError(f"layer {self.name}: weight shape must be (out, in) or (out, in, kh, kw), got {self.shape}")
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def er_score(self) -> float:
+        """(n_in + n_out [+ k_h + k_w]) / numel: the ER / ERK density per unit eps."""
+        return sum(self.shape) / self.numel
+
+
+def sparsifiable(model: nn.Module) -> List[Tuple[str, nn.Parameter]]:
+    """``(name, weight)`` of each layer the sparsity engine masks (see the module docstring)."""
+    layers = synapse_layers(model)
+    convs = [n for n, m in layers if isinstance(m, nn.Conv2d)]
+    skip = {convs[0]} if convs else set()
+    return [(f"{n}.weight", m.weight) for n, m in layers if n not in skip]
+
+
+def layer_densities(layers: Sequence[LayerShape], density: float, mode: str = "erk") -> Dict[str, float]:
+    """Per-layer densities whose parameter-weighted mean is ``density`` (see the module docstring).
+
+    ``mode="uniform"`` gives every layer ``density``. Densities are capped at 1.
+    """
+    if not 0.0 < density <= 1.0:
+        raise ValueError(f"density must lie in (0, 1], got {density}")
+    if mode not in DENSITY_MODES:
+        raise ValueError(f"unknown density mode {mode!r}; choose one of: {', '.join(DENSITY_MODES)}")
+    if mode == "uniform" or density == 1.0:
+        return {l.name: density for l in layers}
+    total = sum(l.numel for l in layers)
+    dense: set = set()
+    while True:
+        budget = density * total - sum(l.numel for l in layers if l.name in dense)
+        rest = [l for l in layers if l.name not in dense]
+        eps = budget / sum(l.er_score * l.numel for l in rest)
+        over = [l.name for l in rest if eps * l.er_score > 1.0]
+        if not over:
+            break
+        dense.update(over)
+    return {l.name: (1.0 if l.name in dense else eps * l.er_score) for l in layers}
+
+
+def random_mask(shape: Sequence[int], density: float, generator: torch.Generator) -> torch.Tensor:
+    """A bool mask with exactly ``round(density * numel)`` ones at uniformly random positions."""
+    numel = 1
+    for s in shape:
+        numel *= s
+    k = int(round(density * numel))
+    mask = torch.zeros(numel, dtype=torch.bool)
+    mask[torch.randperm(numel, generator=generator)[:k]] = True
+    return mask.view(*shape)

@@ -1,0 +1,80 @@
+"""Leaky integrate-and-fire neurons (snnTorch ``Leaky``), run over a whole time window at once.
+
+Discrete dynamics of one neuron i (snnTorch ``Leaky`` with ``reset_mechanism="zero"`` and
+``reset_delay=False``), for t = 1..T with U[0] = 0::
+
+    U[t] = beta_i * U'[t-1] + I[t]          # leak, then integrate the synaptic input
+    S[t] = H(U[t] - theta_i)                 # spike when strictly above threshold
+    U'[t] = U[t] * (1 - S[t])                # reset to zero in the same step
+
+This is the explicit-Euler discretisation of the NIR ``LIF`` node with ``tau = dt/(1-beta)``,
+``r = tau/dt``, ``v_leak = 0``, ``v_reset = 0``, and Lava's ``LIF`` with ``du = 1``, ``dv = 1 - beta``,
+``vth = theta``. ``beta`` and ``theta`` are per-neuron tensors (scalars give 0-d NIR parameters, which
+fail NIR's type inference), and the reset is to zero, the reset both NIR and Lava can represent.
+The spike's backward pass uses snnTorch's arctan surrogate gradient.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import snntorch as snn
+import torch
+from snntorch import surrogate
+from torch import nn
+
+
+class LIF(nn.Module):
+    """A layer of LIF neurons of shape ``neuron_shape``; input and output are ``(T, B, *neuron_shape)``.
+
+    ``beta`` (membrane decay, 0..1) and ``threshold`` are buffers of shape ``neuron_shape``: one value per
+    neuron, all equal at construction. They are not trained.
+    """
+
+    def __init__(self, neuron_shape: Sequence[int], *, beta: float = 0.9, threshold: float = 1.0,
+                 surrogate_slope: float = 2.0):
+        super().__init__()
+        shape = tuple(int(s) for s in neuron_shape)
+        if not shape or any(s <= 0 for s in shape):
+            raise ValueError(f"neuron_shape must be non-empty and positive, got {neuron_shape}")
+        if not 0.0 <= beta <= 1.0 or not math.isfinite(beta):
+            raise ValueError(f"beta must lie in [0, 1], got {beta}")
+        if not threshold > 0:
+            raise ValueError(f"threshold must be positive, got {threshold}")
+        self.neuron_shape = shape
+        self.leaky = snn.Leaky(
+            beta=torch.full(shape, float(beta)),
+            threshold=torch.full(shape, float(threshold)),
+            spike_grad=surrogate.atan(alpha=surrogate_slope),
+            reset_mechanism="zero",
+            reset_delay=False,
+        )
+
+    @property
+    def beta(self) -> torch.Tensor:
+        return self.leaky.beta
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        return self.leaky.threshold
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        """Run all T steps from rest: ``current`` (T, B, *shape) -> spikes (T, B, *shape)."""
+        spikes, _ = self.run(current)
+        return spikes
+
+    def run(self, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like :meth:`forward`, also returning the membrane U'[t] after reset, (T, B, *shape)."""
+        if tuple(current.shape[2:]) != self.neuron_shape:
+            raise ValueError(f"LIF of shape {self.neuron_shape} got input of shape {tuple(current.shape)}")
+        mem = torch.zeros_like(current[0])
+        spikes, mems = [], []
+        for t in range(current.shape[0]):
+            spk, mem = self.leaky(current[t], mem)
+            spikes.append(spk)
+            mems.append(mem)
+        return torch.stack(spikes), torch.stack(mems)
+
+    def extra_repr(self) -> str:
+        return f"neuron_shape={self.neuron_shape}, beta={float(self.beta.flatten()[0]):g}, " \
+               f"threshold={float(self.threshold.flatten()[0]):g}"
