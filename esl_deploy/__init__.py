@@ -5,3 +5,7 @@ from ._lava_compat import install as _install_lava_compat
 _install_lava_compat()
 
 __version__ = "0.1.0"
+
+from .api import load  # noqa: E402
+
+__all__ = ["load", "__version__"]

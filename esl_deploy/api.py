@@ -1,0 +1,43 @@
+"""Public API: :func:`load` a trained network for the other commands and for users."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .checkpoint import read_checkpoint
+from .errors import EslError
+from .models import ModelSpec, SpikingNet, build_model
+
+
+def load(path: str | Path) -> SpikingNet:
+    """The trained network in ``path``, in eval mode, with its masks applied (masked weights are 0).
+
+    ``path`` is a run's ``checkpoint.pt`` (the best-on-validation model is returned) or an exported
+    ``.nir`` graph. ``model.meta`` holds method, dataset, T, encoding, global and per-layer density.
+    """
+    path = Path(path)
+    if path.suffix == ".nir":
+        from export.nir_import import load_nir
+        return load_nir(path)
+    state = read_checkpoint(path)
+    try:
+        spec = ModelSpec.from_dict(state["model_spec"])
+        model = build_model(spec)
+        model.load_state_dict(state["best"]["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise EslError(f"{path}: checkpoint does not match its model: {str(e).splitlines()[0]}") from None
+    with torch.no_grad():
+        params = dict(model.named_parameters())
+        for name, mask in state["best"]["masks"].items():
+            if name not in params or params[name].shape != mask.shape:
+                raise EslError(f"{path}: mask {name} does not fit the model")
+            params[name].mul_(mask)
+    cfg = state["config"]
+    model.meta = {
+        "method": cfg["sparsity"]["method"], "dataset": cfg["dataset"], "data_dir": cfg.get("data_dir"),
+        "T": cfg["T"], "encoding": cfg["encoding"], "density": state["best"]["density"],
+        "layer_density": state["best"]["layer_density"], "model_spec": state["model_spec"],
+        "best_epoch": state["best"]["epoch"], "val_acc": state["best"]["val_acc"],
+    }
+    return model.eval()

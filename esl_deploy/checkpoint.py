@@ -1,0 +1,72 @@
+"""The checkpoint format: one ``torch.save`` file, written atomically, checked when read.
+
+Contents (all plain tensors, numbers, strings, lists and dicts, so ``weights_only`` loading works)::
+
+    format: "esl-deploy-checkpoint", version: 1
+    config:      TrainConfig.to_dict()
+    model_spec:  ModelSpec.to_dict()
+    model:       state_dict of the latest epoch      (for --resume)
+    optimizer, lr_scheduler, engine (masks, step, RNG, schedule), epoch (completed epochs), history
+    best:        {"epoch", "val_acc", "model", "masks"}: the kept model, best on validation
+    summary:     final results once training has finished (else None)
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+
+from .errors import EslError
+
+FORMAT = "esl-deploy-checkpoint"
+VERSION = 1
+REQUIRED = ("format", "version", "config", "model_spec", "model", "best", "epoch")
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
+    state = {"format": FORMAT, "version": VERSION, **state}
+    atomic_write_bytes(Path(path), lambda f: torch.save(state, f))
+
+
+def read_checkpoint(path: Path) -> Dict[str, Any]:
+    """Read and check a checkpoint; a missing, truncated or foreign file raises EslError."""
+    path = Path(path)
+    if not path.is_file():
+        raise EslError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle, not a torch file at all
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise EslError(f"corrupt or truncated checkpoint {path}: {reason}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise EslError(f"{path} is not an ESL Deploy checkpoint")
+    if state.get("version") != VERSION:
+        raise EslError(f"{path}: unsupported checkpoint version {state.get('version')} (expected {VERSION})")
+    missing = [k for k in REQUIRED if k not in state]
+    if missing:
+        raise EslError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return state

@@ -1,0 +1,295 @@
+"""SpikingNet -> NIR graph (Neuromorphic Intermediate Representation, nir 1.0.8).
+
+The network becomes a chain ``input -> 0 -> 1 -> ... -> output``; node names are the indices of the
+layers in ``SpikingNet.layers`` (as snnTorch names ``nn.Sequential`` children), so the weight
+``layers.3.weight`` lives in node ``"3"``. Layer mapping:
+
+=====================  ============================================================================
+torch / esl_deploy     NIR node
+=====================  ============================================================================
+``nn.Linear``          ``Affine(W, b)``; ``Linear(W)`` when the layer has no bias
+``nn.Conv2d``          ``Conv2d(input_shape=(H, W), ...)``; a missing bias is written as zeros
+``nn.BatchNorm2d``     folded into the preceding ``Conv2d`` (see :func:`fold_batchnorm`)
+``nn.AvgPool2d``       ``AvgPool2d(kernel, stride, padding)`` (= ``SumPool2d ; Scale(1/k^2)``)
+``nn.Flatten``         ``Flatten(input_type, start_dim - 1, end_dim - 1)``: NIR dims exclude the batch
+``LIF``                ``LIF`` with per-neuron arrays (see :func:`lif_node`); ``IF`` when beta == 1
+``BasicBlock``         refused (:class:`EslError`): residual branches are not exported to NIR
+=====================  ============================================================================
+
+NIR's ODEs are continuous-time and carry no dt. We discretise with ``dt = 1e-4`` (snnTorch's
+``export_nir`` constant) and record it as ``graph.metadata["dt"]``. Explicit Euler of the NIR LIF
+``tau dv/dt = (v_leak - v) + r I`` gives ``v[t+1] = (1 - dt/tau) v[t] + (dt/tau) r I[t]``, which is
+the snnTorch update ``U[t] = beta U[t-1] + I[t]`` exactly when::
+
+    tau = dt / (1 - beta),    r = tau / dt = 1 / (1 - beta),    v_leak = 0,
+    v_threshold = theta,      v_reset = 0.
+
+Graph metadata: ``producer``, ``esl_deploy_version``, ``dt``, ``model_spec`` and the training metadata
+(``method``, ``dataset``, ``T``, ``encoding``, ``density``, ``layer_density`` and any other key of
+``model.meta``). Node metadata: ``density`` (fraction of non-zero weights actually in the node).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import nir
+import numpy as np
+import torch
+from torch import nn
+
+import esl_deploy
+from esl_deploy.errors import EslError
+from esl_deploy.masks import sparsifiable
+from esl_deploy.models import BasicBlock, SpikingNet
+from esl_deploy.neurons import LIF
+
+from .atomic import atomic_write
+
+__all__: List[str] = ["DT", "fold_batchnorm", "graph_metadata", "lif_node", "storable_metadata", "to_nir",
+                      "weight_density", "write_nir"]
+
+DT = 1e-4  # seconds per step; the constant snnTorch's export_nir hard-codes (snntorch/export_nir.py)
+PRODUCER = "esl_deploy"
+
+
+def lif_node(beta: np.ndarray, threshold: np.ndarray, dt: float = DT) -> nir.NIRNode:
+    """The NIR neuron for snnTorch LIF parameters (per-neuron float64 arrays of one shape).
+
+    ``0 <= beta < 1``: ``LIF(tau = dt/(1-beta), r = tau/dt, v_leak = 0, v_threshold = theta, v_reset = 0)``.
+    ``beta == 1`` for every neuron (no leak): ``IF(r = 1/dt, v_threshold = theta, v_reset = 0)``, whose
+    Euler step ``v += dt r I = I`` is the same update. A layer mixing ``beta == 1`` with ``beta < 1``
+    has no NIR node and is refused.
+    """
+    beta = np.asarray(beta, dtype=np.float64)
+    threshold = np.asarray(threshold, dtype=np.float64)
+    if beta.shape != threshold.shape or beta.ndim == 0:
+        raise ValueError(f"beta {beta.shape} and threshold {threshold.shape} must be per-neuron arrays of one shape")
+    if not np.all((beta >= 0) & (beta <= 1)):
+        raise EslError(f"LIF beta must lie in [0, 1], got values in [{beta.min():g}, {beta.max():g}]")
+    zeros = np.zeros_like(beta)
+    if np.all(beta == 1.0):
+        return nir.IF(r=np.full_like(beta, 1.0 / dt), v_threshold=threshold, v_reset=zeros)
+    if np.any(beta == 1.0):
+        raise EslError("not supported: a LIF layer mixing beta == 1 (no leak) with beta < 1")
+    tau = dt / (1.0 - beta)
+    return nir.LIF(tau=tau, r=tau / dt, v_leak=zeros, v_threshold=threshold, v_reset=zeros)
+
+
+def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[np.ndarray, np.ndarray]:
+    """Weight and bias of ``bn(conv(x))`` as one convolution, with BatchNorm's running statistics.
+
+    With ``s = gamma / sqrt(running_var + eps)``::
+
+        W' = W * s[:, None, None, None]
+        b' = (b - running_mean) * s + beta_bn        (b = 0 when the conv has no bias)
+
+    Computed in float64, returned as float32. Zero weights stay exactly zero.
+    """
+    if bn.running_mean is None or bn.running_var is None:
+        raise EslError("not supported: BatchNorm2d without running statistics (track_running_stats=False)")
+    if bn.num_features != conv.out_channels:
+        raise EslError(f"BatchNorm2d has {bn.num_features} features but the conv before it has "
+                       f"{conv.out_channels} output channels")
+    w = conv.weight.detach().double()
+    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(b)
+    shift = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(b)
+    s = gamma / torch.sqrt(bn.running_var.detach().double() + bn.eps)
+    w_f = w * s[:, None, None, None]
+    b_f = (b - bn.running_mean.detach().double()) * s + shift
+    return w_f.float().cpu().numpy(), b_f.float().cpu().numpy()
+
+
+def weight_density(weight: np.ndarray) -> float:
+    """Fraction of non-zero entries of a weight array."""
+    return float(np.count_nonzero(weight)) / max(1, weight.size)
+
+
+def to_nir(model: SpikingNet, meta: Optional[dict] = None, *, dt: float = DT) -> nir.NIRGraph:
+    """Convert a SpikingNet into a type-checked NIR graph (see the module docstring).
+
+    ``meta`` defaults to ``model.meta`` when the model has one (a loaded checkpoint).
+    Raises :class:`EslError` for layers NIR cannot represent.
+    """
+    if not (dt > 0 and math.isfinite(dt)):
+        raise EslError(f"dt must be a positive number, got {dt}")
+    if meta is None:
+        meta = getattr(model, "meta", None) or {}
+    spec = model.spec
+    shape: Tuple[int, ...] = tuple(spec.input_shape)
+    nodes: Dict[str, nir.NIRNode] = {"input": nir.Input(input_type=np.array(shape))}
+    layers = list(model.layers)
+    i = 0
+    while i < len(layers):
+        layer, name = layers[i], str(i)
+        folded = None
+        if isinstance(layer, nn.Conv2d) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.BatchNorm2d):
+            folded = layers[i + 1]
+        node = _layer_node(layer, name, shape, folded, dt)
+        if folded is not None:
+            node.metadata["batchnorm_folded"] = f"layers.{i + 1}"
+            i += 1
+        nodes[name] = node
+        shape = _output_shape(node, shape)
+        i += 1
+    nodes["output"] = nir.Output(output_type=np.array(shape))
+    names = list(nodes)
+    edges = [(a, b) for a, b in zip(names[:-1], names[1:])]
+    metadata = graph_metadata(model, meta, dt)
+    try:
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
+    except (ValueError, AssertionError) as e:
+        raise EslError(f"the exported NIR graph does not type-check: {e}") from e
+
+
+def write_nir(model: SpikingNet, path, meta: Optional[dict] = None, *, dt: float = DT) -> Path:
+    """Write ``to_nir(model, meta)`` to ``path`` atomically with ``nir.write``; returns the path."""
+    graph = to_nir(model, meta, dt=dt)
+    return atomic_write(path, lambda tmp: nir.write(tmp, graph))
+
+
+def graph_metadata(model: SpikingNet, meta: dict, dt: float) -> Dict[str, Any]:
+    """The graph-level metadata dict, every value HDF5-storable (see :func:`storable_metadata`).
+
+    ``density`` and ``layer_density`` default to the fraction of non-zero weights of the sparsified
+    layers (:func:`esl_deploy.masks.sparsifiable`) when ``meta`` does not give them.
+    """
+    weights = sparsifiable(model)
+    layer_density = {n: weight_density(w.detach().cpu().numpy()) for n, w in weights}
+    total = sum(w.numel() for _, w in weights)
+    nonzero = sum(int(torch.count_nonzero(w.detach())) for _, w in weights)
+    out: Dict[str, Any] = {
+        "density": nonzero / total if total else 1.0,
+        "layer_density": layer_density,
+    }
+    out.update(meta)
+    out.update({
+        "producer": PRODUCER,
+        "esl_deploy_version": esl_deploy.__version__,
+        "dt": float(dt),
+        "model_spec": model.spec.to_dict(),
+    })
+    return storable_metadata(out)
+
+
+def storable_metadata(value: Any, key: str = "metadata") -> Any:
+    """A copy of a metadata dict that ``nir.write`` can store in HDF5.
+
+    Dicts recurse (keys become strings; ``/`` is refused, HDF5 uses it as a path separator) and drop
+    ``None`` values; bools, ints, floats and strings stay; tuples/lists/tensors of numbers become
+    arrays; lists of strings become byte-string arrays; paths become strings. Anything else is an
+    :class:`EslError`. ``export.nir_import.metadata_from_hdf5`` is the inverse (sequences come back
+    as lists).
+    """
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            k = str(k)
+            if "/" in k or not k:
+                raise EslError(f"{key}: metadata key {k!r} cannot be stored in NIR (empty or contains '/')")
+            if v is not None:
+                out[k] = storable_metadata(v, f"{key}.{k}")
+        return out
+    if isinstance(value, (bool, np.bool_)):
+        return np.bool_(value)
+    if isinstance(value, (int, float, str, np.integer, np.floating)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return np.array([v.encode("utf8") for v in value], dtype=np.bytes_)
+    if isinstance(value, (list, tuple, np.ndarray)):
+        arr = np.asarray(value)
+        if arr.size == 0:
+            return np.zeros(0)
+        if arr.dtype.kind in "biuf":
+            return arr
+        if arr.dtype.kind == "U":
+            return np.char.encode(arr, "utf8")
+    raise EslError(f"{key}: cannot store a metadata value of type {type(value).__name__} in NIR")
+
+
+def _layer_node(layer: nn.Module, name: str, shape: Tuple[int, ...], folded: Optional[nn.BatchNorm2d],
+                dt: float) -> nir.NIRNode:
+    """The NIR node of one layer whose per-sample input shape is ``shape``."""
+    if isinstance(layer, nn.Linear):
+        w = layer.weight.detach().cpu().numpy()
+        meta = {"density": weight_density(w)}
+        if layer.bias is None:
+            return nir.Linear(weight=w, metadata=meta)
+        return nir.Affine(weight=w, bias=layer.bias.detach().cpu().numpy(), metadata=meta)
+    if isinstance(layer, nn.Conv2d):
+        return _conv_node(layer, name, shape, folded)
+    if isinstance(layer, nn.AvgPool2d):
+        return _avgpool_node(layer, name)
+    if isinstance(layer, nn.Flatten):
+        return _flatten_node(layer, name, shape)
+    if isinstance(layer, LIF):
+        if tuple(layer.neuron_shape) != tuple(shape):
+            raise EslError(f"layer {name}: LIF of shape {layer.neuron_shape} follows a layer of shape {shape}")
+        beta = layer.beta.detach().cpu().double().numpy()
+        thr = layer.threshold.detach().cpu().double().numpy()
+        return lif_node(np.broadcast_to(beta, shape).copy(), np.broadcast_to(thr, shape).copy(), dt)
+    if isinstance(layer, BasicBlock):
+        raise EslError(f"layer {name}: NIR export not supported: BasicBlock (resnet19); "
+                       "residual networks export to ONNX only")
+    if isinstance(layer, nn.BatchNorm2d):
+        raise EslError(f"layer {name}: NIR export not supported: BatchNorm2d that does not follow a Conv2d")
+    raise EslError(f"layer {name}: NIR export not supported: {type(layer).__name__}")
+
+
+def _conv_node(conv: nn.Conv2d, name: str, shape: Tuple[int, ...], bn: Optional[nn.BatchNorm2d]) -> nir.Conv2d:
+    if len(shape) != 3 or shape[0] != conv.in_channels:
+        raise EslError(f"layer {name}: Conv2d with {conv.in_channels} input channels got input of shape {shape}")
+    if conv.padding_mode != "zeros":
+        raise EslError(f"layer {name}: NIR export not supported: Conv2d padding_mode={conv.padding_mode!r}")
+    if bn is not None:
+        w, b = fold_batchnorm(conv, bn)
+    else:
+        w = conv.weight.detach().cpu().numpy()
+        b = (conv.bias.detach().cpu().numpy() if conv.bias is not None
+             else np.zeros(conv.out_channels, dtype=w.dtype))
+    padding = conv.padding if isinstance(conv.padding, str) else tuple(int(p) for p in conv.padding)
+    return nir.Conv2d(input_shape=(int(shape[1]), int(shape[2])), weight=w,
+                      stride=tuple(int(s) for s in conv.stride), padding=padding,
+                      dilation=tuple(int(d) for d in conv.dilation), groups=int(conv.groups), bias=b,
+                      metadata={"density": weight_density(w)})
+
+
+def _pair(v) -> np.ndarray:
+    return np.array(v if isinstance(v, (tuple, list)) else (v, v), dtype=np.int64)
+
+
+def _avgpool_node(pool: nn.AvgPool2d, name: str) -> nir.AvgPool2d:
+    if pool.ceil_mode or pool.divisor_override is not None:
+        raise EslError(f"layer {name}: NIR export not supported: AvgPool2d with ceil_mode or divisor_override")
+    padding = _pair(pool.padding)
+    if padding.any() and not pool.count_include_pad:
+        raise EslError(f"layer {name}: NIR export not supported: padded AvgPool2d with count_include_pad=False")
+    stride = pool.stride if pool.stride is not None else pool.kernel_size
+    return nir.AvgPool2d(kernel_size=_pair(pool.kernel_size), stride=_pair(stride), padding=padding)
+
+
+def _flatten_node(flat: nn.Flatten, name: str, shape: Tuple[int, ...]) -> nir.Flatten:
+    """torch dims count the batch, NIR's do not: NIR dim = torch dim - 1; a last end_dim is -1."""
+    nd = len(shape) + 1
+    start, end = flat.start_dim % nd, flat.end_dim % nd
+    if start == 0 or end < start:
+        raise EslError(f"layer {name}: NIR export not supported: Flatten(start_dim={flat.start_dim}, "
+                       f"end_dim={flat.end_dim}) over the batch dimension")
+    return nir.Flatten(input_type=np.array(shape), start_dim=start - 1, end_dim=-1 if end == nd - 1 else end - 1)
+
+
+def _output_shape(node: nir.NIRNode, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    """Per-sample output shape of a node built by :func:`_layer_node`."""
+    if isinstance(node, nir.AvgPool2d):
+        k, s, p = node.kernel_size, node.stride, node.padding
+        if len(shape) != 3 or any(shape[1 + j] + 2 * p[j] < k[j] for j in range(2)):
+            raise EslError(f"AvgPool2d of kernel {tuple(k)} got input of shape {shape}")
+        return (shape[0],) + tuple(int((shape[1 + j] + 2 * p[j] - k[j]) // s[j] + 1) for j in range(2))
+    return tuple(int(v) for v in node.output_type["output"])

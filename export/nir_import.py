@@ -1,0 +1,364 @@
+"""NIR graph -> SpikingNet, the inverse of :mod:`export.nir_export`.
+
+Accepted graphs are chains ``Input -> n_1 -> ... -> n_k -> Output`` of these nodes:
+
+===================  =====================================================================
+NIR node             esl_deploy layer
+===================  =====================================================================
+``Affine``           ``nn.Linear`` (``Linear`` -> ``nn.Linear(bias=False)``)
+``Conv2d``           ``nn.Conv2d``
+``AvgPool2d``        ``nn.AvgPool2d``
+``Flatten``          ``nn.Flatten(start_dim + 1, end_dim + 1)`` (torch counts the batch dim)
+``LIF``              ``LIF`` with ``beta = 1 - dt/tau`` (see :func:`lif_parameters`)
+``IF``               ``LIF`` with ``beta = 1``
+===================  =====================================================================
+
+``dt`` is ``graph.metadata["dt"]`` when present, else snnTorch's ``1e-4``. Anything else is refused
+with an :class:`EslError` naming the node and its type: other node types (``CubaLIF``, ``Delay``,
+nested ``NIRGraph``...), recurrent edges (cycles), and graphs that branch or merge.
+
+Parameters computed by the exporter in float64 from float32 tensors come back bit-identical, so a
+network written by :func:`export.nir_export.write_nir` and read by :func:`load_nir` gives
+``torch.equal`` outputs (BatchNorm is the exception: it was folded into the conv on export).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import h5py
+import nir
+import numpy as np
+import torch
+from torch import nn
+
+from esl_deploy.errors import EslError
+from esl_deploy.masks import sparsifiable
+from esl_deploy.models import ModelSpec, SpikingNet
+from esl_deploy.neurons import LIF
+
+from .nir_export import DT, weight_density
+
+SUPPORTED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.Flatten, nir.LIF, nir.IF)
+_RTOL = 1e-9  # r * dt / tau within this of 1 counts as exactly 1 (float64 round-off of our own export)
+
+
+def lif_parameters(node: nir.NIRNode, dt: float, name: str = "?") -> Tuple[np.ndarray, np.ndarray]:
+    """Per-neuron ``(beta, threshold)`` (float64) of the snnTorch LIF equivalent to a NIR LIF/IF node.
+
+    LIF: Euler at ``dt`` gives ``v[t+1] = (1 - dt/tau) v + (r dt/tau) I``, so ``beta = 1 - dt/tau`` and
+    the input gain is ``k = r dt / tau``. IF: ``v[t+1] = v + (r dt) I``, so ``beta = 1``, ``k = r dt``.
+    With reset to 0 a gain ``k > 0`` is the same as ``k = 1`` with threshold ``theta / k`` (divide the
+    membrane by ``k``), so ``threshold = v_threshold / k``, and exactly ``v_threshold`` when ``k == 1``
+    up to float64 round-off. Requires ``v_leak == 0``, ``v_reset == 0``, ``0 < dt <= tau``.
+    """
+    label = f"node {name!r} of type {type(node).__name__}"
+    thr = np.asarray(node.v_threshold, dtype=np.float64)
+    if np.any(np.asarray(node.v_reset) != 0):
+        raise EslError(f"{label}: not supported: v_reset != 0 (esl_deploy neurons reset to 0)")
+    if isinstance(node, nir.LIF):
+        tau = np.asarray(node.tau, dtype=np.float64)
+        if np.any(np.asarray(node.v_leak) != 0):
+            raise EslError(f"{label}: not supported: v_leak != 0")
+        if not np.all(tau >= dt):
+            raise EslError(f"{label}: tau must be at least dt = {dt:g} (beta = 1 - dt/tau in [0, 1])")
+        beta = 1.0 - dt / tau
+        gain = np.asarray(node.r, dtype=np.float64) * dt / tau
+    else:
+        beta = np.ones_like(thr)
+        gain = np.asarray(node.r, dtype=np.float64) * dt
+    if not np.all(gain > 0):
+        raise EslError(f"{label}: not supported: input gain r*dt/tau <= 0")
+    exact = np.abs(gain - 1.0) <= _RTOL
+    thr = np.where(exact, thr, thr / np.where(exact, 1.0, gain))
+    if not np.all(thr > 0):
+        raise EslError(f"{label}: v_threshold must be positive")
+    return beta, thr
+
+
+def read_graph(path: Union[str, os.PathLike]) -> nir.NIRGraph:
+    """Read and type-check a NIR file, turning every way it can be wrong into one :class:`EslError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise EslError(f"no such NIR file: {path}")
+    try:
+        with h5py.File(path, "r") as f:
+            if "node" not in f or not isinstance(f["node"], h5py.Group) or "nodes" not in f["node"]:
+                raise EslError(f"{path}: not a NIR file (an HDF5 file without a /node graph)")
+            _check_node_types(f["node"]["nodes"], path)
+    except OSError as e:
+        raise EslError(f"{path}: not a NIR file (cannot open it as HDF5: {e})") from e
+    try:
+        return nir.read(path, type_check=True)
+    except Exception as first:  # a corrupt file can fail anywhere inside the nir/h5py parser
+        try:
+            graph = nir.read(path, type_check=False)
+        except Exception as e:
+            raise EslError(f"{path}: corrupt NIR file: {type(e).__name__}: {e}") from e
+        check_structure(graph)  # names the node when the graph is recurrent or unsupported
+        raise EslError(f"{path}: NIR graph does not type-check: {first}") from first
+
+
+def check_structure(graph: nir.NIRGraph) -> List[str]:
+    """Names of the chain ``Input, n_1, ..., Output``; :class:`EslError` if the graph is not one we run.
+
+    Checks, in order: every node type is supported; edges name existing nodes; no cycle (recurrent
+    edge); exactly one Input and one Output; no node has more than one incoming or outgoing edge; every
+    node lies on the path from Input to Output.
+    """
+    nodes = graph.nodes
+    for name, node in nodes.items():
+        if not isinstance(node, SUPPORTED):
+            kinds = ", ".join(t.__name__ for t in SUPPORTED)
+            raise EslError(f"node {name!r} of type {type(node).__name__}: not supported (supported: {kinds})")
+    for a, b in graph.edges:
+        for n in (a, b):
+            if n not in nodes:
+                raise EslError(f"edge {a!r} -> {b!r} names a node {n!r} that is not in the graph")
+    edge = _find_cycle(list(nodes), graph.edges)
+    if edge is not None:
+        a, b = edge
+        raise EslError(f"recurrent edge {a!r} -> {b!r} into node {b!r} of type {type(nodes[b]).__name__}: "
+                       "recurrent graphs are not supported")
+    inputs = [n for n, v in nodes.items() if isinstance(v, nir.Input)]
+    outputs = [n for n, v in nodes.items() if isinstance(v, nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise EslError(f"graph must have exactly one Input and one Output node, has inputs {inputs} "
+                       f"and outputs {outputs}")
+    succ: Dict[str, List[str]] = {n: [] for n in nodes}
+    pred: Dict[str, List[str]] = {n: [] for n in nodes}
+    for a, b in graph.edges:
+        succ[a].append(b)
+        pred[b].append(a)
+    for name in nodes:
+        kind = type(nodes[name]).__name__
+        if len(succ[name]) > 1:
+            raise EslError(f"node {name!r} of type {kind} feeds {len(succ[name])} nodes {succ[name]}: "
+                           "branching graphs are not supported (only chains)")
+        if len(pred[name]) > 1:
+            raise EslError(f"node {name!r} of type {kind} sums {len(pred[name])} inputs {pred[name]}: "
+                           "merging graphs (residual connections) are not supported (only chains)")
+    chain = [inputs[0]]
+    while succ[chain[-1]]:
+        chain.append(succ[chain[-1]][0])
+    if chain[-1] != outputs[0]:
+        raise EslError(f"the chain from Input {inputs[0]!r} ends at node {chain[-1]!r}, not at Output {outputs[0]!r}")
+    stray = [n for n in nodes if n not in set(chain)]
+    if stray:
+        raise EslError(f"node {stray[0]!r} of type {type(nodes[stray[0]]).__name__} is not on the path from "
+                       "Input to Output")
+    return chain
+
+
+def from_nir(graph_or_path: Union[nir.NIRGraph, str, os.PathLike]) -> SpikingNet:
+    """Build a SpikingNet (eval mode) from a NIR graph or file; sets ``model.meta`` (see :func:`nir_meta`)."""
+    if isinstance(graph_or_path, (str, os.PathLike)):
+        graph = read_graph(graph_or_path)
+    elif isinstance(graph_or_path, nir.NIRGraph):
+        graph = graph_or_path
+    else:
+        raise EslError(f"expected a NIR graph or a path, got {type(graph_or_path).__name__}")
+    chain = check_structure(graph)
+    metadata = metadata_from_hdf5(graph.metadata or {})
+    dt = float(metadata.get("dt", DT))
+    if not dt > 0:
+        raise EslError(f"graph metadata dt must be positive, got {dt}")
+    shape = tuple(int(s) for s in np.atleast_1d(graph.nodes[chain[0]].input_type["input"]))
+    input_shape = shape
+    layers: List[nn.Module] = []
+    node_index: Dict[str, int] = {}
+    for name in chain[1:-1]:
+        node = graph.nodes[name]
+        layer = _layer(node, name, shape, dt)
+        shape = _layer_output_shape(layer, name, node, shape)
+        node_index[name] = len(layers)
+        layers.append(layer)
+    if not layers or not isinstance(layers[-1], LIF) or len(shape) != 1:
+        raise EslError("graph must end in a layer of LIF/IF neurons of shape (num_classes,) before its Output")
+    out = graph.nodes[chain[-1]].output_type["output"]
+    if out is not None and tuple(int(s) for s in np.atleast_1d(out)) != shape:
+        raise EslError(f"Output node {chain[-1]!r} has shape {tuple(np.atleast_1d(out))}, the network gives {shape}")
+    spec = _model_spec(metadata, layers, input_shape, shape[0])
+    model = SpikingNet(layers, spec).eval()
+    model.meta = nir_meta(model, metadata, node_index)
+    return model
+
+
+def load_nir(path: Union[str, os.PathLike]) -> SpikingNet:
+    """Read a ``.nir`` file into a runnable SpikingNet (eval mode) with ``model.meta`` from the graph."""
+    return from_nir(read_graph(path))
+
+
+def nir_meta(model: SpikingNet, metadata: Dict[str, Any], node_index: Dict[str, int]) -> Dict[str, Any]:
+    """``model.meta``: the graph metadata with defaults for graphs written by other tools.
+
+    ``method`` and ``dataset`` default to ``"unknown"``, ``density``/``layer_density`` to the fraction
+    of non-zero weights; ``T`` and ``encoding`` are only present when the graph recorded them.
+    ``layer_density`` keys ``layers.<node>.weight`` are renamed to the imported layer index (they differ
+    where a BatchNorm was folded away on export).
+    """
+    meta = dict(metadata)
+    meta.setdefault("method", "unknown")
+    meta.setdefault("dataset", "unknown")
+    weights = sparsifiable(model)
+    if "layer_density" not in meta:
+        meta["layer_density"] = {n: weight_density(w.detach().numpy()) for n, w in weights}
+    else:
+        renamed = {}
+        for key, value in dict(meta["layer_density"]).items():
+            m = re.fullmatch(r"layers\.(\w+)\.weight", key)
+            if m and m.group(1) in node_index:
+                key = f"layers.{node_index[m.group(1)]}.weight"
+            renamed[key] = value
+        meta["layer_density"] = renamed
+    if "density" not in meta:
+        total = sum(w.numel() for _, w in weights)
+        meta["density"] = sum(int(torch.count_nonzero(w)) for _, w in weights) / total if total else 1.0
+    if "T" in meta:
+        meta["T"] = int(meta["T"])
+    return meta
+
+
+def metadata_from_hdf5(value: Any) -> Any:
+    """Plain Python values from what ``nir.read`` returns: numpy scalars -> int/float/bool, numeric
+    arrays -> lists, byte strings -> str; dicts recurse. Inverse of ``nir_export.storable_metadata``."""
+    if isinstance(value, dict):
+        return {str(k): metadata_from_hdf5(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf8")
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "SO":
+            return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in value.tolist()]
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _check_node_types(nodes_group: h5py.Group, path: Path) -> None:
+    """Refuse node types the nir package does not know, naming the node (nir.read would only assert)."""
+    for name, group in nodes_group.items():
+        if not isinstance(group, h5py.Group) or "type" not in group:
+            raise EslError(f"{path}: node {name!r} has no type: not a NIR file")
+        kind = group["type"][()]
+        kind = kind.decode("utf8") if isinstance(kind, bytes) else str(kind)
+        try:
+            nir.str2NIRNode(kind)
+        except (AssertionError, KeyError):
+            raise EslError(f"{path}: node {name!r} of type {kind!r}: not a NIR node type") from None
+        if kind == "NIRGraph" and "nodes" in group:
+            _check_node_types(group["nodes"], path)
+
+
+def _find_cycle(names: List[str], edges) -> Optional[Tuple[str, str]]:
+    """An edge closing a cycle (a back edge of a depth-first search), or None for an acyclic graph."""
+    succ: Dict[str, List[str]] = {n: [] for n in names}
+    for a, b in edges:
+        succ[a].append(b)
+    state = {n: 0 for n in names}  # 0 unvisited, 1 on the current path, 2 done
+    for root in names:
+        if state[root]:
+            continue
+        stack = [(root, iter(succ[root]))]
+        state[root] = 1
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+            elif state[nxt] == 1:
+                return node, nxt
+            elif state[nxt] == 0:
+                state[nxt] = 1
+                stack.append((nxt, iter(succ[nxt])))
+    return None
+
+
+def _f32(a) -> torch.Tensor:
+    return torch.from_numpy(np.array(a, dtype=np.float32))
+
+
+def _ints(v) -> Tuple[int, ...]:
+    return tuple(int(x) for x in np.atleast_1d(v))
+
+
+def _layer(node: nir.NIRNode, name: str, shape: Tuple[int, ...], dt: float) -> nn.Module:
+    """The torch layer of one NIR node whose per-sample input shape is ``shape``."""
+    label = f"node {name!r} of type {type(node).__name__}"
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        w = np.asarray(node.weight)
+        if w.ndim != 2:
+            raise EslError(f"{label}: weight must be 2-d (out, in), got shape {w.shape}")
+        has_bias = isinstance(node, nir.Affine)
+        layer = nn.Linear(w.shape[1], w.shape[0], bias=has_bias)
+        with torch.no_grad():
+            layer.weight.copy_(_f32(w))
+            if has_bias:
+                layer.bias.copy_(_f32(np.broadcast_to(node.bias, (w.shape[0],))))
+        return layer
+    if isinstance(node, nir.Conv2d):
+        w = np.asarray(node.weight)
+        if w.ndim != 4:
+            raise EslError(f"{label}: weight must be 4-d (C_out, C_in/groups, kH, kW), got shape {w.shape}")
+        padding = node.padding if isinstance(node.padding, str) else _ints(node.padding)
+        groups = int(np.asarray(node.groups))
+        layer = nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=_ints(node.stride),
+                          padding=padding, dilation=_ints(node.dilation), groups=groups, bias=True)
+        with torch.no_grad():
+            layer.weight.copy_(_f32(w))
+            layer.bias.copy_(_f32(np.broadcast_to(node.bias, (w.shape[0],))))
+        return layer
+    if isinstance(node, nir.AvgPool2d):
+        return nn.AvgPool2d(_ints(node.kernel_size), stride=_ints(node.stride), padding=_ints(node.padding))
+    if isinstance(node, nir.Flatten):
+        start, end = int(node.start_dim), int(node.end_dim)
+        return nn.Flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end)
+    if isinstance(node, (nir.LIF, nir.IF)):
+        beta, thr = lif_parameters(node, dt, name)
+        if beta.ndim == 0:
+            beta, thr = np.full(shape, float(beta)), np.full(shape, float(thr))
+        if beta.shape != shape:
+            raise EslError(f"{label}: {beta.shape} neurons follow a layer of shape {shape}")
+        lif = LIF(shape, beta=float(beta.flat[0]), threshold=float(thr.flat[0]))
+        with torch.no_grad():
+            lif.beta.copy_(_f32(beta))
+            lif.threshold.copy_(_f32(thr))
+        return lif
+    raise EslError(f"{label}: not supported")  # unreachable after check_structure
+
+
+def _layer_output_shape(layer: nn.Module, name: str, node: nir.NIRNode, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    if isinstance(layer, LIF):
+        return shape
+    try:
+        with torch.no_grad():
+            y = layer(torch.zeros(1, *shape))
+    except RuntimeError as e:
+        raise EslError(f"node {name!r} of type {type(node).__name__} cannot take input of shape {shape}: "
+                       f"{str(e).splitlines()[0]}") from e
+    return tuple(y.shape[1:])
+
+
+def _model_spec(metadata: Dict[str, Any], layers: List[nn.Module], input_shape: Tuple[int, ...],
+                num_classes: int) -> ModelSpec:
+    """The recorded ModelSpec, or for graphs from other tools a nominal one: ``convnet`` if it has
+    convolutions else ``mlp``, with the first LIF layer's mean beta and threshold."""
+    if isinstance(metadata.get("model_spec"), dict):
+        try:
+            spec = ModelSpec.from_dict(metadata["model_spec"])
+        except (TypeError, ValueError, KeyError) as e:
+            raise EslError(f"graph metadata model_spec is invalid: {e}") from e
+        if spec.input_shape != input_shape or spec.num_classes != num_classes:
+            raise EslError(f"graph metadata model_spec ({spec.input_shape} -> {spec.num_classes}) does not match "
+                           f"the graph ({input_shape} -> {num_classes})")
+        return spec
+    lif = next(l for l in layers if isinstance(l, LIF))
+    name = "convnet" if any(isinstance(l, nn.Conv2d) for l in layers) else "mlp"
+    try:
+        return ModelSpec(name, input_shape, num_classes, beta=float(lif.beta.double().mean().clamp(0, 1)),
+                         threshold=float(lif.threshold.double().mean()))
+    except ValueError as e:
+        raise EslError(f"cannot describe this graph as a model: {e}") from e

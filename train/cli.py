@@ -1,0 +1,83 @@
+"""``esl train``: parse options into a :class:`TrainConfig` and call :func:`train.trainer.train`."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from esl_deploy.datasets import DATASETS, ENCODINGS
+from esl_deploy.errors import EslError
+from esl_deploy.masks import DENSITY_MODES
+from esl_deploy.models import MODELS
+
+from .config import OPTIMIZERS, TrainConfig
+from .losses import LOSSES
+from .masking import GROW_RULES, METHODS, SparsityConfig
+from .pq_index import SCOPES, PQConfig
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--model", type=click.Choice(list(MODELS)), default="mlp", help="Architecture.")
+@click.option("--dataset", type=click.Choice(list(DATASETS)), default="digits", help="Data set (digits is embedded).")
+@click.option("--data-dir", type=click.Path(), default=None, help="Folder holding the data set's files.")
+@click.option("--method", type=click.Choice(list(METHODS)), default="esl", help="Sparse training method.")
+@click.option("--density", type=float, default=0.1, help="Target connection density in (0, 1] (initial density for pq).")
+@click.option("--density-mode", type=click.Choice(DENSITY_MODES), default="erk", help="Per-layer density rule.")
+@click.option("--epochs", type=int, default=40)
+@click.option("--seed", type=int, default=0)
+@click.option("--out", type=click.Path(), required=True, help="Run folder to write.")
+@click.option("--T", "T", type=int, default=8, help="Time steps per sample.")
+@click.option("--encoding", type=click.Choice(ENCODINGS), default="direct", help="Static input encoding.")
+@click.option("--batch-size", type=int, default=100)
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam")
+@click.option("--lr", type=float, default=0.01, help="Initial learning rate.")
+@click.option("--lr-end", type=float, default=0.0001, help="Learning rate at the last epoch (exponential decay).")
+@click.option("--loss", type=click.Choice(LOSSES), default="ce")
+@click.option("--tet-lambda", type=float, default=1e-3, help="TET's lambda.")
+@click.option("--width", type=float, default=1.0, help="Multiplier of hidden sizes / channels.")
+@click.option("--beta", type=float, default=0.9, help="Membrane decay of every LIF neuron.")
+@click.option("--threshold", type=float, default=1.0, help="Firing threshold of every LIF neuron.")
+@click.option("--t-iter", type=int, default=None,
+              help="Iterations between rewirings [default: 1000 (paper), or total/20 on small data].")
+@click.option("--alpha", type=float, default=0.3, help="Initial rewiring fraction.")
+@click.option("--t-end", type=float, default=0.75, help="Stop rewiring after this fraction of training.")
+@click.option("--grow", type=click.Choice(GROW_RULES), default=None, help="Regrowth rule [default: the method's].")
+@click.option("--prune-at", type=float, default=0.5, help="magnitude: prune after this fraction of training.")
+@click.option("--pq-p", type=float, default=0.5)
+@click.option("--pq-q", type=float, default=1.0)
+@click.option("--pq-eta", type=float, default=0.001)
+@click.option("--pq-gamma", type=float, default=1.0)
+@click.option("--pq-beta", type=float, default=0.9)
+@click.option("--pq-rho", type=float, default=0.5, help="Weights regrown per weight pruned.")
+@click.option("--pq-scope", type=click.Choice(SCOPES), default="layer")
+@click.option("--core-aware", type=click.Choice(["truenorth"]), default=None,
+              help="Keep rewiring inside core-sized groups.")
+@click.option("--device", default="cpu", help="cpu or cuda.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--force", is_flag=True, help="Overwrite an existing run folder.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def train_cmd(**o):
+    """Train a sparse SNN and write a run folder (checkpoint.pt, metrics.csv, summary.json, curves.png)."""
+    from .trainer import train
+
+    try:
+        pq = PQConfig(p=o["pq_p"], q=o["pq_q"], eta=o["pq_eta"], gamma=o["pq_gamma"], beta=o["pq_beta"],
+                      rho=o["pq_rho"], scope=o["pq_scope"])
+        sparsity = SparsityConfig(method=o["method"], density=o["density"], density_mode=o["density_mode"],
+                                  t_iter=o["t_iter"], alpha=o["alpha"], t_end=o["t_end"], grow=o["grow"],
+                                  prune_at=o["prune_at"], pq=pq, core_aware=o["core_aware"])
+        cfg = TrainConfig(model=o["model"], dataset=o["dataset"], data_dir=o["data_dir"], epochs=o["epochs"],
+                          seed=o["seed"], T=o["T"], encoding=o["encoding"], batch_size=o["batch_size"],
+                          optimizer=o["optimizer"], lr=o["lr"], lr_end=o["lr_end"], loss=o["loss"],
+                          tet_lambda=o["tet_lambda"], width=o["width"], beta=o["beta"], threshold=o["threshold"],
+                          sparsity=sparsity, device=o["device"])
+    except ValueError as e:
+        raise EslError(str(e)) from None
+    summary = train(cfg, o["out"], resume=o["resume"], force=o["force"], progress=not o["no_progress"])
+    if o["as_json"]:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"test accuracy {summary['test_acc']:.4f} (best val {summary['best_val_acc']:.4f} at epoch "
+                   f"{summary['best_epoch']}), density {summary['density']:.4f}, "
+                   f"{summary['seconds_per_epoch']:.2f} s/epoch -> {o['out']}")

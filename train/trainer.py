@@ -1,0 +1,246 @@
+"""The training loop: data, model, optimizer, sparsity engine, best-on-validation checkpointing.
+
+Each epoch: shuffle (generator seeded by (seed, epoch), so an interrupted run resumes identically),
+for each batch encode over T steps, forward, loss, backward, ``optimizer.step()``, ``engine.step()``;
+then evaluate on the validation set (10 % of train, fixed), keep the best model, decay the learning
+rate (exponential, lr -> lr_end over the run), and write ``checkpoint.pt`` atomically. At the end the
+best model is evaluated on the test set and ``metrics.csv``, ``summary.json`` and ``curves.png`` are
+written into the run folder.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from esl_deploy.checkpoint import atomic_write_bytes, atomic_write_text, read_checkpoint, save_checkpoint
+from esl_deploy.datasets import load_dataset, to_time_major
+from esl_deploy.errors import EslError
+from esl_deploy.models import ModelSpec, SpikingNet, build_model
+
+from .config import TrainConfig, config_diff
+from .losses import compute_loss, predict
+from .masking import MaskEngine
+
+RUN_FILES = ("checkpoint.pt", "metrics.csv", "summary.json", "curves.png")
+EVAL_SEED = 12345  # rate-encoded evaluation uses a fixed stream, so accuracies are comparable
+
+
+def resolve_device(name: str) -> torch.device:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise EslError("--device cuda requested but no CUDA device is available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise EslError(f"unknown device {name!r}") from None
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_gamma(cfg: TrainConfig) -> float:
+    """Per-epoch factor of the exponential decay lr -> lr_end reached at the last epoch."""
+    return (cfg.lr_end / cfg.lr) ** (1.0 / max(1, cfg.epochs - 1))
+
+
+def _seeded(seed: int, *parts: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + sum(p * 7919 ** (i + 1) for i, p in enumerate(parts)))
+
+
+@torch.no_grad()
+def evaluate(model: SpikingNet, data: Dataset, cfg: TrainConfig, temporal: bool, device: torch.device,
+             batch_size: int = 256) -> Dict[str, float]:
+    """Mean loss and accuracy of ``model`` on ``data`` (eval mode, fixed encoding stream)."""
+    model.eval()
+    gen = torch.Generator().manual_seed(EVAL_SEED)
+    loss_sum, correct, n = 0.0, 0, 0
+    for x, y in DataLoader(data, batch_size=batch_size, shuffle=False):
+        xt = to_time_major(x, cfg.T, cfg.encoding, temporal, gen).to(device)
+        y = y.to(device)
+        out = model(xt)
+        loss_sum += float(compute_loss(cfg.loss, out, y, cfg.tet_lambda)) * len(y)
+        correct += int((predict(out) == y).sum())
+        n += len(y)
+    return {"loss": loss_sum / max(n, 1), "acc": correct / max(n, 1)}
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    return (n_train + batch_size - 1) // batch_size
+
+
+def prepare_run_folder(out: Path, resume: bool, force: bool) -> None:
+    """Refuse to overwrite an existing run unless ``force``; ``resume`` needs a checkpoint to continue."""
+    if resume:
+        if force:
+            raise EslError("--resume and --force contradict each other: choose one")
+        if not (out / "checkpoint.pt").is_file():
+            raise EslError(f"nothing to resume: {out / 'checkpoint.pt'} does not exist")
+        return
+    if out.exists() and not out.is_dir():
+        raise EslError(f"run folder {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise EslError(f"run folder {out} already exists; use --force to overwrite or --resume to continue")
+        for name in RUN_FILES:
+            if (out / name).exists():
+                (out / name).unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: bool = False, progress: bool = True,
+          on_epoch_end: Optional[Callable[[int, dict], None]] = None) -> dict:
+    """Train as configured into run folder ``out``; returns the summary (also in summary.json)."""
+    out = Path(out)
+    prepare_run_folder(out, resume, force)
+    device = resolve_device(cfg.device)
+    data = load_dataset(cfg.dataset, cfg.data_dir, T=cfg.T)
+
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    spec = ModelSpec(cfg.model, data.input_shape, data.num_classes, width=cfg.width, beta=cfg.beta,
+                     threshold=cfg.threshold)
+    model = build_model(spec).to(device)
+    optimizer = make_optimizer(model, cfg)
+    lr_sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_gamma(cfg))
+    total_steps = cfg.epochs * steps_per_epoch(len(data.train), cfg.batch_size)
+    engine = MaskEngine(model, optimizer, cfg.sparsity, total_steps=total_steps, seed=cfg.seed + 1)
+
+    start_epoch, history, best, wall = 0, [], None, 0.0
+    if resume:
+        state = read_checkpoint(out / "checkpoint.pt")
+        diff = config_diff(state["config"], cfg.to_dict())
+        diff = [k for k in diff if k.split(".")[0] not in ("device", "data_dir")]
+        if diff:
+            raise EslError(f"--resume with a different config than the run in {out}: {', '.join(diff)} differ")
+        if state.get("summary") is not None and state["epoch"] >= cfg.epochs:
+            raise EslError(f"run in {out} already finished ({state['epoch']} epochs); nothing to resume")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        lr_sched.load_state_dict(state["lr_scheduler"])
+        engine.load_state_dict(state["engine"])
+        start_epoch, history, best, wall = state["epoch"], list(state["history"]), state["best"], state["wall_time"]
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        row = _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress)
+        val = evaluate(model, data.val, cfg, data.temporal, device)
+        row.update(epoch=epoch + 1, val_loss=val["loss"], val_acc=val["acc"], lr=optimizer.param_groups[0]["lr"],
+                   density=engine.density(), **{f"density/{n}": d for n, d in engine.layer_density().items()})
+        lr_sched.step()
+        if best is None or val["acc"] > best["val_acc"]:
+            best = {"epoch": epoch + 1, "val_acc": val["acc"], "model": copy.deepcopy(model.state_dict()),
+                    "masks": {n: m.cpu().clone() for n, m in engine.masks.items()},
+                    "density": engine.density(), "layer_density": engine.layer_density()}
+        wall += time.perf_counter() - t0
+        row["epoch_seconds"] = time.perf_counter() - t0
+        history.append(row)
+        _save(out, cfg, spec, model, optimizer, lr_sched, engine, epoch + 1, history, best, wall, None)
+        _write_metrics(out / "metrics.csv", history)
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}  train {row['train_acc']:.3f}  "
+                       f"val {val['acc']:.3f}  density {engine.density():.4f}  rewired {row['rewired']}")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, row)
+
+    best_model = build_model(spec).to(device)
+    best_model.load_state_dict(best["model"])
+    test = evaluate(best_model, data.test, cfg, data.temporal, device)
+    summary = {
+        "model": cfg.model, "dataset": cfg.dataset, "method": cfg.sparsity.method, "seed": cfg.seed,
+        "epochs": cfg.epochs, "T": cfg.T, "encoding": cfg.encoding,
+        "target_density": cfg.sparsity.density if cfg.sparsity.method != "dense" else 1.0,
+        "best_epoch": best["epoch"], "best_val_acc": best["val_acc"], "test_acc": test["acc"],
+        "density": best["density"], "layer_density": best["layer_density"],
+        "final_density": engine.density(), "t_iter": engine.t_iter, "rewired_total": engine.rewired_total,
+        "wall_time_s": wall, "seconds_per_epoch": wall / max(1, len(history)),
+    }
+    _save(out, cfg, spec, model, optimizer, lr_sched, engine, cfg.epochs, history, best, wall, summary)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    _plot_curves(out / "curves.png", history, cfg)
+    return summary
+
+
+def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress) -> dict:
+    model.train()
+    loader = DataLoader(data.train, batch_size=cfg.batch_size, shuffle=True, generator=_seeded(cfg.seed, epoch, 1))
+    enc_gen = _seeded(cfg.seed, epoch, 2)
+    loss_sum, correct, n, rewired = 0.0, 0, 0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress, unit="batch")
+    for x, y in bar:
+        xt = to_time_major(x, cfg.T, cfg.encoding, data.temporal, enc_gen).to(device)
+        y = y.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        out = model(xt)
+        loss = compute_loss(cfg.loss, out, y, cfg.tet_lambda)
+        loss.backward()
+        optimizer.step()
+        rewired += engine.step()
+        loss_sum += float(loss) * len(y)
+        correct += int((predict(out.detach()) == y).sum())
+        n += len(y)
+        bar.set_postfix(loss=f"{loss_sum / n:.4f}", acc=f"{correct / n:.3f}")
+    return {"loss": loss_sum / n, "train_acc": correct / n, "rewired": rewired}
+
+
+def _save(out, cfg, spec, model, optimizer, lr_sched, engine, epoch, history, best, wall, summary) -> None:
+    save_checkpoint(out / "checkpoint.pt", {
+        "config": cfg.to_dict(), "model_spec": spec.to_dict(), "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "lr_scheduler": lr_sched.state_dict(),
+        "engine": engine.state_dict(), "epoch": epoch, "history": history, "best": best,
+        "wall_time": wall, "summary": summary,
+    })
+
+
+def _write_metrics(path: Path, history: List[dict]) -> None:
+    keys: List[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _plot_curves(path: Path, history: List[dict], cfg: TrainConfig) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(ep, [r["loss"] for r in history], label="train")
+    axes[0].plot(ep, [r["val_loss"] for r in history], label="validation")
+    axes[0].set(title="loss", xlabel="epoch")
+    axes[1].plot(ep, [r["train_acc"] for r in history], label="train")
+    axes[1].plot(ep, [r["val_acc"] for r in history], label="validation")
+    axes[1].set(title="accuracy", xlabel="epoch")
+    for key in history[0]:
+        if key.startswith("density/"):
+            axes[2].plot(ep, [r[key] for r in history], label=key.split("/", 1)[1], lw=1)
+    axes[2].plot(ep, [r["density"] for r in history], label="global", color="k", lw=2)
+    axes[2].set(title="connection density", xlabel="epoch", ylim=(0, 1.05))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{cfg.model} on {cfg.dataset}, method {cfg.sparsity.method}, seed {cfg.seed}")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
