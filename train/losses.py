@@ -1,6 +1,8 @@
 """Losses on the output spike train O (T, B, C) of the last LIF layer.
 
-- ``ce``: cross-entropy on the time-averaged output (spike rate), L = CE(mean_t O[t], y).
+- ``ce``: cross-entropy on the time-averaged output scaled by T, i.e. on the spike counts,
+  L = CE(T * mean_t O[t], y) = CE(sum_t O[t], y). (Unscaled rates span only [0, 1], so the softmax
+  saturates near CE = 1.46 for 10 classes and training stalls; counts span [0, T].)
 - ``tet``: Temporal Efficient Training (Deng et al., ICLR 2022),
   L = (1 - lambda) * (1/T) sum_t CE(O[t], y) + lambda * MSE(O, phi), with phi = 1 and lambda = 1e-3
   by default (the values of the ESL lineage code).
@@ -15,8 +17,8 @@ import torch.nn.functional as F
 LOSSES = ("ce", "tet")
 
 
-def ce_rate_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(out.mean(0), y)
+def ce_count_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(out.sum(0), y)
 
 
 def tet_loss(out: torch.Tensor, y: torch.Tensor, lam: float = 1e-3, phi: float = 1.0) -> torch.Tensor:
@@ -28,7 +30,7 @@ def tet_loss(out: torch.Tensor, y: torch.Tensor, lam: float = 1e-3, phi: float =
 
 def compute_loss(name: str, out: torch.Tensor, y: torch.Tensor, tet_lambda: float = 1e-3) -> torch.Tensor:
     if name == "ce":
-        return ce_rate_loss(out, y)
+        return ce_count_loss(out, y)
     if name == "tet":
         return tet_loss(out, y, tet_lambda)
     raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")

@@ -185,6 +185,15 @@ class MaskEngine:
             self.apply()
         return rewired
 
+    @property
+    def structure_final(self) -> bool:
+        """True once the method will not change the density again (always, for constant-density methods)."""
+        if self.method.name == "magnitude":
+            return self.t >= self.prune_step
+        if self.method.name == "pq":
+            return self.t >= self.t_end
+        return True
+
     def _due(self, t: int) -> bool:
         if self.method.name == "magnitude":
             return t == self.prune_step

@@ -2,7 +2,8 @@
 
 Each epoch: shuffle (generator seeded by (seed, epoch), so an interrupted run resumes identically),
 for each batch encode over T steps, forward, loss, backward, ``optimizer.step()``, ``engine.step()``;
-then evaluate on the validation set (10 % of train, fixed), keep the best model, decay the learning
+then evaluate on the validation set (10 % of train, fixed), keep the best model (among epochs whose
+sparsity is final, see ``MaskEngine.structure_final``), decay the learning
 rate (exponential, lr -> lr_end over the run), and write ``checkpoint.pt`` atomically. At the end the
 best model is evaluated on the test set and ``metrics.csv``, ``summary.json`` and ``curves.png`` are
 written into the run folder.
@@ -142,7 +143,9 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
         row.update(epoch=epoch + 1, val_loss=val["loss"], val_acc=val["acc"], lr=optimizer.param_groups[0]["lr"],
                    density=engine.density(), **{f"density/{n}": d for n, d in engine.layer_density().items()})
         lr_sched.step()
-        if best is None or val["acc"] > best["val_acc"]:
+        # Keep the best on validation among epochs whose sparsity is final: for pq and magnitude the
+        # density still falls until the last pruning, and an earlier, denser model is not the result.
+        if engine.structure_final and (best is None or val["acc"] > best["val_acc"]):
             best = {"epoch": epoch + 1, "val_acc": val["acc"], "model": copy.deepcopy(model.state_dict()),
                     "masks": {n: m.cpu().clone() for n, m in engine.masks.items()},
                     "density": engine.density(), "layer_density": engine.layer_density()}
