@@ -1,0 +1,111 @@
+"""``esl energy``: synaptic operations, TrueNorth cores and energy of a trained network.
+
+The command parses its options into :class:`hw_models.energy.EnergyConstants` and calls
+:func:`hw_models.report.energy_report`; user mistakes raise :class:`EslError` (one line, exit code 2).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from torch import nn
+
+from esl_deploy.errors import EslError
+
+from .energy import HW_CHOICES, EnergyConstants, parse_overrides
+from .truenorth import STRATEGIES
+
+
+def load_source(path: str) -> nn.Module:
+    """A SpikingNet from a checkpoint (``.pt``/``.pth``, or a run folder holding ``checkpoint.pt``) or ``.nir``.
+
+    The loaders are imported when needed: ``esl_deploy.load`` and ``export.nir_import.load_nir``.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "checkpoint.pt"
+    if not p.is_file():
+        raise EslError(f"model file not found: {p}")
+    suffix = p.suffix.lower()
+    if suffix == ".nir":
+        try:
+            from export.nir_import import load_nir
+        except ImportError:
+            raise EslError("reading .nir files needs export.nir_import, which is not installed") from None
+        return load_nir(str(p))
+    if suffix in (".pt", ".pth"):
+        import esl_deploy
+
+        load = getattr(esl_deploy, "load", None)
+        if load is None:
+            raise EslError("reading checkpoints needs esl_deploy.load, which is not installed")
+        return load(str(p))
+    raise EslError(f"unknown model file type {p.suffix!r}: give a checkpoint (.pt) or a NIR graph (.nir)")
+
+
+@click.command("energy")
+@click.argument("source", metavar="RUN/checkpoint.pt|model.nir", required=False)
+@click.option("--hw", "hardware", type=click.Choice(HW_CHOICES), multiple=True, default=("all",),
+              show_default=True, help="Hardware to cost (repeatable); the dense ANN on the GPU is always the base.")
+@click.option("--dataset", default=None, help="Data set to run (default: the one the model was trained on).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder of the data set's files.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N test samples.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--T", "T", type=click.IntRange(min=1), default=None, help="Time steps (default: the model's).")
+@click.option("--encoding", type=click.Choice(("direct", "rate")), default=None,
+              help="Input encoding of static data (default: the model's).")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="sparse", show_default=True,
+              help="TrueNorth placement used for the energy (the table shows both).")
+@click.option("--max-chips", type=click.IntRange(min=1), default=None,
+              help="Refuse a model that needs more TrueNorth chips than this.")
+@click.option("--const", "consts", multiple=True, metavar="NAME=VALUE",
+              help="Override a hardware constant (repeatable), e.g. --const truenorth.sop_pj=26.")
+@click.option("--list-constants", is_flag=True, help="Print the table of constants with sources and exit.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of rate encoding.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG bar chart here.")
+def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encoding, strategy, max_chips, consts,
+               list_constants, seed, as_json, plot):
+    """Count synaptic operations on a data set, map the network onto TrueNorth cores and estimate its
+    energy on TrueNorth, Loihi and 45 nm CMOS against the dense ANN on a V100-class GPU."""
+    from esl_deploy.datasets import load_dataset
+
+    from .report import energy_report, plot_energy
+
+    constants = parse_overrides(consts)
+    if list_constants:
+        defaults = EnergyConstants()
+        for c in constants.table:
+            mark = "" if c.value == defaults[c.name] else f" [overridden; default {defaults[c.name]:g}]"
+            click.echo(f"{c.name:30s} {c.value:<12.6g} {c.unit:24s} {c.source}{mark}")
+        return
+    if source is None:
+        raise click.UsageError("missing the model: give RUN/checkpoint.pt or model.nir")
+    model = load_source(source)
+    meta = dict(getattr(model, "meta", None) or {})
+    dataset = dataset or (meta.get("dataset") if meta.get("dataset") != "unknown" else None)
+    if not dataset:
+        raise EslError("the model does not say which data set it was trained on: give --dataset")
+    T = T or meta.get("T")
+    if not T:
+        raise EslError("the model does not say how many time steps it runs: give --T")
+    encoding = encoding or meta.get("encoding") or "direct"
+    splits = load_dataset(dataset, data_dir or meta.get("data_dir"), T=int(T))
+    spec = getattr(model, "spec", None)
+    if spec is not None and tuple(spec.input_shape) != tuple(splits.input_shape):
+        raise EslError(f"the model takes input of shape {tuple(spec.input_shape)} but {dataset} gives "
+                       f"{tuple(splits.input_shape)}")
+    report = energy_report(model, splits.test, T=int(T), encoding=encoding, temporal=splits.temporal,
+                           source=str(source), dataset=dataset, hardware=hardware, constants=constants,
+                           strategy=strategy, max_chips=max_chips, limit=limit, batch_size=batch_size, seed=seed,
+                           progress=not as_json and sys.stderr.isatty())
+    if plot:
+        plot_energy(report, plot)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(report.format_table())
+        if plot:
+            click.echo(f"plot written to {plot}")

@@ -1,0 +1,168 @@
+"""Core-aware structure learning: keep a layer's sparse connectivity inside core-sized groups.
+
+``esl train --core-aware truenorth`` restricts ESL's and PQ-index's rewiring of every Linear layer to an
+``allowed`` pattern from :func:`core_groups`: each output neuron belongs to one *core group*, the group
+owns a window of axon blocks, and a neuron may only hold (and regrow) synapses from its group's window.
+A mask inside the pattern then maps onto (close to) the lower bound of cores of
+:mod:`hw_models.truenorth`, because the mapper's balanced segments are exactly these blocks.
+
+The trainer (``train.masking.MaskEngine``) calls :func:`hw_models.truenorth.core_allowed_mask` once per
+sparse weight with its target density (Linear: :func:`core_groups`; a conv kernel: all True, no
+constraint), initialises each mask inside its pattern and passes the pattern as ``allowed`` to the
+regrowth, so nothing outside it can grow (pruning needs no change: it only removes synapses). The
+helpers below do the same for other code: :func:`core_aware_allowed` (every sparsifiable weight of a
+model), :func:`random_mask_within`, :func:`restrict_scores` (-inf outside the pattern before a top-k)
+and :func:`check_within` (the invariant, for tests).
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from .truenorth import CoreSpec
+
+
+def axon_blocks(in_features: int, axons: int = 256) -> np.ndarray:
+    """Boundaries (b + 1,) of b = ceil(in / axons) contiguous axon blocks of balanced size (<= axons).
+
+    Block k is ``[bounds[k], bounds[k+1])``; the first ``in % b`` blocks hold one axon more.
+    """
+    if in_features < 1 or axons < 1:
+        raise ValueError(f"in_features and axons must be positive, got {in_features}, {axons}")
+    b = -(-in_features // axons)
+    sizes = np.full(b, in_features // b, dtype=np.int64)
+    sizes[: in_features % b] += 1
+    return np.concatenate([[0], np.cumsum(sizes)])
+
+
+def _group_sizes(out_features: int, blocks: int, neurons: int) -> np.ndarray:
+    """Output neurons per group: balanced when every group fits one core, else whole cores round-robin."""
+    if out_features <= neurons * blocks:
+        g = np.full(blocks, out_features // blocks, dtype=np.int64)
+        g[: out_features % blocks] += 1
+        return g
+    chunks = -(-out_features // neurons)
+    sizes = np.full(chunks, neurons, dtype=np.int64)
+    sizes[-1] = out_features - neurons * (chunks - 1)
+    g = np.zeros(blocks, dtype=np.int64)
+    np.add.at(g, np.arange(chunks) % blocks, sizes)
+    return g
+
+
+def core_groups(out_features: int, in_features: int, *, axons: int = 256, neurons: int = 256,
+                density: Optional[float] = None, max_fill: float = 0.9) -> torch.Tensor:
+    """The allowed (out, in) bool pattern of a core-aware Linear layer.
+
+    Construction, with A = ``axons`` and N = ``neurons`` per core:
+
+    1. The inputs are cut into b = ceil(in / A) contiguous balanced blocks (:func:`axon_blocks`), each
+       <= A axons: one core's axon set.
+    2. The outputs are cut into b contiguous groups (group k starts at block k). If every group fits one
+       core (out <= N * b) the groups are balanced (out / b neurons each); otherwise whole cores of N
+       neurons are dealt round-robin, so every group is a whole number of full cores but the last.
+    3. Group k may use the window of c consecutive blocks k, k+1, ..., k+c-1 (mod b). c is the smallest
+       number such that a mask of ``density`` fills at most ``max_fill`` of the pattern (room is left for
+       regrowth), and such that every input is in some group's window (c >= ceil(b / #groups)).
+
+    Why this maps onto ~lower-bound cores: with c = 1 every neuron's inputs lie in one block, so it needs
+    no partial sum, and block k's g_k neurons fill ceil(g_k / N) cores that all share that block's axons.
+    In total sum_k ceil(g_k / N) = max(b, ceil(out / N)) cores, which is the axon bound (every input
+    needs an axon: ceil(in / A) = b) or the neuron bound (ceil(out / N)) of the lower bound, whatever the
+    density d <= max_fill / b. A denser layer (d * in > A, more inputs per neuron than one core has
+    axons) cannot avoid partial sums; c > 1 then gives each neuron exactly c partial sums, in c
+    blocks' cores, plus adders: about c times the neuron bound instead of a partial sum in every block.
+    ``density=None`` means c = 1 (apart from the coverage rule).
+    """
+    if out_features < 1 or in_features < 1:
+        raise ValueError(f"layer size must be positive, got ({out_features}, {in_features})")
+    if axons < 1 or neurons < 1:
+        raise ValueError(f"axons and neurons per core must be positive, got {axons}, {neurons}")
+    if density is not None and not 0.0 < density <= 1.0:
+        raise ValueError(f"density must lie in (0, 1], got {density}")
+    if not 0.0 < max_fill <= 1.0:
+        raise ValueError(f"max_fill must lie in (0, 1], got {max_fill}")
+    bounds = axon_blocks(in_features, axons)
+    b = bounds.size - 1
+    sizes = np.diff(bounds)
+    groups = _group_sizes(out_features, b, neurons)
+    nonempty = int((groups > 0).sum())
+    c = max(1, -(-b // nonempty))
+    starts = np.cumsum(groups) - groups
+
+    def pattern(c: int) -> np.ndarray:
+        allowed = np.zeros((out_features, in_features), dtype=bool)
+        for k in range(b):
+            if groups[k] == 0:
+                continue
+            rows = slice(int(starts[k]), int(starts[k] + groups[k]))
+            for w in range(c):
+                blk = (k + w) % b
+                allowed[rows, bounds[blk]:bounds[blk + 1]] = True
+        return allowed
+
+    allowed = pattern(c)
+    if density is not None:
+        need = int(round(density * out_features * in_features))
+        while c < b and need > max_fill * allowed.sum():
+            c += 1
+            allowed = pattern(c)
+    return torch.from_numpy(allowed)
+
+
+def max_density(allowed: torch.Tensor) -> float:
+    """The highest density a mask inside ``allowed`` can have: allowed.sum() / allowed.numel()."""
+    return float(allowed.sum()) / allowed.numel()
+
+
+def core_aware_allowed(model: nn.Module, densities: Mapping[str, float], core: CoreSpec = CoreSpec(),
+                       *, max_fill: float = 0.9) -> Dict[str, torch.Tensor]:
+    """Allowed patterns for every sparsifiable weight of ``model`` (names as in ``esl_deploy.masks.sparsifiable``).
+
+    Linear weights get :func:`core_groups` at their density from ``densities`` (keyed by the same names,
+    e.g. ``"layers.0.weight"``); convolution weights get all True: a kernel tap is shared by every output
+    position, so a core group cannot be expressed on the kernel.
+    """
+    from esl_deploy.masks import sparsifiable
+
+    from .truenorth import core_allowed_mask
+
+    out: Dict[str, torch.Tensor] = {}
+    for pname, w in sparsifiable(model):
+        if w.dim() == 2 and pname not in densities:
+            raise ValueError(f"no density given for {pname}")
+        out[pname] = core_allowed_mask(tuple(w.shape), densities.get(pname), core, max_fill=max_fill)
+    return out
+
+
+def random_mask_within(allowed: torch.Tensor, density: float, generator: torch.Generator) -> torch.Tensor:
+    """A bool mask with exactly round(density * numel) ones at uniformly random allowed positions."""
+    if not 0.0 < density <= 1.0:
+        raise ValueError(f"density must lie in (0, 1], got {density}")
+    k = int(round(density * allowed.numel()))
+    idx = torch.nonzero(allowed.reshape(-1), as_tuple=False).reshape(-1)
+    if k > idx.numel():
+        raise ValueError(f"density {density:g} needs {k} synapses but the pattern allows only {idx.numel()} "
+                         f"(max density {max_density(allowed):.4f})")
+    mask = torch.zeros(allowed.numel(), dtype=torch.bool)
+    mask[idx[torch.randperm(idx.numel(), generator=generator)[:k]]] = True
+    return mask.view(allowed.shape)
+
+
+def restrict_scores(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Regrowth scores with every position outside ``allowed`` set to -inf (never among the top k)."""
+    if scores.shape != allowed.shape:
+        raise ValueError(f"scores {tuple(scores.shape)} and pattern {tuple(allowed.shape)} differ in shape")
+    return scores.masked_fill(~allowed.to(scores.device), -math.inf)
+
+
+def check_within(mask: torch.Tensor, allowed: torch.Tensor) -> None:
+    """Raise ValueError if ``mask`` has a synapse outside ``allowed``."""
+    if mask.shape != allowed.shape:
+        raise ValueError(f"mask {tuple(mask.shape)} and pattern {tuple(allowed.shape)} differ in shape")
+    outside = int((mask.bool() & ~allowed.to(mask.device)).sum())
+    if outside:
+        raise ValueError(f"{outside} synapses lie outside the core-aware pattern")

@@ -1,0 +1,218 @@
+"""The energy report: activity, core mappings and energies of one network, as a table, JSON or a plot.
+
+:func:`energy_report` is the one public function behind ``esl energy``: it maps the network onto
+TrueNorth cores (both strategies, so the table can compare them), refuses a network that does not fit
+the allowed chips before running anything, counts the activity on the data and computes the energies.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+from torch import nn
+
+from .energy import HARDWARE, EnergyConstants, HardwareEnergy, energies, energy_ratio, hardware_list
+from .sops import ActivityReport, count_activity
+from .truenorth import STRATEGIES, NetworkMapping, check_fits, map_layers
+from .unroll import synaptic_layers
+
+
+@dataclass(frozen=True)
+class EnergyReport:
+    """Everything ``esl energy`` shows. Energies are J per sample; ``ratios`` are E_ANN(GPU) / E_SNN(hw)."""
+
+    source: str
+    dataset: str
+    strategy: str
+    activity: ActivityReport
+    mappings: Dict[str, NetworkMapping]
+    hardware: tuple
+    energies: Dict[str, HardwareEnergy]
+    constants: EnergyConstants
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+        object.__setattr__(self, "hardware", hardware_list(self.hardware))
+        if set(self.mappings) != set(STRATEGIES):
+            raise ValueError(f"the report needs a mapping for each strategy: {', '.join(STRATEGIES)}")
+        if "gpu" not in self.energies:
+            raise ValueError("the report needs the GPU ANN energy (the ratio's base)")
+
+    @property
+    def mapping(self) -> NetworkMapping:
+        """The mapping of the chosen strategy (the one the TrueNorth energy uses)."""
+        return self.mappings[self.strategy]
+
+    @property
+    def ratios(self) -> Dict[str, float]:
+        ann = self.energies["gpu"]
+        return {hw: energy_ratio(ann, e) for hw, e in self.energies.items() if e.model == "snn"}
+
+    def rows(self) -> list:
+        """One dict per synaptic layer: counts, cores (naive, sparse, lower bound; placement details of the
+        chosen strategy) and the energy on each chosen hardware (J per sample)."""
+        out = []
+        for l in self.activity.layers:
+            try:
+                m, n = self.mappings["sparse"].layer(l.name), self.mappings["naive"].layer(l.name)
+                c = self.mapping.layer(l.name)
+            except KeyError:
+                m = n = c = None
+            out.append({
+                "layer": l.name, "kind": l.kind, "synapses": l.synapses, "weights": l.weights,
+                "density": l.density, "op": l.op_kind, "input_rate": l.input_rate, "acs": l.acs, "macs": l.macs,
+                "ops": l.ops, "ann_flops": l.flops,
+                "cores_naive": n.cores if n else None, "cores_sparse": m.cores if m else None,
+                "cores_lower_bound": m.lower_bound if m else None, "placement": c.placement if c else None,
+                "partial_sum_neurons": c.partial_sum_neurons if c else None,
+                "splitter_neurons": c.splitter_neurons if c else None,
+                "latency_ticks": c.latency_ticks if c else None,
+                "energy_j": {hw: self.energies[hw].per_layer_j.get(l.name, 0.0) for hw in self.hardware},
+            })
+        return out
+
+    def to_dict(self) -> dict:
+        a = self.activity
+        return {
+            "source": self.source, "dataset": self.dataset, "samples": a.samples, "T": a.T,
+            "encoding": a.encoding, "accuracy": a.accuracy, "strategy": self.strategy,
+            "hardware": list(self.hardware), "layers": self.rows(),
+            "totals": {"synapses": sum(l.synapses for l in a.layers), "acs": a.acs, "macs": a.macs,
+                       "ops": a.ops, "ann_flops": a.ann_flops, "neuron_updates": a.neuron_updates,
+                       "active_updates": a.active_updates, "cores": self.mapping.cores,
+                       "cores_naive": self.mappings["naive"].cores, "cores_sparse": self.mappings["sparse"].cores,
+                       "cores_lower_bound": self.mapping.lower_bound, "chips": self.mapping.chips,
+                       "latency_ticks": self.mapping.latency_ticks},
+            "energy_j": {hw: e.to_dict() for hw, e in self.energies.items()},
+            "ratio_ann_gpu_over_snn": {hw: (None if math.isinf(r) else r) for hw, r in self.ratios.items()},
+            "activity": a.to_dict(), "mappings": {k: v.to_dict() for k, v in self.mappings.items()},
+            "constants": self.constants.to_dict(),
+        }
+
+    def format_table(self) -> str:
+        """The human-readable report: per-layer table, totals, energies and ratios."""
+        a = self.activity
+        hw_cols = [hw for hw in self.hardware]
+        head = (f"{'layer':16s} {'type':6s} {'synapses':>10s} {'density':>7s} {'op':>5s} {'in-rate':>7s} "
+                f"{'ops/sample':>12s} {'cores naive/sparse/LB':>22s}"
+                + "".join(f" {'E ' + hw + ' uJ':>14s}" for hw in hw_cols))
+        lines = [f"{self.source} on {self.dataset}: {a.samples} samples, T={a.T}, {a.encoding} encoding"
+                 + (f", accuracy {100 * a.accuracy:.2f}%" if a.accuracy is not None else ""), head,
+                 "-" * len(head)]
+        for r in self.rows():
+            cores = "-" if r["cores_sparse"] is None else \
+                f"{r['cores_naive']}/{r['cores_sparse']}/{r['cores_lower_bound']}"
+            lines.append(f"{r['layer']:16s} {r['kind']:6s} {r['synapses']:>10,d} {r['density']:>7.4f} {r['op']:>5s} "
+                         f"{r['input_rate']:>7.4f} {r['ops']:>12,.0f} {cores:>22s}"
+                         + "".join(f" {1e6 * r['energy_j'][hw]:>14.4g}" for hw in hw_cols))
+        lines.append("-" * len(head))
+        m = self.mapping
+        cores = f"{self.mappings['naive'].cores}/{self.mappings['sparse'].cores}/{m.lower_bound}"
+        lines.append(f"{'total':16s} {'':6s} {sum(l.synapses for l in a.layers):>10,d} {'':>7s} {'':>5s} {'':>7s} "
+                     f"{a.ops:>12,.0f} {cores:>22s}"
+                     + "".join(f" {1e6 * self.energies[hw].total_j:>14.4g}" for hw in hw_cols))
+        lines.append(f"ACs (SOPs) {a.acs:,.0f} + MACs {a.macs:,.0f} per sample; dense ANN {a.ann_flops:,} FLOPs per "
+                     f"sample; TrueNorth ({self.strategy} mapping): {m.cores} cores = {m.chips} chip(s), "
+                     f"latency {m.latency_ticks} ticks")
+        for hw in hw_cols:
+            e = self.energies[hw]
+            what = "dense ANN" if e.model == "ann" else "SNN"
+            lines.append(f"  {hw:9s} {what:9s} {1e6 * e.total_j:12.4g} uJ/sample (dynamic {1e6 * e.dynamic_j:.4g}, "
+                         f"static {1e6 * e.static_j:.4g}); {e.note}")
+        if "gpu" not in hw_cols:
+            e = self.energies["gpu"]
+            lines.append(f"  {'gpu':9s} {'dense ANN':9s} {1e6 * e.total_j:12.4g} uJ/sample; {e.note}")
+        ratios = self.ratios
+        if ratios:
+            lines.append("energy ratio ANN-on-GPU / SNN-on-hardware: "
+                         + ", ".join(f"{hw} {r:,.4g}x" for hw, r in ratios.items()))
+        return "\n".join(lines)
+
+
+def build_report(model: nn.Module, activity: ActivityReport, *, source: str, dataset: str,
+                 hardware: Sequence[str] = ("all",), constants: EnergyConstants = EnergyConstants(),
+                 strategy: str = "sparse", max_chips: Optional[int] = None,
+                 mappings: Optional[Dict[str, NetworkMapping]] = None) -> EnergyReport:
+    """An :class:`EnergyReport` from an activity already counted (maps the model unless ``mappings`` is given)."""
+    if mappings is None:
+        mappings = map_both(model, constants, strategy, max_chips)
+    else:
+        check_fits(mappings[strategy], max_chips)
+    return EnergyReport(source=source, dataset=dataset, strategy=strategy, activity=activity, mappings=mappings,
+                        hardware=hardware_list(hardware),
+                        energies=energies(activity, mappings[strategy], hardware, constants), constants=constants)
+
+
+def map_both(model: nn.Module, constants: EnergyConstants = EnergyConstants(), strategy: str = "sparse",
+             max_chips: Optional[int] = None) -> Dict[str, NetworkMapping]:
+    """The naive and sparse core mappings of ``model`` (unrolled once); EslError if ``strategy``'s does not fit."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    layers = synaptic_layers(model)
+    mappings = {s: map_layers(layers, s, constants.core) for s in STRATEGIES}
+    check_fits(mappings[strategy], max_chips)
+    return mappings
+
+
+def energy_report(model: nn.Module, data, *, T: int, encoding: str, temporal: bool = False,
+                  source: str = "model", dataset: str = "data", hardware: Sequence[str] = ("all",),
+                  constants: EnergyConstants = EnergyConstants(), strategy: str = "sparse",
+                  max_chips: Optional[int] = None, limit: Optional[int] = None, batch_size: int = 256,
+                  seed: int = 0, progress: bool = False) -> EnergyReport:
+    """Map ``model`` onto cores (refusing it early if it needs more than ``max_chips`` chips), count its
+    activity on ``data`` (:func:`hw_models.sops.count_activity`) and compute the energies."""
+    hardware = hardware_list(hardware)
+    mappings = map_both(model, constants, strategy, max_chips)
+    activity = count_activity(model, data, T=T, encoding=encoding, temporal=temporal, batch_size=batch_size,
+                              limit=limit, seed=seed, progress=progress)
+    return build_report(model, activity, source=source, dataset=dataset, hardware=hardware, constants=constants,
+                        strategy=strategy, mappings=mappings)
+
+
+def plot_energy(report: EnergyReport, path: str | os.PathLike) -> Path:
+    """Bar chart of energy per layer and hardware (log scale), plus the totals; written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    rows = report.rows()
+    hws = list(report.hardware) + (["gpu"] if "gpu" not in report.hardware else [])
+    names = [r["layer"] for r in rows] + ["total"]
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.6 * len(names) * len(hws) + 3.0), 4.5))
+    width = 0.8 / len(hws)
+    for k, hw in enumerate(hws):
+        e = report.energies[hw]
+        vals = [e.per_layer_j.get(n, 0.0) for n in names[:-1]] + [e.total_j]
+        xs = [i + (k - (len(hws) - 1) / 2) * width for i in range(len(names))]
+        label = f"{hw} ({'dense ANN' if e.model == 'ann' else 'SNN'})"
+        ax.bar(xs, [max(v, 1e-18) * 1e6 for v in vals], width=width, label=label)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=30, ha="right")
+    ax.set_ylabel("energy per sample (uJ)")
+    ratios = ", ".join(f"{hw} {r:,.3g}x" for hw, r in report.ratios.items())
+    ax.set_title(f"{report.source} on {report.dataset}" + (f"\nANN-on-GPU / SNN: {ratios}" if ratios else ""),
+                 fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=120)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+__all__ = ["EnergyReport", "build_report", "energy_report", "map_both", "plot_energy", "HARDWARE"]
