@@ -137,3 +137,23 @@ def test_registry_and_config_validation():
             SparsityConfig(**kw)
     cfg = SparsityConfig(method="pq", density=0.8, pq=PQConfig(scope="neuron"))
     assert SparsityConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("method", ["esl", "pq"])
+def test_core_aware_rewiring_stays_inside_core_groups(method):
+    torch.manual_seed(0)
+    model = build_model(ModelSpec("mlp", (1, 28, 28), 10, width=0.5))  # 784-400-10: 4 axon blocks
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    cfg = SparsityConfig(method=method, density=0.1 if method == "esl" else 0.3, t_iter=2, core_aware="truenorth")
+    eng = MaskEngine(model, opt, cfg, total_steps=30, seed=1)
+    fc1 = "layers.1.weight"
+    assert not bool(eng.allowed[fc1].all()), "784 inputs need more than one axon block"
+    for s in range(12):
+        g = torch.Generator().manual_seed(s)
+        opt.zero_grad()
+        compute_loss("ce", model(torch.rand(4, 6, 1, 28, 28, generator=g)), torch.randint(0, 10, (6,), generator=g)).backward()
+        opt.step()
+        eng.step()
+        for n, m in eng.masks.items():
+            assert not bool((m & ~eng.allowed[n]).any()), f"{n} grew outside its core group"
+    assert eng.rewired_total > 0

@@ -48,7 +48,7 @@ from .pq_index import SCOPES, PQConfig
 @click.option("--pq-eta", type=float, default=0.001)
 @click.option("--pq-gamma", type=float, default=1.0)
 @click.option("--pq-beta", type=float, default=0.9)
-@click.option("--pq-rho", type=float, default=0.5, help="Weights regrown per weight pruned.")
+@click.option("--pq-rho", type=float, default=0.25, help="Weights regrown per weight pruned.")
 @click.option("--pq-scope", type=click.Choice(SCOPES), default="layer")
 @click.option("--core-aware", type=click.Choice(["truenorth"]), default=None,
               help="Keep rewiring inside core-sized groups.")

@@ -38,7 +38,7 @@ class PQConfig:
     eta: float = 0.001
     gamma: float = 1.0
     beta: float = 0.9
-    rho: float = 0.5
+    rho: float = 0.25
     scope: str = "layer"
 
     def __post_init__(self):
