@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.esl-installed
 DEMO   := runs/demo
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench results clean
 
 install: $(STAMP)
 
@@ -18,14 +18,21 @@ $(STAMP): constraints.txt pyproject.toml
 	$(BIN)/python -m pip install --prefer-binary --ignore-requires-python -c constraints.txt -e .
 	touch $(STAMP)
 
+# The main job on the embedded digits data: train ESL at 10 % density, export to NIR, cost on hardware.
 demo: $(STAMP)
 	$(BIN)/esl train --model mlp --dataset digits --method esl --density 0.1 --epochs 40 --seed 0 --out $(DEMO) --force
+	$(BIN)/esl export $(DEMO)/checkpoint.pt --to nir -o $(DEMO)/model.nir --force
+	$(BIN)/esl energy $(DEMO)/checkpoint.pt --hw all --dataset digits --plot $(DEMO)/energy.png
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_mask_overhead.py
+	$(BIN)/python benchmarks/bench_mapping.py
+
+results: $(STAMP)
+	$(BIN)/python benchmarks/digits_results.py --epochs 40 --seeds 0 1 2
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
