@@ -36,6 +36,7 @@ def atomic_write_bytes(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp files are private (0600); run files are ordinary files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
