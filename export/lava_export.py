@@ -1,0 +1,166 @@
+"""``esl export --to lava``: a self-contained HDF5 description of the Lava network, and its reader.
+
+:func:`write_lava` stores what :func:`export.lava_convert.convert` and :func:`export.lava_fixed.quantize`
+produce, so :func:`read_lava` rebuilds the same :class:`~export.lava_convert.LavaNet` and
+:func:`export.lava_run.run` runs it in floating point or Loihi 2 fixed point without the NIR graph::
+
+    attrs           format 'esl-lava', version, dt, input_max, input_min
+    /input_shape    (C, H, W) or (N,), torch order
+    /layers/<i>     attrs: name, node_type ('LIF'/'IF'), kind ('sparse'/'dense'/'conv'), graded, nodes
+      synapse/      in_shape, out_shape; sparse/dense: weight/{data, indices, indptr, shape} (CSR over
+                    torch-flattened indices); conv: weight (C_out, C_in/groups, kH, kW), stride,
+                    padding, dilation (H, W), groups
+      neuron/       shape, beta, threshold, bias (per neuron, torch order): Lava float LIF
+                    du = 1, dv = 1 - beta, vth = threshold, bias_mant = bias
+      fixed/        scale, input_scale, du, dv, vth, bias_exp, bias_mant, split_exp, weight (integers,
+                    same layout as synapse/weight; split_exp k > 0: two 8-bit synapse groups
+                    hi * 2^k + lo, see lava_fixed.split_weights), attrs: quantisation errors
+
+Lava itself stores images as (W, H, C): the matrices are permuted and conv kernels flipped and
+transposed to (C_out, kW, kH, C_in) when the processes are built (:mod:`export.lava_run`).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import h5py
+import nir
+import numpy as np
+import scipy.sparse as sp
+
+from esl_deploy.errors import EslError
+
+from .atomic import atomic_write
+from .lava_convert import LavaLayer, LavaNet, NeuronLayer, SynapseLayer, convert
+from .lava_fixed import FixedLayer, quantize
+
+FORMAT = "esl-lava"
+FORMAT_VERSION = 1
+
+
+def _put_weight(g: h5py.Group, weight, kind: str) -> None:
+    if kind == "conv":
+        g.create_dataset("weight", data=np.asarray(weight))
+        return
+    w = sp.csr_matrix(weight)
+    h = g.create_group("weight")
+    h.create_dataset("data", data=w.data)
+    h.create_dataset("indices", data=w.indices.astype(np.int64))
+    h.create_dataset("indptr", data=w.indptr.astype(np.int64))
+    h.create_dataset("shape", data=np.asarray(w.shape, dtype=np.int64))
+
+
+def _get_weight(g: h5py.Group, kind: str):
+    if kind == "conv":
+        return g["weight"][()]
+    h = g["weight"]
+    return sp.csr_matrix((h["data"][()], h["indices"][()], h["indptr"][()]), shape=tuple(h["shape"][()]))
+
+
+def write_lava_file(net: LavaNet, path: Union[str, os.PathLike]) -> None:
+    """Write a (quantised) :class:`LavaNet` to ``path`` (not atomic; see :func:`write_lava`)."""
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["version"] = FORMAT_VERSION
+        f.attrs["dt"] = float(net.dt)
+        if net.input_max is not None:
+            f.attrs["input_max"] = float(net.input_max)
+        f.attrs["input_min"] = float(net.input_min)
+        f.create_dataset("input_shape", data=np.asarray(net.input_shape, dtype=np.int64))
+        layers = f.create_group("layers")
+        for i, layer in enumerate(net.layers):
+            syn, neuron = layer.synapse, layer.neuron
+            g = layers.create_group(str(i))
+            g.attrs.update(name=neuron.name, node_type=neuron.node_type, kind=syn.kind, graded=bool(syn.graded))
+            g.create_dataset("nodes", data=np.array([n.encode() for n in syn.nodes], dtype=np.bytes_))
+            s = g.create_group("synapse")
+            s.create_dataset("in_shape", data=np.asarray(syn.in_shape, dtype=np.int64))
+            s.create_dataset("out_shape", data=np.asarray(syn.out_shape, dtype=np.int64))
+            _put_weight(s, syn.weight, syn.kind)
+            if syn.kind == "conv":
+                for key in ("stride", "padding", "dilation"):
+                    s.create_dataset(key, data=np.asarray(getattr(syn, key), dtype=np.int64))
+                s.create_dataset("groups", data=np.int64(syn.groups))
+            n = g.create_group("neuron")
+            n.create_dataset("shape", data=np.asarray(neuron.shape, dtype=np.int64))
+            n.create_dataset("beta", data=np.float64(neuron.beta))
+            n.create_dataset("threshold", data=np.float64(neuron.threshold))
+            n.create_dataset("bias", data=neuron.bias)
+            if layer.fixed is not None:
+                fx = layer.fixed
+                q = g.create_group("fixed")
+                for key in ("scale", "input_scale"):
+                    q.create_dataset(key, data=np.float64(getattr(fx, key)))
+                for key in ("du", "dv", "vth", "bias_exp", "split_exp"):
+                    q.create_dataset(key, data=np.int64(getattr(fx, key)))
+                q.create_dataset("bias_mant", data=np.asarray(fx.bias_mant, dtype=np.int64))
+                _put_weight(q, fx.weight, syn.kind)
+                q.attrs.update({k: float(v) for k, v in fx.errors.items()})
+
+
+def lava_net(graph: nir.NIRGraph, *, synapse: str = "sparse", conv: str = "conv", input_max: float = 1.0,
+             groups: int = 2, input_frac_bits: Optional[int] = None) -> LavaNet:
+    """The network :func:`write_lava` writes: converted, with fixed-point parameters
+    (:func:`export.lava_fixed.quantize`; by default weights split over two 8-bit synapse groups)."""
+    return quantize(convert(graph, synapse=synapse, conv=conv), input_max=input_max, groups=groups,
+                    input_frac_bits=input_frac_bits)
+
+
+def write_lava(graph: nir.NIRGraph, path: Union[str, os.PathLike], *, synapse: str = "sparse",
+               conv: str = "conv", input_max: float = 1.0, groups: int = 2,
+               input_frac_bits: Optional[int] = None) -> Path:
+    """``esl export --to lava``: convert ``graph``, quantise it, and write it to ``path`` atomically."""
+    net = lava_net(graph, synapse=synapse, conv=conv, input_max=input_max, groups=groups,
+                   input_frac_bits=input_frac_bits)
+    return atomic_write(path, lambda tmp: write_lava_file(net, tmp))
+
+
+def read_lava(path: Union[str, os.PathLike]) -> LavaNet:
+    """Rebuild the :class:`LavaNet` written by :func:`write_lava`; :class:`EslError` if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise EslError(f"no such Lava network file: {path}")
+    if not h5py.is_hdf5(path):
+        raise EslError(f"{path}: not a Lava network file (not HDF5)")
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise EslError(f"{path}: not a Lava network file written by esl export --to lava")
+            if int(f.attrs.get("version", 0)) > FORMAT_VERSION:
+                raise EslError(f"{path}: format version {f.attrs['version']} is newer than this reader")
+            layers = []
+            for i in range(len(f["layers"])):
+                g = f["layers"][str(i)]
+                kind = str(g.attrs["kind"])
+                s, n = g["synapse"], g["neuron"]
+                extra = {}
+                if kind == "conv":
+                    extra = {k: tuple(int(v) for v in s[k][()]) for k in ("stride", "padding", "dilation")}
+                    extra["groups"] = int(s["groups"][()])
+                syn = SynapseLayer(kind=kind, in_shape=tuple(s["in_shape"][()]), out_shape=tuple(s["out_shape"][()]),
+                                   weight=_get_weight(s, kind), graded=bool(g.attrs["graded"]),
+                                   nodes=tuple(v.decode() for v in g["nodes"][()]), **extra)
+                neuron = NeuronLayer(name=str(g.attrs["name"]), node_type=str(g.attrs["node_type"]),
+                                     shape=tuple(n["shape"][()]), beta=float(n["beta"][()]),
+                                     threshold=float(n["threshold"][()]), bias=n["bias"][()])
+                fixed = None
+                if "fixed" in g:
+                    q = g["fixed"]
+                    fixed = FixedLayer(scale=float(q["scale"][()]), input_scale=float(q["input_scale"][()]),
+                                       weight=_get_weight(q, kind), vth=int(q["vth"][()]), dv=int(q["dv"][()]),
+                                       du=int(q["du"][()]), bias_exp=int(q["bias_exp"][()]),
+                                       split_exp=int(q["split_exp"][()]),
+                                       bias_mant=q["bias_mant"][()], errors={k: float(v) for k, v in q.attrs.items()})
+                layers.append(LavaLayer(synapse=syn, neuron=neuron, fixed=fixed))
+            input_max = float(f.attrs["input_max"]) if "input_max" in f.attrs else None
+            return LavaNet(input_shape=tuple(f["input_shape"][()]), layers=layers, dt=float(f.attrs["dt"]),
+                           input_max=input_max, input_min=float(f.attrs.get("input_min", 0.0)))
+    except EslError:
+        raise
+    except (KeyError, ValueError, TypeError, OSError) as e:
+        raise EslError(f"{path}: corrupt Lava network file: {type(e).__name__}: {e}") from e
+
+
+__all__ = ["FORMAT", "lava_net", "read_lava", "write_lava", "write_lava_file"]

@@ -1,0 +1,228 @@
+"""Run a :class:`~export.lava_convert.LavaNet` in Lava: one compiled network for a whole evaluation set.
+
+See :mod:`export.lava_convert` for the timing (one step of latency per synapse layer, ``B*T + L``
+steps) and the reset between samples (``LIFReset`` with ``reset_interval = T`` and a per-layer
+offset). Spikes are recorded by :class:`export.lava_procs.spike_recorder.SpikeRecorder`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+import scipy.sparse as sp
+
+import esl_deploy  # noqa: F401  (installs the lava import hook before any lava import)
+from esl_deploy.errors import EslError
+
+from .lava_convert import MODES, LavaLayer, LavaNet, lava_order
+from .lava_fixed import encode_input, split_weights
+
+INPUT_MESSAGE_BITS = 16   # num_message_bits of the first synapse (graded input)
+
+
+@dataclass(kw_only=True)
+class LavaResult:
+    """Spikes of every layer, torch order: ``spikes[l]`` has shape (T, B, *layer shape)."""
+
+    names: List[str]
+    spikes: List[np.ndarray]
+    steps: int
+    build_s: float
+    run_s: float
+
+    @property
+    def output(self) -> np.ndarray:
+        return self.spikes[-1]
+
+
+def _to_columns(x: np.ndarray) -> np.ndarray:
+    """(T, B, *shape) torch order -> Lava source data (*reversed shape, B*T), column b*T + t."""
+    T, B = x.shape[:2]
+    nd = x.ndim - 2
+    flat = np.swapaxes(x, 0, 1).reshape((B * T,) + x.shape[2:])
+    return flat.transpose(tuple(range(nd, 0, -1)) + (0,))
+
+
+def _from_columns(data: np.ndarray, shape: Tuple[int, ...], T: int, B: int) -> np.ndarray:
+    """Inverse of :func:`_to_columns` for a sink buffer (*reversed shape, B*T) -> (T, B, *shape)."""
+    nd = len(shape)
+    flat = data.transpose((nd,) + tuple(range(nd - 1, -1, -1)))  # (B*T, *shape)
+    return np.swapaxes(flat.reshape((B, T) + tuple(shape)), 0, 1)
+
+
+def import_lava() -> None:
+    """Import Lava's runtime, even after something fixed the multiprocessing start method.
+
+    ``lava/magma/runtime/message_infrastructure/multiprocessing.py`` calls
+    ``multiprocessing.set_start_method('fork')`` when first imported, which raises "context has already
+    been set" once anything used the default context (tqdm's write lock does). When that context is
+    already ``fork`` (Linux's default), we clear the choice so Lava's own call sets the same one again.
+    """
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
+        return
+    import multiprocessing
+
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method is not None:
+        if method != "fork":
+            raise EslError(f"Lava needs the 'fork' multiprocessing start method, but {method!r} is already set")
+        multiprocessing.context._default_context._actual_context = None
+    import lava.magma.core.process.process  # noqa: F401
+
+
+def _synapse_processes(layer: LavaLayer, mode: str) -> list:
+    """The Lava synapse process(es) of one layer: one, or in fixed point with split weights two
+    ``Dense``/``Sparse`` groups (``hi`` with ``weight_exp = k``, ``lo`` with 0) into the same neurons.
+    Lava's ``Conv`` models have no weight exponent (``PyConvModelFixed`` ignores ``weight_exp``), so a
+    split convolution is one ``Conv`` holding ``hi * 2^k + lo``: the same arithmetic."""
+    import_lava()
+    from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import Dense
+    from lava.proc.sparse.process import Sparse
+
+    syn = layer.synapse
+    fixed = mode == "fixed"
+    weight = layer.fixed.weight if fixed else syn.weight
+    bits = INPUT_MESSAGE_BITS if syn.graded else 0
+    if syn.kind == "conv":
+        # torch (C_out, C_in, kH, kW) cross-correlation -> Lava (C_out, kW, kH, C_in) true convolution
+        kernel = np.asarray(weight)[:, :, ::-1, ::-1].transpose(0, 3, 2, 1).copy()
+        kernel = kernel.astype(np.int32 if fixed else np.float64)
+        return [Conv(weight=kernel, input_shape=tuple(reversed(syn.in_shape)), padding=syn.padding[::-1],
+                     stride=syn.stride[::-1], dilation=syn.dilation[::-1], groups=syn.groups,
+                     num_message_bits=bits)]
+    m = sp.csr_matrix(weight[lava_order(syn.out_shape)][:, lava_order(syn.in_shape)])
+    parts = [(m, 0)]
+    if fixed and layer.fixed.split_exp > 0:
+        hi, lo = split_weights(m, layer.fixed.split_exp)
+        parts = [(hi, layer.fixed.split_exp), (lo, 0)]
+    procs = []
+    for w, exp in parts:
+        w = w.astype(np.int32 if fixed else np.float64)
+        kw = {"weight_exp": exp} if fixed else {}
+        if syn.kind == "dense":
+            procs.append(Dense(weights=w.toarray(), num_message_bits=bits, **kw))
+        else:
+            w = sp.csr_matrix(w)
+            w.eliminate_zeros()
+            procs.append(Sparse(weights=w, num_message_bits=bits, **kw))
+    return procs
+
+
+def _neuron_process(layer: LavaLayer, mode: str, T: int, index: int):
+    from lava.proc.lif.process import LIFReset
+
+    n = layer.neuron
+    shape = tuple(reversed(n.shape))
+    reset = dict(reset_interval=T, reset_offset=(1 + index) % T)
+    if mode == "float":
+        bias = n.bias.transpose(tuple(reversed(range(len(n.shape)))))
+        return LIFReset(shape=shape, du=1.0, dv=1.0 - n.beta, vth=n.threshold, bias_mant=bias.copy(),
+                        bias_exp=0, **reset)
+    f = layer.fixed
+    bias = f.bias_mant.transpose(tuple(reversed(range(len(n.shape)))))
+    return LIFReset(shape=shape, du=f.du, dv=f.dv, vth=f.vth, bias_mant=bias.copy(), bias_exp=f.bias_exp, **reset)
+
+
+def _connect(out_port, in_port):
+    """Connect two ports, reshaping between (W, H, C) and flat (N,) ports when needed."""
+    if tuple(out_port.shape) != tuple(in_port.shape):
+        out_port = out_port.reshape(tuple(in_port.shape))
+    out_port.connect(in_port)
+
+
+def run_config(mode: str):
+    import_lava()
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    if mode not in MODES:
+        raise EslError(f"unknown Lava mode {mode!r}; choose one of: {', '.join(MODES)}")
+    return Loihi2SimCfg(select_tag="floating_pt" if mode == "float" else "fixed_pt")
+
+
+def run(net: LavaNet, x: np.ndarray, *, mode: str = "float", record: str = "all",
+        progress: Optional[Callable[[int], None]] = None, chunk: int = 64) -> LavaResult:
+    """Run all B samples of ``x`` (T, B, *input_shape) through ONE compiled Lava network.
+
+    Samples follow each other with ``LIFReset`` zeroing each layer at its own sample boundary (module
+    docstring); ``B*T + L`` steps in all. ``record``: ``all`` layers or only the ``output``.
+    ``progress(n)`` is called with the number of samples finished since the last call.
+    """
+    import_lava()
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.proc.io.source import RingBuffer as Source
+
+    from .lava_procs.spike_recorder import SpikeRecorder
+
+    if mode == "fixed" and not net.quantized:
+        raise EslError("this network has no fixed-point parameters: quantize it first")
+    cfg = run_config(mode)
+    if record not in ("all", "output"):
+        raise EslError(f"record must be 'all' or 'output', got {record!r}")
+    data = encode_input(net, x, mode)
+    T, B = data.shape[:2]
+    L = len(net.layers)
+    steps = B * T + L
+    cols = _to_columns(data)
+    cols = np.concatenate([cols, np.zeros(cols.shape[:-1] + (L,), dtype=cols.dtype)], axis=-1)
+    with tempfile.TemporaryDirectory(prefix="esl-lava-") as tmp:
+        t0 = time.perf_counter()
+        source = Source(data=cols)
+        port, recorders = source.s_out, []
+        for index, layer in enumerate(net.layers, start=1):
+            neuron = _neuron_process(layer, mode, T, index)
+            for syn in _synapse_processes(layer, mode):
+                _connect(port, syn.s_in)
+                _connect(syn.a_out, neuron.a_in)
+            port = neuron.s_out
+            if record == "all" or index == L:
+                shape = tuple(neuron.s_out.shape)
+                path = os.path.join(tmp, f"layer{index}.u8")
+                np.memmap(path, dtype=np.uint8, mode="w+", shape=(steps,) + shape).flush()
+                recorder = SpikeRecorder(shape=shape, steps=steps, path=path)
+                neuron.s_out.connect(recorder.a_in)
+                recorders.append((index, layer, path, shape))
+        build_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        done_steps, done_samples = 0, 0
+        try:
+            while done_steps < steps:
+                n = min(max(1, chunk) * T, steps - done_steps)
+                source.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
+                done_steps += n
+                finished = min(B, max(0, (done_steps - L) // T))
+                if progress is not None and finished > done_samples:
+                    progress(finished - done_samples)
+                done_samples = finished
+        finally:
+            source.stop()
+        run_s = time.perf_counter() - t0
+        names, spikes = [], []
+        for index, layer, path, shape in recorders:
+            buf = np.fromfile(path, dtype=np.uint8).reshape((steps,) + shape)
+            window = np.moveaxis(buf[index:index + B * T], 0, -1)  # (*lava shape, B*T)
+            names.append(layer.neuron.name)
+            spikes.append(np.ascontiguousarray(_from_columns(window, layer.neuron.shape, T, B)))
+    return LavaResult(names=names, spikes=spikes, steps=steps, build_s=build_s, run_s=run_s)
+
+
+def run_per_sample(net: LavaNet, x: np.ndarray, *, mode: str = "float", record: str = "output",
+                   progress: Optional[Callable[[int], None]] = None) -> LavaResult:
+    """Reference/benchmark path: compile and run one fresh Lava network per sample (slow)."""
+    parts: List[LavaResult] = []
+    for b in range(np.shape(x)[1]):
+        parts.append(run(net, np.asarray(x)[:, b:b + 1], mode=mode, record=record))
+        if progress is not None:
+            progress(1)
+    return LavaResult(names=parts[0].names,
+                      spikes=[np.concatenate([p.spikes[i] for p in parts], axis=1) for i in range(len(parts[0].names))],
+                      steps=sum(p.steps for p in parts), build_s=sum(p.build_s for p in parts),
+                      run_s=sum(p.run_s for p in parts))
+
+
+__all__ = ["INPUT_MESSAGE_BITS", "LavaResult", "import_lava", "run", "run_config", "run_per_sample"]

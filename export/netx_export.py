@@ -1,0 +1,246 @@
+"""NIR graph -> lava-dl netx HDF5 (``lava.lib.dl.netx.hdf5.Network``), and a runner for such files.
+
+The network is first converted and quantised by :mod:`export.lava_convert` and
+:mod:`export.lava_fixed` (so pooling is already
+folded into the following convolution or dense matrix: netx 0.6.0 refuses ``pool`` layers), then
+written in the layout netx reads (``lava/lib/dl/netx/hdf5.py``, ``utils.NetDict``)::
+
+    /layer/0        type 'input', shape (C, H, W)            netx reverses shapes to (W, H, C)
+    /layer/i        type 'conv':  shape (C, H, W), weight (C_out, C_in/g, kH, kW) integers,
+                                  stride/padding/dilation (H, W), groups, bias, neuron
+                    type 'flatten' (before a dense layer fed by an image-shaped layer)
+                    type 'dense': shape (N,), weight (N_out, N_in) integers over torch (C, H, W)
+                                  order, bias, neuron
+    neuron          type 'CUBA', iDecay 4096, vDecay, vThMant, refDelay 1, gradedSpike False
+    /esl            what netx does not read: format, input_scale, input_message_bits, input_max,
+                    layer names and scales
+
+netx builds each CUBA neuron as a Lava ``LIF`` with ``du = iDecay - 1``, ``dv = vDecay``,
+``vth = vThMant``, ``bias_exp = 6`` and integer weights through ``optimize_weight_bits`` (which keeps
+our 8-bit values exactly), so ``iDecay = 4096`` (no synaptic current state), ``vDecay = round((1 -
+beta) 4096)``, ``vThMant = round(threshold * S)`` and bias ``round(b * S)`` give exactly the fixed-point
+network of :func:`export.lava_fixed.quantize`; :func:`run_netx` and the ``lava-fixed`` backend give
+identical spikes.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, List, Optional, Union
+
+import h5py
+import nir
+import numpy as np
+
+import esl_deploy  # noqa: F401  (installs the lava import hook before any lava import)
+from esl_deploy.errors import EslError
+
+from .atomic import atomic_write
+from .lava_convert import LavaNet, convert
+from .lava_fixed import BIAS_EXP, DECAY_UNITY, quantize
+from .lava_run import INPUT_MESSAGE_BITS, LavaResult, _from_columns, _to_columns, import_lava
+
+FORMAT = "esl-netx"
+FORMAT_VERSION = 1
+
+
+def netx_net(graph: nir.NIRGraph, *, input_max: float = 1.0, input_frac_bits: Optional[int] = None) -> LavaNet:
+    """The quantised network that :func:`write_netx` writes: convolutions kept as convolutions, and one
+    8-bit weight per synapse (netx has no split weights: ``optimize_weight_bits`` clips beyond 8 bits)."""
+    return quantize(convert(graph, synapse="dense", conv="conv"), input_max=input_max, groups=1,
+                    input_frac_bits=input_frac_bits)
+
+
+def _bytes(group: h5py.Group, key: str, value: str) -> None:
+    group.create_dataset(key, (1,), "S10", [value.encode("ascii")])
+
+
+def _pair(group: h5py.Group, key: str, value) -> None:
+    group.create_dataset(key, data=np.asarray(value, dtype=np.int64))
+
+
+def write_netx_file(net: LavaNet, path: Union[str, os.PathLike]) -> None:
+    """Write a quantised :class:`LavaNet` into ``path`` (not atomic; see :func:`write_netx`)."""
+    if not net.quantized:
+        raise EslError("netx needs fixed-point parameters: quantize the network first")
+    if any(layer.fixed.split_exp for layer in net.layers):
+        raise EslError("netx holds one 8-bit weight per synapse: quantize with groups=1")
+    if any(layer.fixed.bias_exp != BIAS_EXP for layer in net.layers):
+        raise EslError(f"netx builds every neuron with bias_exp = {BIAS_EXP}: quantize with groups=1")
+    if net.input_min != 0.0:
+        raise EslError("the netx writer supports graded input in [0, input_max] only")
+    with h5py.File(path, "w") as f:
+        layers = f.create_group("layer")
+        g = layers.create_group("0")
+        _bytes(g, "type", "input")
+        _pair(g, "shape", net.input_shape)
+        index = 1
+        for layer in net.layers:
+            syn, neuron, fixed = layer.synapse, layer.neuron, layer.fixed
+            if syn.kind == "conv":
+                g = layers.create_group(str(index))
+                _bytes(g, "type", "conv")
+                _pair(g, "shape", neuron.shape)
+                g.create_dataset("weight", data=np.asarray(fixed.weight, dtype=np.int64))
+                _pair(g, "stride", syn.stride)
+                _pair(g, "padding", syn.padding)
+                _pair(g, "dilation", syn.dilation)
+                g.create_dataset("groups", data=np.int64(syn.groups))
+                bias = fixed.bias_mant
+                per_channel = bias.reshape(bias.shape[0], -1)
+                if np.all(per_channel == per_channel[:, :1]):
+                    bias = per_channel[:, 0]
+                else:  # netx takes a full bias in its (W, H, C) neuron order
+                    bias = bias.transpose(2, 1, 0)
+            else:
+                if len(neuron.shape) != 1:
+                    raise EslError(f"layer {neuron.name!r}: netx dense layers are flat, but this layer's "
+                                   f"neurons have shape {neuron.shape} (nodes {', '.join(syn.nodes)})")
+                if len(syn.in_shape) > 1:
+                    g = layers.create_group(str(index))
+                    _bytes(g, "type", "flatten")
+                    index += 1
+                g = layers.create_group(str(index))
+                _bytes(g, "type", "dense")
+                _pair(g, "shape", neuron.shape)
+                g.create_dataset("weight", data=fixed.weight.toarray().astype(np.int64))
+                bias = fixed.bias_mant.ravel()
+            if np.any(bias != 0):
+                g.create_dataset("bias", data=np.asarray(bias, dtype=np.int64))
+            n = g.create_group("neuron")
+            _bytes(n, "type", "CUBA")
+            n.create_dataset("iDecay", data=np.int64(DECAY_UNITY))  # netx: du = iDecay - 1 = 4095
+            n.create_dataset("vDecay", data=np.int64(fixed.dv))
+            n.create_dataset("vThMant", data=np.int64(fixed.vth))
+            n.create_dataset("refDelay", data=np.int64(1))
+            n.create_dataset("gradedSpike", data=False)
+            index += 1
+        esl = f.create_group("esl")
+        esl.attrs["format"] = FORMAT
+        esl.attrs["version"] = FORMAT_VERSION
+        esl.attrs["input_scale"] = float(net.layers[0].fixed.input_scale)
+        esl.attrs["input_message_bits"] = INPUT_MESSAGE_BITS
+        esl.attrs["input_max"] = float(net.input_max if net.input_max is not None else 1.0)
+        esl.attrs["dt"] = float(net.dt)
+        esl.create_dataset("names", data=np.array([l.neuron.name.encode() for l in net.layers], dtype=np.bytes_))
+        esl.create_dataset("scales", data=np.array([l.fixed.scale for l in net.layers]))
+
+
+def write_netx(graph: nir.NIRGraph, path: Union[str, os.PathLike], *, input_max: float = 1.0,
+               input_frac_bits: Optional[int] = None) -> Path:
+    """``esl export --to netx``: write ``graph`` as a lava-dl netx HDF5 file, atomically; returns the path.
+
+    Raises :class:`EslError` for graphs netx cannot describe (see :mod:`export.lava_convert` for the
+    converter's limits, plus: a non-convolutional layer with image-shaped neurons).
+    """
+    net = netx_net(graph, input_max=input_max, input_frac_bits=input_frac_bits)
+    return atomic_write(path, lambda tmp: write_netx_file(net, tmp))
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise EslError(f"no such netx file: {path}")
+    if not h5py.is_hdf5(path):
+        raise EslError(f"{path}: not a netx file (not HDF5)")
+    with h5py.File(path, "r") as f:
+        if "layer" not in f or not isinstance(f["layer"], h5py.Group) or "0" not in f["layer"]:
+            raise EslError(f"{path}: not a netx file (an HDF5 file without /layer/0)")
+
+
+def run_netx(path: Union[str, os.PathLike], x: np.ndarray, *, record: str = "all", sparse: bool = True,
+             progress: Optional[Callable[[int], None]] = None, chunk: int = 64) -> LavaResult:
+    """Load ``path`` with ``lava.lib.dl.netx.hdf5.Network`` and run all samples of ``x`` (T, B, ...).
+
+    Like :func:`export.lava_run.run`: one compiled network, neurons reset by netx's own
+    ``reset_interval = T`` (its per-layer offsets match the one-step synaptic delay when
+    ``reset_offset = 1``), ``B*T + L`` steps, spikes of every layer (torch order). Input is sent as
+    ``round(x * input_scale)`` with the scale recorded in ``/esl``; files without it get binary input.
+    ``sparse`` builds dense layers as Lava ``Sparse`` (netx's ``sparse_fc_layer``).
+    """
+    import_lava()
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        from lava.lib.dl.netx.hdf5 import Network  # lava-dl prints CUDA/Prophesee notices on import
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.source import RingBuffer as Source
+
+    from .lava_procs.spike_recorder import SpikeRecorder
+
+    path = Path(path)
+    _check_file(path)
+    with h5py.File(path, "r") as f:
+        attrs = dict(f["esl"].attrs) if "esl" in f else {}
+        names = [n.decode() for n in f["esl/names"][()]] if "esl/names" in f else None
+        input_shape = tuple(int(s) for s in f["layer/0/shape"][()]) if "shape" in f["layer/0"] else None
+    scale = float(attrs.get("input_scale", 1.0))
+    bits = int(attrs.get("input_message_bits", 0))
+    limit = float(attrs.get("input_max", 1.0))
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim < 3 or (input_shape is not None and tuple(x.shape[2:]) != input_shape):
+        raise EslError(f"input of shape {tuple(x.shape)} does not match the netx network: expected "
+                       f"(T, B, {', '.join(map(str, input_shape or ('...',)))})")
+    peak = float(np.abs(x).max(initial=0.0))
+    if bits and peak > limit * (1 + 1e-9):
+        raise EslError(f"input values up to {peak:g} exceed the netx input range |x| <= {limit:g}")
+    data = np.round(x * scale).astype(np.int32) if bits else (x != 0).astype(np.int32)
+    T, B = data.shape[:2]
+    try:
+        net = Network(net_config=str(path), input_message_bits=bits, reset_interval=T, reset_offset=1,
+                      sparse_fc_layer=sparse)
+    except (KeyError, ValueError, RuntimeError, NotImplementedError) as e:
+        raise EslError(f"{path}: netx cannot build this network: {type(e).__name__}: {e}") from e
+    blocks = [b for b in net.layers if b.neuron is not None and type(b).__name__ != "Input"]
+    L = len(blocks)
+    steps = B * T + L
+    in_shape = tuple(net.inp.shape)
+    if len(in_shape) == 1:
+        data = data.reshape(T, B, -1)
+    cols = _to_columns(data)
+    if cols.shape[:-1] != in_shape:
+        raise EslError(f"input of shape {tuple(x.shape)} does not fit the netx input port {in_shape}")
+    cols = np.concatenate([cols, np.zeros(cols.shape[:-1] + (L,), dtype=cols.dtype)], axis=-1)
+    names = names if names is not None and len(names) == L else [str(i + 1) for i in range(L)]
+    with tempfile.TemporaryDirectory(prefix="esl-netx-") as tmp:
+        t0 = time.perf_counter()
+        source = Source(data=cols)
+        source.s_out.connect(net.inp)
+        recorders = []
+        for index, block in enumerate(blocks, start=1):
+            if record == "all" or index == L:
+                shape = tuple(block.neuron.s_out.shape)
+                file = os.path.join(tmp, f"layer{index}.u8")
+                np.memmap(file, dtype=np.uint8, mode="w+", shape=(steps,) + shape).flush()
+                rec = SpikeRecorder(shape=shape, steps=steps, path=file)
+                block.neuron.s_out.connect(rec.a_in)
+                recorders.append((index, file, shape))
+        build_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cfg = Loihi2SimCfg(select_tag="fixed_pt")
+        done_steps, done_samples = 0, 0
+        try:
+            while done_steps < steps:
+                n = min(max(1, chunk) * T, steps - done_steps)
+                source.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
+                done_steps += n
+                finished = min(B, max(0, (done_steps - L) // T))
+                if progress is not None and finished > done_samples:
+                    progress(finished - done_samples)
+                done_samples = finished
+        finally:
+            source.stop()
+        run_s = time.perf_counter() - t0
+        out_names: List[str] = []
+        spikes: List[np.ndarray] = []
+        for index, file, shape in recorders:
+            buf = np.fromfile(file, dtype=np.uint8).reshape((steps,) + shape)
+            window = np.moveaxis(buf[index:index + B * T], 0, -1)
+            torch_shape = tuple(reversed(shape))
+            out_names.append(names[index - 1])
+            spikes.append(np.ascontiguousarray(_from_columns(window, torch_shape, T, B)))
+    return LavaResult(names=out_names, spikes=spikes, steps=steps, build_s=build_s, run_s=run_s)
+
+
+__all__ = ["FORMAT", "netx_net", "run_netx", "write_netx", "write_netx_file"]

@@ -1,0 +1,252 @@
+"""``esl simulate``: run a trained network on a test set with snnTorch, Lava or lava-dl netx, and compare.
+
+Every backend sees the same encoded input (``direct``: the image at every step; ``rate``: Bernoulli
+spikes from a fixed generator, batch by batch as the trainer's evaluation draws them). The reference
+is the snnTorch network run in float64 (each layer's input cast to float64): float32 rounding can
+flip a spike whose membrane lies within ~1e-7 of the threshold, and Lava's floating-point models
+compute in float64. Backends:
+
+- ``snntorch``: the network as trained, float32 (its agreement with the float64 reference shows
+  what float32 rounding changes);
+- ``lava``: :func:`export.lava_run.run` with ``Loihi2SimCfg(select_tag="floating_pt")``;
+- ``lava-fixed``: the same after :func:`export.lava_fixed.quantize` (bit-accurate Loihi 2 models,
+  ``select_tag="fixed_pt"``); the report carries the quantisation errors;
+- ``netx``: the network written by :func:`export.netx_export.write_netx` and loaded back by lava-dl's
+  ``netx.hdf5.Network``.
+
+Spike agreement of a layer is the percentage of (step, sample, neuron) entries equal to the
+reference; accuracy is the argmax of the output spike count (ties to the lower class, as in training).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+import nir
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+import esl_deploy
+from esl_deploy.datasets import load_dataset, to_time_major
+from esl_deploy.errors import EslError
+from esl_deploy.models import SpikingNet, apply_layer
+from esl_deploy.neurons import LIF
+
+BACKENDS = ("snntorch", "lava", "lava-fixed", "netx")
+EVAL_SEED = 12345  # the trainer's evaluation stream (train/trainer.py EVAL_SEED): same rate-coded input
+BATCH = 256
+
+
+@dataclass(kw_only=True)
+class SimReport:
+    """What one ``simulate`` run measured; :meth:`to_dict` gives plain JSON-able values."""
+
+    source: str
+    backend: str
+    dataset: str
+    samples: int
+    T: int
+    encoding: str
+    accuracy: float
+    snntorch_accuracy: float
+    reference: str
+    layer_agreement: Dict[str, float]
+    output_agreement: float
+    identical_outputs: float
+    wall_s: float
+    samples_per_s: float
+    snntorch_samples_per_s: float
+    quant_error: Optional[Dict[str, Dict[str, float]]] = None
+    details: Dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}")
+        if self.samples < 1 or self.T < 1:
+            raise ValueError("samples and T must be positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_network(source: Union[str, os.PathLike]) -> Tuple[SpikingNet, nir.NIRGraph]:
+    """The snnTorch network and the NIR graph of ``source``: a ``.nir`` file (the graph as written, and
+    the network built from it) or a checkpoint (the network, and its graph by ``to_nir``)."""
+    from .nir_export import to_nir
+    from .nir_import import from_nir, read_graph
+
+    path = Path(source)
+    if not path.is_file():
+        raise EslError(f"no such file: {path}")
+    if path.suffix.lower() == ".nir":
+        graph = read_graph(path)
+        return from_nir(graph), graph
+    model = esl_deploy.load(path)
+    return model, to_nir(model, getattr(model, "meta", None))
+
+
+def encoded_inputs(dataset: str, T: int, encoding: str, *, limit: Optional[int] = None,
+                   data_dir=None, input_shape: Optional[Tuple[int, ...]] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """The test set as ``(x (T, N, ...) float32, labels (N,))``, encoded as in the trainer's evaluation."""
+    splits = load_dataset(dataset, data_dir, T)
+    if input_shape is not None and tuple(splits.input_shape) != tuple(input_shape):
+        raise EslError(f"dataset {dataset!r} has inputs of shape {splits.input_shape}, the network expects "
+                       f"{tuple(input_shape)}")
+    data = splits.test
+    if limit is not None:
+        if limit < 1:
+            raise EslError(f"--limit must be at least 1, got {limit}")
+        data = Subset(data, range(min(limit, len(data))))
+    gen = torch.Generator().manual_seed(EVAL_SEED)
+    xs, ys = [], []
+    for x, y in DataLoader(data, batch_size=BATCH, shuffle=False):
+        xs.append(to_time_major(x, T, encoding, splits.temporal, gen))
+        ys.append(y)
+    return torch.cat(xs, dim=1).numpy(), torch.cat(ys).numpy()
+
+
+@torch.no_grad()
+def snntorch_spikes(model: SpikingNet, x: np.ndarray, dtype: torch.dtype = torch.float64) -> List[np.ndarray]:
+    """Spikes (T, N, ...) of every LIF layer of ``model`` run in ``dtype`` (each layer's input cast)."""
+    model = copy.deepcopy(model).to(dtype).eval()
+    out: List[List[np.ndarray]] = []
+    for start in range(0, x.shape[1], BATCH):
+        h = torch.from_numpy(x[:, start:start + BATCH]).to(dtype)
+        layers = []
+        for layer in model.layers:
+            h = apply_layer(layer, h.to(dtype))
+            if isinstance(layer, LIF):
+                layers.append(h.numpy().astype(np.uint8))
+        out.append(layers)
+    return [np.concatenate([b[i] for b in out], axis=1) for i in range(len(out[0]))]
+
+
+def predictions(output_spikes: np.ndarray) -> np.ndarray:
+    """Class with most output spikes; ties go to the lower index (``argmax`` returns the first)."""
+    return output_spikes.reshape(output_spikes.shape[0], output_spikes.shape[1], -1).sum(0).argmax(-1)
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Percentage of equal entries of two spike arrays of one shape."""
+    if a.shape != b.shape:
+        raise ValueError(f"spike arrays of shapes {a.shape} and {b.shape} cannot be compared")
+    return 100.0 * float(np.mean(a == b))
+
+
+def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray,
+                 tick: Callable[[int], None], synapse: str, conv: str,
+                 groups: int) -> Tuple[List[str], List[np.ndarray], dict]:
+    from .lava_convert import convert
+    from .lava_fixed import exact_frac_bits, quantize
+    from .lava_run import run
+
+    frac_bits = exact_frac_bits(x)  # input bits that hold this data exactly (digits: 4), else auto
+    x_max = max(1.0, float(x.max(initial=0.0)))  # event frames may count several events per bin
+
+    if backend == "snntorch":
+        spikes = snntorch_spikes(model, x, torch.float32)
+        tick(x.shape[1])
+        return [], spikes, {}
+    if backend == "netx":
+        from .netx_export import netx_net, run_netx, write_netx_file
+
+        net = netx_net(graph, input_max=x_max, input_frac_bits=frac_bits)
+        with tempfile.TemporaryDirectory(prefix="esl-sim-") as tmp:
+            path = Path(tmp) / "network.net"
+            write_netx_file(net, path)
+            res = run_netx(path, x, progress=tick, sparse=synapse == "sparse")
+        return res.names, res.spikes, {"quant_error": net.quant_errors(), "build_s": res.build_s,
+                                       "run_s": res.run_s, "steps": res.steps}
+    net = convert(graph, synapse=synapse, conv=conv)
+    mode = "float"
+    if backend == "lava-fixed":
+        net = quantize(net, groups=groups, input_frac_bits=frac_bits, input_max=x_max,
+                       input_min=min(0.0, float(x.min(initial=0.0))))
+        mode = "fixed"
+    res = run(net, x, mode=mode, progress=tick)
+    extra = {"build_s": res.build_s, "run_s": res.run_s, "steps": res.steps}
+    if mode == "fixed":
+        extra["quant_error"] = net.quant_errors()
+    return res.names, res.spikes, extra
+
+
+def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: str = "digits",
+             limit: Optional[int] = None, progress: bool = True, *, data_dir=None, T: Optional[int] = None,
+             encoding: Optional[str] = None, synapse: str = "sparse", conv: str = "conv",
+             weight_groups: Optional[int] = None) -> SimReport:
+    """Run ``source`` (a ``.nir`` file or a checkpoint) on the test set of ``dataset`` with ``backend``.
+
+    ``T`` and ``encoding`` default to those recorded with the network (else 8 and ``direct``);
+    ``limit`` keeps the first N test samples. ``synapse``/``conv`` choose the Lava processes
+    (:func:`export.lava_convert.convert`). ``weight_groups``: 8-bit synapse groups per weight in fixed
+    point, 2 for ``lava-fixed`` by default (about 15-bit weights), 1 for ``netx`` (the only choice).
+    Fixed point sends the input with the fewest fractional bits that hold it exactly (4 for digits)
+    and sizes its input range to the data's (at least [0, 1]).
+    Returns a :class:`SimReport` (see the module docstring).
+    """
+    if backend not in BACKENDS:
+        raise EslError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if weight_groups is None:
+        weight_groups = 1 if backend == "netx" else 2
+    if backend == "netx" and weight_groups != 1:
+        raise EslError("netx holds one 8-bit weight per synapse: --weight-groups must be 1 for netx")
+    if backend != "snntorch":
+        from .lava_run import import_lava
+
+        import_lava()  # before tqdm fixes the multiprocessing start method
+    model, graph = load_network(source)
+    meta = dict(getattr(model, "meta", None) or {})
+    T = int(T if T is not None else meta.get("T", 8))
+    encoding = str(encoding if encoding is not None else meta.get("encoding", "direct"))
+    x, y = encoded_inputs(dataset, T, encoding, limit=limit, data_dir=data_dir,
+                          input_shape=tuple(model.spec.input_shape))
+    n = x.shape[1]
+    t0 = time.perf_counter()
+    reference = snntorch_spikes(model, x, torch.float64)
+    ref_s = time.perf_counter() - t0
+    ref_acc = float(np.mean(predictions(reference[-1]) == y))
+    with tqdm(total=n, desc=f"simulate {backend}", unit="sample", disable=not progress, leave=False) as bar:
+        t0 = time.perf_counter()
+        names, spikes, extra = _run_backend(backend, model, graph, x, bar.update, synapse, conv, weight_groups)
+        wall = time.perf_counter() - t0
+    lif_names = [name for name, node in graph.nodes.items() if isinstance(node, (nir.LIF, nir.IF))]
+    if not names:
+        names = _chain_order(graph, lif_names)
+    if len(spikes) != len(reference):
+        raise AssertionError(f"{backend} gave {len(spikes)} spiking layers, snnTorch {len(reference)}")
+    layer_agreement = {name: agreement(s, r) for name, s, r in zip(names, spikes, reference)}
+    out, ref_out = spikes[-1], reference[-1]
+    identical = 100.0 * float(np.mean(np.all((out == ref_out).reshape(T, n, -1), axis=(0, 2))))
+    details = {k: float(v) for k, v in extra.items() if k != "quant_error"}
+    if backend in ("lava-fixed", "netx"):
+        details["weight_groups"] = float(weight_groups)
+    details["snntorch_float64_s"] = ref_s
+    return SimReport(
+        source=str(source), backend=backend, dataset=dataset, samples=n, T=T, encoding=encoding,
+        accuracy=float(np.mean(predictions(out) == y)), snntorch_accuracy=ref_acc,
+        reference="snntorch float64", layer_agreement=layer_agreement, output_agreement=agreement(out, ref_out),
+        identical_outputs=identical, wall_s=wall, samples_per_s=n / wall if wall > 0 else float("inf"),
+        snntorch_samples_per_s=n / ref_s if ref_s > 0 else float("inf"),
+        quant_error=extra.get("quant_error"), details=details)
+
+
+def _chain_order(graph: nir.NIRGraph, names: List[str]) -> List[str]:
+    """``names`` in the order of the input -> output chain."""
+    succ = {a: b for a, b in graph.edges}
+    start = next(n for n, node in graph.nodes.items() if isinstance(node, nir.Input))
+    order, node = [], start
+    while node in succ:
+        node = succ[node]
+        order.append(node)
+    return [n for n in order if n in names]
+
+
+__all__ = ["BACKENDS", "SimReport", "agreement", "encoded_inputs", "load_network", "predictions", "simulate",
+           "snntorch_spikes"]

@@ -1,0 +1,67 @@
+"""``esl simulate MODEL --backend ...``: parse options, call :func:`export.simulate.simulate`, print."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from esl_deploy.datasets import DATASETS
+
+from .simulate import BACKENDS, SimReport, simulate
+
+
+def format_report(r: SimReport) -> str:
+    """A short human-readable table of a :class:`SimReport`."""
+    lines = [
+        f"source        {r.source}",
+        f"backend       {r.backend}   (reference: {r.reference})",
+        f"data          {r.dataset} test, {r.samples} samples, T={r.T}, {r.encoding} encoding",
+        f"accuracy      {100 * r.accuracy:.2f} %   (snnTorch {100 * r.snntorch_accuracy:.2f} %, "
+        f"difference {100 * (r.accuracy - r.snntorch_accuracy):+.2f} points)",
+        f"output spikes {r.output_agreement:.3f} % agree, {r.identical_outputs:.2f} % of samples identical",
+        f"speed         {r.samples_per_s:.1f} samples/s ({r.wall_s:.1f} s), snnTorch float64 "
+        f"{r.snntorch_samples_per_s:.1f} samples/s",
+        "",
+        f"{'layer':<12}{'spike agreement %':>20}",
+    ]
+    lines += [f"{name:<12}{value:>20.3f}" for name, value in r.layer_agreement.items()]
+    if r.quant_error:
+        lines += ["", f"{'layer':<12}{'weight rel err':>16}{'thr rel err':>14}{'beta err':>12}{'scale':>12}"]
+        for name, e in r.quant_error.items():
+            lines.append(f"{name:<12}{e['weight_rel']:>16.4%}{e['threshold_rel']:>14.2e}{e['beta_abs']:>12.2e}"
+                         f"{e['scale']:>12.1f}")
+    return "\n".join(lines)
+
+
+@click.command("simulate")
+@click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--backend", type=click.Choice(BACKENDS), default="lava", show_default=True,
+              help="snntorch (float32), lava (floating point), lava-fixed (Loihi 2 fixed point) or netx.")
+@click.option("--dataset", type=click.Choice(list(DATASETS)), default="digits", show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder holding the data set's files.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N test samples.")
+@click.option("-T", "--steps", type=click.IntRange(min=1), default=None,
+              help="Time steps per sample (default: the T the network was trained with).")
+@click.option("--encoding", type=click.Choice(["direct", "rate"]), default=None,
+              help="Input encoding (default: the network's).")
+@click.option("--synapse", type=click.Choice(["sparse", "dense"]), default="sparse", show_default=True,
+              help="Lava process for matrix layers.")
+@click.option("--conv", type=click.Choice(["conv", "matrix"]), default="conv", show_default=True,
+              help="Lava Conv processes, or convolutions expanded into sparse matrices (faster).")
+@click.option("--weight-groups", type=click.IntRange(1, 2), default=None,
+              help="8-bit synapse groups per weight in fixed point [default: 2 for lava-fixed, 1 for netx].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def simulate_cmd(model: Path, backend: str, dataset: str, data_dir: Optional[Path], limit: Optional[int],
+                 steps: Optional[int], encoding: Optional[str], synapse: str, conv: str,
+                 weight_groups: Optional[int], as_json: bool, no_progress: bool) -> None:
+    """Run MODEL (a checkpoint or .nir file) on a test set and compare its spikes with snnTorch."""
+    report = simulate(model, backend, dataset, limit, progress=not no_progress, data_dir=data_dir, T=steps,
+                      encoding=encoding, synapse=synapse, conv=conv, weight_groups=weight_groups)
+    click.echo(json.dumps(report.to_dict(), sort_keys=True) if as_json else format_report(report))
+
+
+__all__ = ["format_report", "simulate_cmd"]
