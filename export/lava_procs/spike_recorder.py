@@ -2,7 +2,7 @@
 
 Lava's own sink (``lava.proc.io.sink.RingBuffer``) keeps its buffer in a Var, and ``Var.get()`` sends
 arrays from the process to the runtime one element per message (``PyLoihiProcessModel._get_var``:
-"FIXME: send a whole vector"), about 17 us per value here: reading the spikes of 800 neurons over
+whose own comment notes it should send the whole vector), about 17 us per value here: reading the spikes of 800 neurons over
 2,900 steps takes ~40 s. This recorder writes row ``time_step - 1`` of a ``(steps, *shape)`` uint8
 file instead (``received != 0``), which the caller reads with numpy once the run has returned. The
 file is created (zero-filled) by the caller; Linux keeps shared file mappings coherent across the
