@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/digits_results.py [--epochs 40] [--seeds 0 1 2] [--out runs/results] [--json]
 
-Trains each method (dense, static, SET, RigL, ESL at 10 % density; PQ-index from dense; magnitude
-pruning to 10 %) for each seed through the same trainer as ``esl train``, then writes
+Trains each method (dense, static, SET, RigL, ESL at 10 % density, ESL with ``--core-aware truenorth``
+(row ``esl_core``); PQ-index from dense; magnitude pruning to 10 %) for each seed through the same trainer as ``esl train``, then writes
 ``results.json``, ``results.md`` (the table) and ``results.png`` (accuracy against density) into
 ``--out``. Existing run folders are reused (delete them, or pass --retrain).
 """
@@ -24,27 +24,30 @@ from train.config import TrainConfig  # noqa: E402
 from train.masking import SparsityConfig  # noqa: E402
 from train.trainer import train  # noqa: E402
 
-METHODS = [("dense", 1.0), ("static", 0.1), ("set", 0.1), ("rigl", 0.1), ("esl", 0.1), ("pq", 1.0),
-           ("magnitude", 0.1)]
+# (row label = run folder prefix, method, start density, core-aware target)
+METHODS = [("dense", "dense", 1.0, None), ("static", "static", 0.1, None), ("set", "set", 0.1, None),
+           ("rigl", "rigl", 0.1, None), ("esl", "esl", 0.1, None), ("esl_core", "esl", 0.1, "truenorth"),
+           ("pq", "pq", 1.0, None), ("magnitude", "magnitude", 0.1, None)]
 
 
 def run_all(epochs: int, seeds, out: Path, retrain: bool) -> dict:
     rows = {}
-    for method, density in METHODS:
+    for label, method, density, core_aware in METHODS:
         per_seed = []
         for seed in seeds:
-            folder = out / f"{method}_s{seed}"
+            folder = out / f"{label}_s{seed}"
             summary_file = folder / "summary.json"
             if summary_file.is_file() and not retrain:
                 s = json.loads(summary_file.read_text())
             else:
-                cfg = TrainConfig(epochs=epochs, seed=seed, sparsity=SparsityConfig(method=method, density=density))
+                cfg = TrainConfig(epochs=epochs, seed=seed, sparsity=SparsityConfig(method=method, density=density,
+                                                                                  core_aware=core_aware))
                 s = train(cfg, folder, force=True, progress=False)
             per_seed.append({"seed": seed, "test_acc": s["test_acc"], "density": s["density"],
                              "best_epoch": s["best_epoch"]})
-            print(f"{method:9s} seed {seed}: test {100 * s['test_acc']:.2f} %  density {s['density']:.4f}", flush=True)
+            print(f"{label:9s} seed {seed}: test {100 * s['test_acc']:.2f} %  density {s['density']:.4f}", flush=True)
         accs = [r["test_acc"] for r in per_seed]
-        rows[method] = {"start_density": density, "runs": per_seed, "mean_test_acc": statistics.mean(accs),
+        rows[label] = {"core_aware": core_aware, "start_density": density, "runs": per_seed, "mean_test_acc": statistics.mean(accs),
                         "std_test_acc": statistics.stdev(accs) if len(accs) > 1 else 0.0,
                         "mean_density": statistics.mean(r["density"] for r in per_seed)}
     dense = {r["seed"]: r["test_acc"] for r in rows["dense"]["runs"]}

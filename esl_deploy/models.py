@@ -8,6 +8,8 @@ LIF layer, ``(T, B, num_classes)``; the prediction is the class with most output
 Architectures (``width`` multiplies hidden sizes and channels):
 
 - ``mlp``: input-800-classes (the ESL-SNNs paper's 784-800-10; 64-800-10 on 8x8 digits).
+- ``mlp2``: input-800-800-classes; its 800x800 hidden layer spans several 256-axon cores, which is
+  where ``--core-aware truenorth`` saves cores.
 - ``convnet``: 16C3-AP2-32C3-AP2-FC, small enough to train on a CPU in minutes.
 - ``vggsnn``: 64C3-128C3-AP2-256C3-256C3-AP2-512C3-512C3-AP2-512C3-512C3-AP2-FC with BatchNorm
   (Deng et al. 2022, TET), as used by ESL-SNNs on DVS-CIFAR10.
@@ -176,13 +178,18 @@ def _w(spec: ModelSpec, n: int) -> int:
     return max(1, int(round(n * spec.width)))
 
 
-def _mlp(spec: ModelSpec) -> SpikingNet:
+def _mlp(spec: ModelSpec, hidden: int = 1) -> SpikingNet:
     b = _Builder(spec)
-    b.linear(_w(spec, 800))
-    b.lif()
+    for _ in range(hidden):
+        b.linear(_w(spec, 800))
+        b.lif()
     b.linear(spec.num_classes)
     b.lif()
     return b.build()
+
+
+def _mlp2(spec: ModelSpec) -> SpikingNet:
+    return _mlp(spec, hidden=2)
 
 
 def _convnet(spec: ModelSpec) -> SpikingNet:
@@ -235,6 +242,7 @@ def _resnet19(spec: ModelSpec) -> SpikingNet:
 
 MODELS: Dict[str, Callable[[ModelSpec], SpikingNet]] = {
     "mlp": _mlp,
+    "mlp2": _mlp2,
     "convnet": _convnet,
     "vggsnn": _vggsnn,
     "resnet19": _resnet19,

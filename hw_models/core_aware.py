@@ -53,8 +53,24 @@ def _group_sizes(out_features: int, blocks: int, neurons: int) -> np.ndarray:
     return g
 
 
+def _window_pattern(out_features: int, bounds: np.ndarray, groups: np.ndarray, c: int) -> np.ndarray:
+    """Group k (rows ``starts[k]:starts[k]+groups[k]``) may use blocks k, k+1, ..., k+c-1 (mod b)."""
+    b = bounds.size - 1
+    starts = np.cumsum(groups) - groups
+    allowed = np.zeros((out_features, int(bounds[-1])), dtype=bool)
+    for k in range(b):
+        if groups[k] == 0:
+            continue
+        rows = slice(int(starts[k]), int(starts[k] + groups[k]))
+        for w in range(c):
+            blk = (k + w) % b
+            allowed[rows, bounds[blk]:bounds[blk + 1]] = True
+    return allowed
+
+
 def core_groups(out_features: int, in_features: int, *, axons: int = 256, neurons: int = 256,
-                density: Optional[float] = None, max_fill: float = 0.9) -> torch.Tensor:
+                density: Optional[float] = None, max_fill: float = 0.9,
+                window: Optional[int] = None) -> torch.Tensor:
     """The allowed (out, in) bool pattern of a core-aware Linear layer.
 
     Construction, with A = ``axons`` and N = ``neurons`` per core:
@@ -67,6 +83,7 @@ def core_groups(out_features: int, in_features: int, *, axons: int = 256, neuron
     3. Group k may use the window of c consecutive blocks k, k+1, ..., k+c-1 (mod b). c is the smallest
        number such that a mask of ``density`` fills at most ``max_fill`` of the pattern (room is left for
        regrowth), and such that every input is in some group's window (c >= ceil(b / #groups)).
+       ``window`` asks for a wider window (it is raised to that minimum if smaller, capped at b).
 
     Why this maps onto ~lower-bound cores: with c = 1 every neuron's inputs lie in one block, so it needs
     no partial sum, and block k's g_k neurons fill ceil(g_k / N) cores that all share that block's axons.
@@ -75,7 +92,8 @@ def core_groups(out_features: int, in_features: int, *, axons: int = 256, neuron
     density d <= max_fill / b. A denser layer (d * in > A, more inputs per neuron than one core has
     axons) cannot avoid partial sums; c > 1 then gives each neuron exactly c partial sums, in c
     blocks' cores, plus adders: about c times the neuron bound instead of a partial sum in every block.
-    ``density=None`` means c = 1 (apart from the coverage rule).
+    ``density=None`` means c = 1 (apart from the coverage rule). :func:`relaxed_window` finds how much
+    wider the window can be made without costing a core.
     """
     if out_features < 1 or in_features < 1:
         raise ValueError(f"layer size must be positive, got ({out_features}, {in_features})")
@@ -85,32 +103,61 @@ def core_groups(out_features: int, in_features: int, *, axons: int = 256, neuron
         raise ValueError(f"density must lie in (0, 1], got {density}")
     if not 0.0 < max_fill <= 1.0:
         raise ValueError(f"max_fill must lie in (0, 1], got {max_fill}")
+    if window is not None and window < 1:
+        raise ValueError(f"window must be a positive number of axon blocks, got {window}")
     bounds = axon_blocks(in_features, axons)
     b = bounds.size - 1
-    sizes = np.diff(bounds)
     groups = _group_sizes(out_features, b, neurons)
-    nonempty = int((groups > 0).sum())
-    c = max(1, -(-b // nonempty))
-    starts = np.cumsum(groups) - groups
-
-    def pattern(c: int) -> np.ndarray:
-        allowed = np.zeros((out_features, in_features), dtype=bool)
-        for k in range(b):
-            if groups[k] == 0:
-                continue
-            rows = slice(int(starts[k]), int(starts[k] + groups[k]))
-            for w in range(c):
-                blk = (k + w) % b
-                allowed[rows, bounds[blk]:bounds[blk + 1]] = True
-        return allowed
-
-    allowed = pattern(c)
+    c = max(1, -(-b // int((groups > 0).sum())))
+    allowed = _window_pattern(out_features, bounds, groups, c)
     if density is not None:
         need = int(round(density * out_features * in_features))
         while c < b and need > max_fill * allowed.sum():
             c += 1
-            allowed = pattern(c)
+            allowed = _window_pattern(out_features, bounds, groups, c)
+    if window is not None and window > c:
+        c = min(int(window), b)
+        allowed = _window_pattern(out_features, bounds, groups, c)
     return torch.from_numpy(allowed)
+
+
+def window_of(allowed: torch.Tensor, axons: int = 256) -> int:
+    """The window c (axon blocks per neuron) of a :func:`core_groups` pattern: max over neurons."""
+    bounds = axon_blocks(allowed.shape[1], axons)
+    first_cols = torch.as_tensor(bounds[:-1], dtype=torch.long)
+    return int(allowed[:, first_cols].sum(1).max())
+
+
+def relaxed_window(out_features: int, in_features: int, density: float, core: CoreSpec = CoreSpec(), *,
+                   max_fill: float = 0.9, seed: int = 0) -> int:
+    """The widest window c whose masks map onto no more cores than the narrowest pattern's.
+
+    A narrow window exists only to save cores. Where it saves none (a small layer such as a 10-neuron
+    output layer, whose partial sums all fit in the cores its inputs need anyway) it only takes freedom
+    from the rewiring. This picks, by bisection over c in [c_min, b], the largest c for which a random
+    mask of ``density`` inside ``core_groups(..., window=c)`` maps (:func:`hw_models.truenorth.map_layer`,
+    sparse strategy, seeded, so the choice is deterministic) onto at most the cores of one inside the
+    c_min pattern. Cores grow with c (more partial sums), which is what the bisection assumes.
+    """
+    from .truenorth import map_layer
+
+    kw = dict(axons=core.axons, neurons=core.neurons, density=density, max_fill=max_fill)
+    narrow = core_groups(out_features, in_features, **kw)
+    lo, hi = window_of(narrow, core.axons), axon_blocks(in_features, core.axons).size - 1
+
+    def cores(c: int) -> int:
+        allowed = core_groups(out_features, in_features, window=c, **kw)
+        mask = random_mask_within(allowed, density, torch.Generator().manual_seed(seed))
+        return map_layer(mask.numpy(), "sparse", core).cores
+
+    target = cores(lo)
+    while lo < hi:  # invariant: cores(lo) <= target
+        mid = (lo + hi + 1) // 2
+        if cores(mid) <= target:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def max_density(allowed: torch.Tensor) -> float:

@@ -571,17 +571,22 @@ def check_fits(mapping: NetworkMapping, max_chips: Optional[int]) -> None:
 
 
 def core_allowed_mask(shape: Sequence[int], density: Optional[float] = None, core: CoreSpec = CoreSpec(), *,
-                      max_fill: float = 0.9) -> torch.Tensor:
+                      max_fill: float = 0.9, relax: bool = True) -> torch.Tensor:
     """Core-aware pattern for a weight of ``shape`` (``esl train --core-aware truenorth``).
 
     A Linear weight (out, in) gets :func:`hw_models.core_aware.core_groups` at ``density`` for this
-    core's axons and neurons (see there for how the groups are chosen); any other shape (a conv kernel,
-    whose taps are shared by every output position) gets all True: no constraint.
+    core's axons and neurons (see there for how the groups are chosen), with the window widened by
+    :func:`hw_models.core_aware.relaxed_window` as far as it costs no core (``relax=False``: the
+    narrowest window). Any other shape (a conv kernel, whose taps are shared by every output position)
+    gets all True: no constraint.
     """
-    from .core_aware import core_groups
+    from .core_aware import core_groups, relaxed_window
 
     shape = tuple(int(s) for s in shape)
     if len(shape) == 2:
+        window = None
+        if relax and density is not None:
+            window = relaxed_window(shape[0], shape[1], density, core, max_fill=max_fill)
         return core_groups(shape[0], shape[1], axons=core.axons, neurons=core.neurons, density=density,
-                           max_fill=max_fill)
+                           max_fill=max_fill, window=window)
     return torch.ones(shape, dtype=torch.bool)

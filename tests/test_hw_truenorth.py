@@ -9,7 +9,7 @@ from esl_deploy.masks import LayerShape, layer_densities, random_mask, sparsifia
 from esl_deploy.models import ModelSpec, SpikingNet, build_model
 from esl_deploy.neurons import LIF
 from hw_models.core_aware import (axon_blocks, check_within, core_aware_allowed, core_groups, max_density,
-                                  random_mask_within, restrict_scores)
+                                  random_mask_within, relaxed_window, restrict_scores, window_of)
 from hw_models.truenorth import (CoreSpec, LayerMapping, NetworkMapping, adder_tree, core_allowed_mask, lower_bound,
                                  map_layer, map_network, pack_into, pack_items, splitter_tree)
 from hw_models.unroll import pool_matrix, synaptic_layers, unroll_conv2d
@@ -272,8 +272,15 @@ def test_core_aware_helpers():
 
 
 def test_core_allowed_mask_for_the_trainer():
-    assert torch.equal(core_allowed_mask((10, 800), 0.358), core_groups(10, 800, density=0.358))
+    assert torch.equal(core_allowed_mask((10, 800), 0.358, relax=False), core_groups(10, 800, density=0.358))
+    # relaxed: a 10-neuron output layer's partial sums fit in the 4 cores its 800 inputs need anyway, so
+    # a narrow window saves no core and the pattern is left free; an 800x800 layer keeps one block each
+    assert core_allowed_mask((10, 800), 0.358).all()
+    assert relaxed_window(10, 800, 0.358) == 4 and window_of(core_groups(10, 800, density=0.358)) == 2
+    hidden = core_allowed_mask((800, 800), 0.1)
+    assert torch.equal(hidden, core_groups(800, 800, density=0.1)) and (hidden.sum(1) == 200).all()
+    assert core_groups(800, 800, density=0.1, window=3).sum(1).tolist() == [600] * 800
     assert core_allowed_mask((32, 16, 3, 3), 0.1).all()  # convolution kernels are not constrained
-    small = core_allowed_mask((8, 20), 0.1, CoreSpec(axons=8, neurons=4))
+    small = core_allowed_mask((8, 20), 0.1, CoreSpec(axons=8, neurons=4), relax=False)
     # 20 axons in blocks of 7, 7, 6; 8 neurons in groups of 3, 3, 2; one block each
     assert small.sum(1).tolist() == [7, 7, 7, 7, 7, 7, 6, 6] and small[6, 14:].all()

@@ -148,14 +148,8 @@ class MaskEngine:
         density = self.target_density[name]
         if name not in self.allowed:
             return random_mask(shape, density, self.generator)
-        allowed = self.allowed[name].cpu().flatten()
-        k = int(round(density * allowed.numel()))
-        idx = torch.nonzero(allowed).flatten()
-        if k > idx.numel():
-            raise ValueError(f"core-aware groups of {name} hold {idx.numel()} positions, fewer than {k}")
-        mask = torch.zeros(allowed.numel(), dtype=torch.bool)
-        mask[idx[torch.randperm(idx.numel(), generator=self.generator)[:k]]] = True
-        return mask.view(*shape)
+        from hw_models.core_aware import random_mask_within
+        return random_mask_within(self.allowed[name].cpu(), density, self.generator)
 
     # -- the per-step work ------------------------------------------------------------------------
     @torch.no_grad()
