@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Dict
 
@@ -23,6 +24,7 @@ from .errors import EslError
 
 FORMAT = "esl-deploy-checkpoint"
 VERSION = 1
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"  # first bytes of every HDF5 file (NIR, Lava, netx)
 REQUIRED = ("format", "version", "config", "model_spec", "model", "best", "epoch")
 
 
@@ -58,11 +60,18 @@ def read_checkpoint(path: Path) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise EslError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == HDF5_MAGIC:
+        raise EslError(f"{path} is an HDF5 file (NIR, Lava or netx export), not a checkpoint; pass the run's "
+                       f"checkpoint.pt, or a NIR graph named *.nir")
+    if not zipfile.is_zipfile(path):
+        raise EslError(f"{path} is not a checkpoint (a PyTorch zip file) nor a NIR graph")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, bad pickle, not a torch file at all
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise EslError(f"corrupt or truncated checkpoint {path}: {reason}") from None
+    except Exception as e:  # truncated zip, bad pickle, a pickle that is not plain tensors and containers
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise EslError(f"corrupt or truncated checkpoint {path}: {reason[:200]}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise EslError(f"{path} is not an ESL Deploy checkpoint")
     if state.get("version") != VERSION:

@@ -16,6 +16,7 @@ import io
 import json
 import random
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -156,7 +157,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
         _write_metrics(out / "metrics.csv", history)
         if progress:
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}  train {row['train_acc']:.3f}  "
-                       f"val {val['acc']:.3f}  density {engine.density():.4f}  rewired {row['rewired']}")
+                       f"val {val['acc']:.3f}  density {engine.density():.4f}  rewired {row['rewired']}",
+                       file=sys.stderr)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
 
