@@ -5,7 +5,9 @@
 Models (trained through the same trainer as ``esl train`` when their run folder is missing, 40 epochs,
 seed 0): the MLP 64-800-10 dense and ESL at 10 % (``runs/results/{dense,esl}_s0``, shared with
 ``benchmarks/digits_results.py``) and the conv net 16C3-AP2-32C3-AP2-FC10 dense and ESL at 10 %
-(``runs/results/convnet_{dense,esl}_s0``). Each is run by ``esl simulate`` (:func:`export.simulate.simulate`)
+(``runs/results/convnet_{dense,esl}_s0``), and the same four trained with ``--weight-bits 8``
+(quantisation-aware: weights on the 8-bit grid one netx synapse holds; ``*_q8_s0``).
+Each is run by ``esl simulate`` (:func:`export.simulate.simulate`)
 with every backend: ``snntorch`` (float32), ``lava`` (Loihi 2 floating-point models), ``lava-fixed``
 (bit-accurate fixed point) and ``netx`` (the lava-dl HDF5 file, loaded by ``netx.hdf5.Network``).
 The reference is snnTorch in float64. Writes ``lava_agreement.json`` into ``--out`` and prints a table.
@@ -27,14 +29,20 @@ from train.config import TrainConfig  # noqa: E402
 from train.masking import SparsityConfig  # noqa: E402
 from train.trainer import train  # noqa: E402
 
-RUNS = [("mlp dense", "dense_s0", "mlp", "dense"), ("mlp ESL 10%", "esl_s0", "mlp", "esl"),
-        ("convnet dense", "convnet_dense_s0", "convnet", "dense"), ("convnet ESL 10%", "convnet_esl_s0", "convnet", "esl")]
+# (label, run folder, model, method, weight bits for quantisation-aware training or None)
+RUNS = [("mlp dense", "dense_s0", "mlp", "dense", None), ("mlp ESL 10%", "esl_s0", "mlp", "esl", None),
+        ("convnet dense", "convnet_dense_s0", "convnet", "dense", None),
+        ("convnet ESL 10%", "convnet_esl_s0", "convnet", "esl", None),
+        ("mlp dense, 8-bit QAT", "mlp_dense_q8_s0", "mlp", "dense", 8),
+        ("mlp ESL 10%, 8-bit QAT", "mlp_esl_q8_s0", "mlp", "esl", 8),
+        ("convnet dense, 8-bit QAT", "convnet_dense_q8_s0", "convnet", "dense", 8),
+        ("convnet ESL 10%, 8-bit QAT", "convnet_esl_q8_s0", "convnet", "esl", 8)]
 
 
-def ensure_run(folder: Path, model: str, method: str, epochs: int) -> Path:
+def ensure_run(folder: Path, model: str, method: str, bits, epochs: int) -> Path:
     ckpt = folder / "checkpoint.pt"
     if not ckpt.is_file():
-        cfg = TrainConfig(model=model, epochs=epochs, seed=0,
+        cfg = TrainConfig(model=model, epochs=epochs, seed=0, weight_bits=bits,
                           sparsity=SparsityConfig(method=method, density=1.0 if method == "dense" else 0.1))
         train(cfg, folder, force=True, progress=False)
     return ckpt
@@ -50,8 +58,8 @@ def main(argv=None) -> list:
     a = ap.parse_args(argv)
     import_lava()
     rows = []
-    for label, folder, model, method in RUNS:
-        ckpt = ensure_run(a.out / folder, model, method, a.epochs)
+    for label, folder, model, method, bits in RUNS:
+        ckpt = ensure_run(a.out / folder, model, method, bits, a.epochs)
         for backend in a.backends:
             r = simulate(ckpt, backend, "digits", a.limit, progress=False)
             rows.append({"model": label, "run": str(ckpt), **r.to_dict(),

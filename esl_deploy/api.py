@@ -36,7 +36,7 @@ def load(path: str | Path) -> SpikingNet:
     cfg = state["config"]
     model.meta = {
         "method": cfg["sparsity"]["method"], "dataset": cfg["dataset"], "data_dir": cfg.get("data_dir"),
-        "T": cfg["T"], "encoding": cfg["encoding"], "density": state["best"]["density"],
+        "T": cfg["T"], "encoding": cfg["encoding"], "weight_bits": cfg.get("weight_bits"), "density": state["best"]["density"],
         "layer_density": state["best"]["layer_density"], "model_spec": state["model_spec"],
         "best_epoch": state["best"]["epoch"], "val_acc": state["best"]["val_acc"],
     }

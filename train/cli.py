@@ -52,6 +52,9 @@ from .pq_index import SCOPES, PQConfig
 @click.option("--pq-scope", type=click.Choice(SCOPES), default="layer")
 @click.option("--core-aware", type=click.Choice(["truenorth"]), default=None,
               help="Keep rewiring inside core-sized groups.")
+@click.option("--weight-bits", type=click.IntRange(2, 16), default=None,
+              help="Quantisation-aware training: synapse weights on a signed grid of this many bits "
+                   "(8: exactly what one Loihi 2 / netx synapse holds).")
 @click.option("--device", default="cpu", help="cpu or cuda.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--force", is_flag=True, help="Overwrite an existing run folder.")
@@ -71,7 +74,7 @@ def train_cmd(**o):
                           seed=o["seed"], T=o["T"], encoding=o["encoding"], batch_size=o["batch_size"],
                           optimizer=o["optimizer"], lr=o["lr"], lr_end=o["lr_end"], loss=o["loss"],
                           tet_lambda=o["tet_lambda"], width=o["width"], beta=o["beta"], threshold=o["threshold"],
-                          sparsity=sparsity, device=o["device"])
+                          sparsity=sparsity, weight_bits=o["weight_bits"], device=o["device"])
     except ValueError as e:
         raise EslError(str(e)) from None
     summary = train(cfg, o["out"], resume=o["resume"], force=o["force"], progress=not o["no_progress"])

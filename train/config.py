@@ -42,6 +42,7 @@ class TrainConfig:
     beta: float = 0.9
     threshold: float = 1.0
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
+    weight_bits: Optional[int] = None  # quantisation-aware training onto a 2^(b-1)-1 step grid (train/quant.py)
     device: str = "cpu"
 
     def __post_init__(self):
@@ -65,6 +66,8 @@ class TrainConfig:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
         if not 0 <= self.tet_lambda <= 1:
             raise ValueError(f"tet_lambda must lie in [0, 1], got {self.tet_lambda}")
+        if self.weight_bits is not None and not 2 <= self.weight_bits <= 16:
+            raise ValueError(f"weight bits must lie in 2..16, got {self.weight_bits}")
 
     def to_dict(self) -> dict:
         return asdict(self)

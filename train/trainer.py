@@ -34,6 +34,7 @@ from esl_deploy.models import ModelSpec, SpikingNet, build_model
 from .config import TrainConfig, config_diff
 from .losses import compute_loss, predict
 from .masking import MaskEngine
+from .quant import hardware_beta, quantized_state, quantized_weights
 
 RUN_FILES = ("checkpoint.pt", "metrics.csv", "summary.json", "curves.png")
 EVAL_SEED = 12345  # rate-encoded evaluation uses a fixed stream, so accuracies are comparable
@@ -114,7 +115,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
-    spec = ModelSpec(cfg.model, data.input_shape, data.num_classes, width=cfg.width, beta=cfg.beta,
+    beta = hardware_beta(cfg.beta) if cfg.weight_bits else cfg.beta  # quantisation-aware: Loihi's decay grid
+    spec = ModelSpec(cfg.model, data.input_shape, data.num_classes, width=cfg.width, beta=beta,
                      threshold=cfg.threshold)
     model = build_model(spec).to(device)
     optimizer = make_optimizer(model, cfg)
@@ -140,14 +142,15 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         row = _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress)
-        val = evaluate(model, data.val, cfg, data.temporal, device)
+        with quantized_weights(model, cfg.weight_bits):
+            val = evaluate(model, data.val, cfg, data.temporal, device)
         row.update(epoch=epoch + 1, val_loss=val["loss"], val_acc=val["acc"], lr=optimizer.param_groups[0]["lr"],
                    density=engine.density(), **{f"density/{n}": d for n, d in engine.layer_density().items()})
         lr_sched.step()
         # Keep the best on validation among epochs whose sparsity is final: for pq and magnitude the
         # density still falls until the last pruning, and an earlier, denser model is not the result.
         if engine.structure_final and (best is None or val["acc"] > best["val_acc"]):
-            best = {"epoch": epoch + 1, "val_acc": val["acc"], "model": copy.deepcopy(model.state_dict()),
+            best = {"epoch": epoch + 1, "val_acc": val["acc"], "model": quantized_state(model, cfg.weight_bits),
                     "masks": {n: m.cpu().clone() for n, m in engine.masks.items()},
                     "density": engine.density(), "layer_density": engine.layer_density()}
         wall += time.perf_counter() - t0
@@ -167,7 +170,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
     test = evaluate(best_model, data.test, cfg, data.temporal, device)
     summary = {
         "model": cfg.model, "dataset": cfg.dataset, "method": cfg.sparsity.method, "seed": cfg.seed,
-        "epochs": cfg.epochs, "T": cfg.T, "encoding": cfg.encoding,
+        "epochs": cfg.epochs, "T": cfg.T, "encoding": cfg.encoding, "weight_bits": cfg.weight_bits,
         "target_density": cfg.sparsity.density if cfg.sparsity.method != "dense" else 1.0,
         "best_epoch": best["epoch"], "best_val_acc": best["val_acc"], "test_acc": test["acc"],
         "density": best["density"], "layer_density": best["layer_density"],
@@ -190,9 +193,10 @@ def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress) -
         xt = to_time_major(x, cfg.T, cfg.encoding, data.temporal, enc_gen).to(device)
         y = y.to(device)
         optimizer.zero_grad(set_to_none=True)
-        out = model(xt)
-        loss = compute_loss(cfg.loss, out, y, cfg.tet_lambda)
-        loss.backward()
+        with quantized_weights(model, cfg.weight_bits):  # straight-through: gradients of the grid weights
+            out = model(xt)
+            loss = compute_loss(cfg.loss, out, y, cfg.tet_lambda)
+            loss.backward()
         optimizer.step()
         rewired += engine.step()
         loss_sum += float(loss) * len(y)
