@@ -18,10 +18,14 @@ $(STAMP): constraints.txt pyproject.toml
 	$(BIN)/python -m pip install --prefer-binary --ignore-requires-python -c constraints.txt -e .
 	touch $(STAMP)
 
-# The main job on the embedded digits data: train ESL at 10 % density, export to NIR, cost on hardware.
+# The main job on the embedded digits data: train ESL at 10 % density, export to NIR and netx, run the
+# NIR graph in Lava (Loihi 2 models, float and fixed point) against snnTorch, cost it on hardware.
 demo: $(STAMP)
 	$(BIN)/esl train --model mlp --dataset digits --method esl --density 0.1 --epochs 40 --seed 0 --out $(DEMO) --force
 	$(BIN)/esl export $(DEMO)/checkpoint.pt --to nir -o $(DEMO)/model.nir --force
+	$(BIN)/esl export $(DEMO)/checkpoint.pt --to netx -o $(DEMO)/model.h5 --force
+	$(BIN)/esl simulate $(DEMO)/model.nir --backend lava --dataset digits
+	$(BIN)/esl simulate $(DEMO)/model.nir --backend lava-fixed --dataset digits
 	$(BIN)/esl energy $(DEMO)/checkpoint.pt --hw all --dataset digits --plot $(DEMO)/energy.png
 
 test: $(STAMP)
@@ -30,9 +34,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_mask_overhead.py
 	$(BIN)/python benchmarks/bench_mapping.py
+	$(BIN)/python benchmarks/bench_lava.py
 
 results: $(STAMP)
 	$(BIN)/python benchmarks/digits_results.py --epochs 40 --seeds 0 1 2
+	$(BIN)/python benchmarks/core_aware.py --epochs 40 --seeds 0 1 2
+	$(BIN)/python benchmarks/energy_table.py
+	$(BIN)/python benchmarks/lava_agreement.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -12,42 +12,19 @@ Contents (all plain tensors, numbers, strings, lists and dicts, so ``weights_onl
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Dict
 
 import torch
 
+from .atomic import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
 from .errors import EslError
 
 FORMAT = "esl-deploy-checkpoint"
 VERSION = 1
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"  # first bytes of every HDF5 file (NIR, Lava, netx)
 REQUIRED = ("format", "version", "config", "model_spec", "model", "best", "epoch")
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp files are private (0600); run files are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from esl_deploy.errors import EslError
 
-from .atomic import atomic_write
+from esl_deploy.atomic import atomic_write
 from .lava_convert import LavaLayer, LavaNet, NeuronLayer, SynapseLayer, convert
 from .lava_fixed import FixedLayer, quantize
 

@@ -38,7 +38,7 @@ import numpy as np
 import esl_deploy  # noqa: F401  (installs the lava import hook before any lava import)
 from esl_deploy.errors import EslError
 
-from .atomic import atomic_write
+from esl_deploy.atomic import atomic_write
 from .lava_convert import LavaNet, convert
 from .lava_fixed import BIAS_EXP, DECAY_UNITY, quantize
 from .lava_run import INPUT_MESSAGE_BITS, LavaResult, _from_columns, _to_columns, import_lava

@@ -46,7 +46,7 @@ from esl_deploy.masks import sparsifiable
 from esl_deploy.models import BasicBlock, SpikingNet
 from esl_deploy.neurons import LIF
 
-from .atomic import atomic_write
+from esl_deploy.atomic import atomic_write
 
 __all__: List[str] = ["DT", "fold_batchnorm", "graph_metadata", "lif_node", "storable_metadata", "to_nir",
                       "weight_density", "write_nir"]

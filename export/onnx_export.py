@@ -36,7 +36,7 @@ from esl_deploy.errors import EslError
 from esl_deploy.models import BasicBlock, MultiStep, SpikingNet
 from esl_deploy.neurons import LIF
 
-from .atomic import atomic_write
+from esl_deploy.atomic import atomic_write
 
 OPSET = 17
 

@@ -2,27 +2,30 @@
 
 The writer fills a temporary file in the destination's own folder (same file system, so the final
 ``os.replace`` is an atomic rename); on any error the temporary file is removed and the destination
-is left untouched.
+is left untouched. Outputs get ordinary permissions (0644; ``mkstemp`` makes them private).
 """
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Union
+from typing import BinaryIO, Callable, Union
 
-from esl_deploy.errors import EslError
+from .errors import EslError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: PathLike, write: Callable[[Path], None], *, parents: bool = False) -> Path:
     """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it onto ``path``.
 
-    Returns the destination path. A missing parent folder is a user error (:class:`EslError`).
+    ``parents``: create a missing parent folder (run folders); otherwise a missing folder is a user
+    error (:class:`EslError`), as is a destination that is a folder. Returns the destination path.
     """
     dest = Path(path)
     folder = dest.parent if str(dest.parent) else Path(".")
+    if parents:
+        folder.mkdir(parents=True, exist_ok=True)
     if not folder.is_dir():
         raise EslError(f"output folder does not exist: {folder}")
     if dest.is_dir():
@@ -32,9 +35,24 @@ def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private (0600); outputs are ordinary files
+        os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return dest
+
+
+def atomic_write_bytes(path: PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path`` (parents created), fsync, rename."""
+    def fill(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(path, fill, parents=True)
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
