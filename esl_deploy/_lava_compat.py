@@ -16,6 +16,9 @@ compiles it in memory and never writes a ``.pyc`` back. Where lava imports clean
 fixed lava release whose source has no such default) the rewrite finds nothing to change and the
 module loads as it is. ``esl_deploy`` calls :func:`install` when it is imported, so every entry point
 (CLI, tests, the public API) has it before lava is first imported.
+
+:func:`import_lava` is the second fix: it imports Lava's runtime even after the multiprocessing start
+method was fixed by someone else (tqdm does), which Lava's runtime module otherwise refuses.
 """
 from __future__ import annotations
 
@@ -78,3 +81,25 @@ def install() -> None:
     if any(isinstance(f, _LavaCompatFinder) for f in sys.meta_path):
         return
     sys.meta_path.insert(0, _LavaCompatFinder())
+
+
+def import_lava() -> None:
+    """Import Lava's runtime, even after something fixed the multiprocessing start method.
+
+    ``lava/magma/runtime/message_infrastructure/multiprocessing.py`` calls
+    ``multiprocessing.set_start_method('fork')`` when first imported, which raises "context has already
+    been set" once anything used the default context (tqdm's write lock does). When that context is
+    already ``fork`` (Linux's default), we clear the choice so Lava's own call sets the same one again.
+    """
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
+        return
+    import multiprocessing
+
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method is not None:
+        if method != "fork":
+            from .errors import EslError
+
+            raise EslError(f"Lava needs the 'fork' multiprocessing start method, but {method!r} is already set")
+        multiprocessing.context._default_context._actual_context = None
+    import lava.magma.core.process.process  # noqa: F401

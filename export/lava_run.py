@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import esl_deploy  # noqa: F401  (installs the lava import hook before any lava import)
+from esl_deploy._lava_compat import import_lava  # noqa: F401  (re-exported)
 from esl_deploy.errors import EslError
 
 from .lava_convert import MODES, LavaLayer, LavaNet, lava_order
@@ -53,26 +54,6 @@ def _from_columns(data: np.ndarray, shape: Tuple[int, ...], T: int, B: int) -> n
     nd = len(shape)
     flat = data.transpose((nd,) + tuple(range(nd - 1, -1, -1)))  # (B*T, *shape)
     return np.swapaxes(flat.reshape((B, T) + tuple(shape)), 0, 1)
-
-
-def import_lava() -> None:
-    """Import Lava's runtime, even after something fixed the multiprocessing start method.
-
-    ``lava/magma/runtime/message_infrastructure/multiprocessing.py`` calls
-    ``multiprocessing.set_start_method('fork')`` when first imported, which raises "context has already
-    been set" once anything used the default context (tqdm's write lock does). When that context is
-    already ``fork`` (Linux's default), we clear the choice so Lava's own call sets the same one again.
-    """
-    if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
-        return
-    import multiprocessing
-
-    method = multiprocessing.get_start_method(allow_none=True)
-    if method is not None:
-        if method != "fork":
-            raise EslError(f"Lava needs the 'fork' multiprocessing start method, but {method!r} is already set")
-        multiprocessing.context._default_context._actual_context = None
-    import lava.magma.core.process.process  # noqa: F401
 
 
 def _synapse_processes(layer: LavaLayer, mode: str) -> list:
