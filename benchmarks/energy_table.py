@@ -4,9 +4,9 @@
 
 Default runs (seed 0, 40 epochs, digits): MLP 64-800-10 dense, ESL at 10 %, core-aware ESL and
 PQ-index (the folders `benchmarks/digits_results.py` writes), and MLP 64-800-800-10 (`mlp2`) dense,
-ESL, core-aware ESL, PQ-index and core-aware PQ-index. A missing default run is trained first, through
-the same trainer as `esl train` (e.g. `esl train --model mlp2 --method pq --density 1.0 --core-aware
-truenorth --out runs/results/mlp2_pq_core_s0`). Each row is `esl energy RUN/checkpoint.pt --hw all
+ESL, core-aware ESL and PQ-index. A missing default run is trained first, through
+the same trainer as `esl train` (e.g. `esl train --model mlp2 --method esl --density 0.1 --core-aware
+truenorth --out runs/results/mlp2_esl_core_s0`). Each row is `esl energy RUN/checkpoint.pt --hw all
 --json` on the digits test set: cores of naive tiling, of the sparsity-aware placement, and the lower
 bound; a core-aware run's own row shows what core-aware training buys.
 """
@@ -30,7 +30,6 @@ DEFAULT = {
     "runs/results/mlp2_esl_s0": ("mlp2", "esl", 0.1, None),
     "runs/results/mlp2_esl_core_s0": ("mlp2", "esl", 0.1, "truenorth"),
     "runs/results/mlp2_pq_s0": ("mlp2", "pq", 1.0, None),
-    "runs/results/mlp2_pq_core_s0": ("mlp2", "pq", 1.0, "truenorth"),
 }
 
 

@@ -186,16 +186,15 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: st
     ``T`` and ``encoding`` default to those recorded with the network (else 8 and ``direct``);
     ``limit`` keeps the first N test samples. ``synapse``/``conv`` choose the Lava processes
     (:func:`export.lava_convert.convert`). ``weight_groups``: 8-bit synapse groups per weight in fixed
-    point, 2 for ``lava-fixed`` by default (about 15-bit weights), 1 for ``netx`` (the only choice).
+    point, 2 for ``lava-fixed`` by default (about 15-bit weights), 1 for ``netx`` (the only choice) and
+    for networks trained with ``--weight-bits`` <= 8 (their weights are already on the 8-bit grid).
     Fixed point sends the input with the fewest fractional bits that hold it exactly (4 for digits)
     and sizes its input range to the data's (at least [0, 1]).
     Returns a :class:`SimReport` (see the module docstring).
     """
     if backend not in BACKENDS:
         raise EslError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-    if weight_groups is None:
-        weight_groups = 1 if backend == "netx" else 2
-    if backend == "netx" and weight_groups != 1:
+    if backend == "netx" and weight_groups not in (None, 1):
         raise EslError("netx holds one 8-bit weight per synapse: --weight-groups must be 1 for netx")
     if backend != "snntorch":
         from .lava_run import import_lava
@@ -203,6 +202,9 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: st
         import_lava()  # before tqdm fixes the multiprocessing start method
     model, graph = load_network(source)
     meta = dict(getattr(model, "meta", None) or {})
+    if weight_groups is None:  # a network trained on the 8-bit grid is exact with one synapse group
+        bits = meta.get("weight_bits")
+        weight_groups = 1 if backend == "netx" or (bits is not None and int(bits) <= 8) else 2
     T = int(T if T is not None else meta.get("T", 8))
     encoding = str(encoding if encoding is not None else meta.get("encoding", "direct"))
     x, y = encoded_inputs(dataset, T, encoding, limit=limit, data_dir=data_dir,

@@ -52,7 +52,8 @@ def format_report(r: SimReport) -> str:
 @click.option("--conv", type=click.Choice(["conv", "matrix"]), default="conv", show_default=True,
               help="Lava Conv processes, or convolutions expanded into sparse matrices (faster).")
 @click.option("--weight-groups", type=click.IntRange(1, 2), default=None,
-              help="8-bit synapse groups per weight in fixed point [default: 2 for lava-fixed, 1 for netx].")
+              help="8-bit synapse groups per weight in fixed point [default: 2 for lava-fixed; 1 for netx, "
+                   "and for networks trained with --weight-bits 8].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def simulate_cmd(model: Path, backend: str, dataset: str, data_dir: Optional[Path], limit: Optional[int],
