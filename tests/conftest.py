@@ -6,3 +6,14 @@ import esl_deploy  # noqa: E402,F401  (installs the lava compatibility hook befo
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def esl(capsys):
+    """Run ``esl ...`` through ``cli.main`` in-process: returns (exit code, stdout, stderr)."""
+    from helpers import run_cli
+
+    return lambda *args: run_cli(capsys, *args)

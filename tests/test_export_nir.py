@@ -16,7 +16,6 @@ import esl_deploy
 from esl_deploy.errors import EslError
 from esl_deploy.masks import random_mask, sparsifiable
 from esl_deploy.models import ModelSpec, build_model
-from export.cli import export_cmd
 from export.nir_export import DT, fold_batchnorm, lif_node, storable_metadata, to_nir, write_nir
 from export.nir_import import from_nir, lif_parameters, load_nir, metadata_from_hdf5
 
@@ -350,31 +349,6 @@ def test_write_is_atomic_and_needs_an_existing_folder(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------
 # the command line
-
-
-@pytest.fixture
-def esl(monkeypatch, capsys):
-    """Run ``esl ...`` through ``cli.main``: returns (exit code, stdout, stderr)."""
-    import cli
-
-    try:
-        cli._register_commands()
-    except ImportError:  # other commands (train) may not be installed yet
-        pass
-    if "export" not in cli.esl.commands:
-        cli.esl.add_command(export_cmd, "export")
-    monkeypatch.setattr(cli, "_register_commands", lambda: None)
-
-    def run(*args):
-        code = 0
-        try:
-            cli.main([str(a) for a in args])
-        except SystemExit as e:
-            code = e.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 def test_cli_exports_nir_and_refuses_to_overwrite(esl, tmp_path):

@@ -11,7 +11,6 @@ import torch
 from esl_deploy.errors import EslError
 from esl_deploy.masks import random_mask, sparsifiable
 from esl_deploy.models import ModelSpec, build_model
-from export.cli import export_cmd
 from export.nir_export import write_nir
 from export.onnx_export import UnrolledNet, lif_unrolled, run_onnx, to_onnx
 
@@ -110,31 +109,6 @@ def test_bad_arguments_and_files_are_user_errors(tmp_path):
     with pytest.raises(EslError, match="no such ONNX file"):
         run_onnx(tmp_path / "missing.onnx", spiking_input(SPECS["mlp"]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.onnx", "m.onnx"]  # no temporary files
-
-
-@pytest.fixture
-def esl(monkeypatch, capsys):
-    """Run ``esl ...`` through ``cli.main``: returns (exit code, stdout, stderr)."""
-    import cli
-
-    try:
-        cli._register_commands()
-    except ImportError:  # other commands (train) may not be installed yet
-        pass
-    if "export" not in cli.esl.commands:
-        cli.esl.add_command(export_cmd, "export")
-    monkeypatch.setattr(cli, "_register_commands", lambda: None)
-
-    def run(*args):
-        code = 0
-        try:
-            cli.main([str(a) for a in args])
-        except SystemExit as e:
-            code = e.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 def test_cli_exports_onnx_with_the_recorded_T(esl, tmp_path):
