@@ -26,6 +26,8 @@ from torch import nn
 
 from .neurons import LIF
 
+READOUTS = ("spikes", "membrane")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -37,6 +39,7 @@ class ModelSpec:
     width: float = 1.0
     beta: float = 0.9
     threshold: float = 1.0
+    readout: str = "spikes"  # "spikes": last layer LIF; "membrane": last layer a leaky integrator (no spikes)
 
     def __post_init__(self):
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
@@ -52,6 +55,8 @@ class ModelSpec:
             raise ValueError(f"beta must lie in [0, 1], got {self.beta}")
         if not self.threshold > 0:
             raise ValueError(f"threshold must be positive, got {self.threshold}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"unknown readout {self.readout!r}; choose one of: {', '.join(READOUTS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -8,7 +8,7 @@ import click
 from esl_deploy.datasets import DATASETS, ENCODINGS
 from esl_deploy.errors import EslError
 from esl_deploy.masks import DENSITY_MODES
-from esl_deploy.models import MODELS
+from esl_deploy.models import MODELS, READOUTS
 
 from .config import OPTIMIZERS, TrainConfig
 from .losses import LOSSES
@@ -33,6 +33,9 @@ from .pq_index import SCOPES, PQConfig
 @click.option("--lr", type=float, default=0.01, help="Initial learning rate.")
 @click.option("--lr-end", type=float, default=0.0001, help="Learning rate at the last epoch (exponential decay).")
 @click.option("--loss", type=click.Choice(LOSSES), default="ce")
+@click.option("--readout", type=click.Choice(READOUTS), default="spikes",
+              help="Output layer: LIF spikes (counts decide), or a non-spiking leaky integrator whose "
+                   "membrane potential per step is the output (the form TET is defined on).")
 @click.option("--tet-lambda", type=float, default=1e-3, help="TET's lambda.")
 @click.option("--width", type=float, default=1.0, help="Multiplier of hidden sizes / channels.")
 @click.option("--beta", type=float, default=0.9, help="Membrane decay of every LIF neuron.")
@@ -72,7 +75,7 @@ def train_cmd(**o):
                                   prune_at=o["prune_at"], pq=pq, core_aware=o["core_aware"])
         cfg = TrainConfig(model=o["model"], dataset=o["dataset"], data_dir=o["data_dir"], epochs=o["epochs"],
                           seed=o["seed"], T=o["T"], encoding=o["encoding"], batch_size=o["batch_size"],
-                          optimizer=o["optimizer"], lr=o["lr"], lr_end=o["lr_end"], loss=o["loss"],
+                          optimizer=o["optimizer"], lr=o["lr"], lr_end=o["lr_end"], loss=o["loss"], readout=o["readout"],
                           tet_lambda=o["tet_lambda"], width=o["width"], beta=o["beta"], threshold=o["threshold"],
                           sparsity=sparsity, weight_bits=o["weight_bits"], device=o["device"])
     except ValueError as e:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Optional
 
 from esl_deploy.datasets import ENCODINGS
-from esl_deploy.models import MODELS
+from esl_deploy.models import MODELS, READOUTS
 
 from .losses import LOSSES
 from .masking import SparsityConfig
@@ -37,6 +37,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     loss: str = "ce"
+    readout: str = "spikes"
     tet_lambda: float = 1e-3
     width: float = 1.0
     beta: float = 0.9
@@ -64,6 +65,8 @@ class TrainConfig:
             raise ValueError(f"learning rates must be positive, got lr={self.lr}, lr_end={self.lr_end}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"unknown readout {self.readout!r}; choose one of: {', '.join(READOUTS)}")
         if not 0 <= self.tet_lambda <= 1:
             raise ValueError(f"tet_lambda must lie in [0, 1], got {self.tet_lambda}")
         if self.weight_bits is not None and not 2 <= self.weight_bits <= 16:

@@ -28,7 +28,8 @@ def tet_loss(out: torch.Tensor, y: torch.Tensor, lam: float = 1e-3, phi: float =
     return (1.0 - lam) * ce + lam * mse
 
 
-def compute_loss(name: str, out: torch.Tensor, y: torch.Tensor, tet_lambda: float = 1e-3) -> torch.Tensor:
+def compute_loss(name: str, out: torch.Tensor, y: torch.Tensor, tet_lambda: float = 1e-3,
+                 readout: str = "spikes") -> torch.Tensor:
     if name == "ce":
         return ce_count_loss(out, y)
     if name == "tet":

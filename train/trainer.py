@@ -75,7 +75,7 @@ def evaluate(model: SpikingNet, data: Dataset, cfg: TrainConfig, temporal: bool,
         xt = to_time_major(x, cfg.T, cfg.encoding, temporal, gen).to(device)
         y = y.to(device)
         out = model(xt)
-        loss_sum += float(compute_loss(cfg.loss, out, y, cfg.tet_lambda)) * len(y)
+        loss_sum += float(compute_loss(cfg.loss, out, y, cfg.tet_lambda, readout=cfg.readout)) * len(y)
         correct += int((predict(out) == y).sum())
         n += len(y)
     return {"loss": loss_sum / max(n, 1), "acc": correct / max(n, 1)}
@@ -117,7 +117,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
     np.random.seed(cfg.seed)
     beta = hardware_beta(cfg.beta) if cfg.weight_bits else cfg.beta  # quantisation-aware: Loihi's decay grid
     spec = ModelSpec(cfg.model, data.input_shape, data.num_classes, width=cfg.width, beta=beta,
-                     threshold=cfg.threshold)
+                     threshold=cfg.threshold, readout=cfg.readout)
     model = build_model(spec).to(device)
     optimizer = make_optimizer(model, cfg)
     lr_sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_gamma(cfg))
@@ -195,7 +195,7 @@ def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress) -
         optimizer.zero_grad(set_to_none=True)
         with quantized_weights(model, cfg.weight_bits):  # straight-through: gradients of the grid weights
             out = model(xt)
-            loss = compute_loss(cfg.loss, out, y, cfg.tet_lambda)
+            loss = compute_loss(cfg.loss, out, y, cfg.tet_lambda, readout=cfg.readout)
             loss.backward()
         optimizer.step()
         rewired += engine.step()
