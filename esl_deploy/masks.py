@@ -92,3 +92,30 @@ def random_mask(shape: Sequence[int], density: float, generator: torch.Generator
     mask = torch.zeros(numel, dtype=torch.bool)
     mask[torch.randperm(numel, generator=generator)[:k]] = True
     return mask.view(*shape)
+
+
+def random_mask_within(allowed: torch.Tensor, density: float, generator: torch.Generator) -> torch.Tensor:
+    """A bool mask with exactly ``round(density * numel)`` ones at uniformly random ``allowed`` positions.
+
+    The budget is counted over the whole tensor, so a pattern that forbids some positions (core groups,
+    inputs that are always 0) concentrates the same number of connections on the allowed ones.
+    """
+    if not 0.0 < density <= 1.0:
+        raise ValueError(f"density must lie in (0, 1], got {density}")
+    k = int(round(density * allowed.numel()))
+    idx = torch.nonzero(allowed.reshape(-1), as_tuple=False).reshape(-1)
+    if k > idx.numel():
+        raise ValueError(f"density {density:g} needs {k} synapses but the pattern allows only {idx.numel()} "
+                         f"(max density {idx.numel() / allowed.numel():.4f})")
+    mask = torch.zeros(allowed.numel(), dtype=torch.bool)
+    mask[idx[torch.randperm(idx.numel(), generator=generator)[:k]]] = True
+    return mask.view(allowed.shape)
+
+
+def nonzero_density(weights: Dict[str, torch.Tensor]) -> Tuple[float, Dict[str, float]]:
+    """Global and per-layer density of weights that are not exactly 0: what a chip has to store."""
+    nnz = {n: int(torch.count_nonzero(w)) for n, w in weights.items()}
+    total = sum(w.numel() for w in weights.values())
+    layer = {n: nnz[n] / weights[n].numel() for n in weights}
+    return (sum(nnz.values()) / total if total else 1.0), layer
+

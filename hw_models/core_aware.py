@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from esl_deploy.masks import random_mask_within  # noqa: F401  (re-exported: core-aware helpers)
+
 from .truenorth import CoreSpec
 
 
@@ -183,20 +185,6 @@ def core_aware_allowed(model: nn.Module, densities: Mapping[str, float], core: C
             raise ValueError(f"no density given for {pname}")
         out[pname] = core_allowed_mask(tuple(w.shape), densities.get(pname), core, max_fill=max_fill)
     return out
-
-
-def random_mask_within(allowed: torch.Tensor, density: float, generator: torch.Generator) -> torch.Tensor:
-    """A bool mask with exactly round(density * numel) ones at uniformly random allowed positions."""
-    if not 0.0 < density <= 1.0:
-        raise ValueError(f"density must lie in (0, 1], got {density}")
-    k = int(round(density * allowed.numel()))
-    idx = torch.nonzero(allowed.reshape(-1), as_tuple=False).reshape(-1)
-    if k > idx.numel():
-        raise ValueError(f"density {density:g} needs {k} synapses but the pattern allows only {idx.numel()} "
-                         f"(max density {max_density(allowed):.4f})")
-    mask = torch.zeros(allowed.numel(), dtype=torch.bool)
-    mask[idx[torch.randperm(idx.numel(), generator=generator)[:k]]] = True
-    return mask.view(allowed.shape)
 
 
 def restrict_scores(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

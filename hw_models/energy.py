@@ -14,12 +14,15 @@ in joules. Formulas, with the per-sample counts of :class:`hw_models.sops.Activi
   as one synaptic event each: TrueNorth cannot take graded input, so this is a lower bound for directly
   encoded input. Splitter and partial-sum neuron traffic is not charged dynamically (their cores are in
   the static term).
-- **Loihi** (Davies et al. 2018, Table 2)::
+- **Loihi 1** (Davies et al. 2018, Table 2: pre-silicon SDF and SPICE figures for the first Loihi)::
 
       E = e_sop * (ACs + MACs)  +  e_active * U_active  +  e_inactive * (U - U_active)
 
   e_sop = 23.6 pJ per synaptic op; U = LIF neurons * T updates; U_active = updates in which the neuron
-  spiked (our reading of "active"); e_active / e_inactive = 81 / 52 pJ.
+  spiked (our reading of "active"); e_active / e_inactive = 81 / 52 pJ. The export targets Loihi 2,
+  for which no per-operation energy table has been published (Intel's 2021 brief gives cores,
+  neurons and synapses, not pJ per op), so the hardware is called ``loihi`` and reported as Loihi 1:
+  it prices the activity with the first chip's figures, not Loihi 2's.
 - **45 nm** (Horowitz, ISSCC 2014)::
 
       E_SNN = e_mac * MACs + e_ac * ACs          E_ANN = e_mac * dense MACs
@@ -81,11 +84,11 @@ CONSTANTS: Tuple[Constant, ...] = (
     Constant("truenorth.cores_per_chip", 4096, "cores", "Merolla et al. 2014: 4096 cores (64 x 64) per chip",
              integer=True),
     Constant("loihi.sop_pj", 23.6, "pJ per synaptic op",
-             "Davies et al., IEEE Micro 38(1):82 (2018), Table 2: energy per synaptic spike op (min)"),
+             "Loihi 1: Davies et al., IEEE Micro 38(1):82 (2018), Table 2: energy per synaptic spike op (min)"),
     Constant("loihi.update_active_pj", 81.0, "pJ per neuron update",
-             "Davies et al. 2018, Table 2: energy per neuron update, active"),
+             "Loihi 1: Davies et al. 2018, Table 2: energy per neuron update, active"),
     Constant("loihi.update_inactive_pj", 52.0, "pJ per neuron update",
-             "Davies et al. 2018, Table 2: energy per neuron update, inactive"),
+             "Loihi 1: Davies et al. 2018, Table 2: energy per neuron update, inactive"),
     Constant("45nm.mac_pj", 4.6, "pJ per MAC", "Horowitz, ISSCC 2014: 45 nm fp32 mult 3.7 pJ + fp32 add 0.9 pJ"),
     Constant("45nm.ac_pj", 0.9, "pJ per AC", "Horowitz, ISSCC 2014: 45 nm fp32 add 0.9 pJ"),
     Constant("gpu.tdp_w", 300.0, "W", "NVIDIA Tesla V100 SXM2 specification: 300 W board power (TDP)"),
@@ -211,7 +214,8 @@ def loihi_energy(activity: ActivityReport, constants: EnergyConstants = EnergyCo
                + constants["loihi.update_inactive_pj"] * (updates - active)) * PJ
     return HardwareEnergy("loihi", "snn", dynamic_j=e_sop * activity.ops + neurons, static_j=0.0,
                           per_layer_j={l.name: e_sop * l.ops for l in activity.layers},
-                          note=f"{updates:,} neuron updates ({active:,.0f} active) = {neurons:.3g} J")
+                          note=f"Loihi 1 figures (Davies 2018): {updates:,} neuron updates ({active:,.0f} active) "
+                               f"= {neurons:.3g} J")
 
 
 def cmos45_energy(activity: ActivityReport, constants: EnergyConstants = EnergyConstants()) -> HardwareEnergy:

@@ -21,7 +21,7 @@ from .pq_index import SCOPES, PQConfig
 @click.option("--dataset", type=click.Choice(list(DATASETS)), default="digits", help="Data set (digits is embedded).")
 @click.option("--data-dir", type=click.Path(), default=None, help="Folder holding the data set's files.")
 @click.option("--method", type=click.Choice(list(METHODS)), default="esl", help="Sparse training method.")
-@click.option("--density", type=float, default=0.1, help="Target connection density in (0, 1] (initial density for pq).")
+@click.option("--density", type=float, default=0.1, help="Target connection density in (0, 1] (for pq the start density: sparse from scratch; 1.0 = gradual pruning from a dense start).")
 @click.option("--density-mode", type=click.Choice(DENSITY_MODES), default="erk", help="Per-layer density rule.")
 @click.option("--epochs", type=int, default=40)
 @click.option("--seed", type=int, default=0)
@@ -53,6 +53,10 @@ from .pq_index import SCOPES, PQConfig
 @click.option("--pq-beta", type=float, default=0.9)
 @click.option("--pq-rho", type=float, default=0.25, help="Weights regrown per weight pruned.")
 @click.option("--pq-scope", type=click.Choice(SCOPES), default="layer")
+@click.option("--regrow-std", type=float, default=0.1,
+              help="set: regrown weights ~ N(0, std^2) (SET's reference code: randn / 10).")
+@click.option("--keep-dead-inputs", is_flag=True,
+              help="Let masks hold inputs that are 0 in every training sample (excluded by default: they cannot learn).")
 @click.option("--core-aware", type=click.Choice(["truenorth"]), default=None,
               help="Keep rewiring inside core-sized groups.")
 @click.option("--weight-bits", type=click.IntRange(2, 16), default=None,
@@ -72,7 +76,8 @@ def train_cmd(**o):
                       rho=o["pq_rho"], scope=o["pq_scope"])
         sparsity = SparsityConfig(method=o["method"], density=o["density"], density_mode=o["density_mode"],
                                   t_iter=o["t_iter"], alpha=o["alpha"], t_end=o["t_end"], grow=o["grow"],
-                                  prune_at=o["prune_at"], pq=pq, core_aware=o["core_aware"])
+                                  prune_at=o["prune_at"], pq=pq, core_aware=o["core_aware"],
+                                  regrow_std=o["regrow_std"], exclude_dead_inputs=not o["keep_dead_inputs"])
         cfg = TrainConfig(model=o["model"], dataset=o["dataset"], data_dir=o["data_dir"], epochs=o["epochs"],
                           seed=o["seed"], T=o["T"], encoding=o["encoding"], batch_size=o["batch_size"],
                           optimizer=o["optimizer"], lr=o["lr"], lr_end=o["lr_end"], loss=o["loss"], readout=o["readout"],

@@ -6,14 +6,29 @@ Usage, once per training iteration (as in ``sparse_learning``'s ``Masking.step``
 
 ``engine.step()`` (1) zeroes every masked weight and its optimizer state (SGD momentum, Adam moments),
 (2) every ``t_iter`` steps before ``t_end`` lets the method rewire the masks, (3) zeroes again, so
-pruned weights are 0 and regrown ones start from 0 with empty optimizer state.
+pruned weights are 0 and regrown ones start from their method's initial value (0, or SET's small
+random weights) with empty optimizer state.
+
+When the trainer says where epochs start (``step(epoch_start=...)``), a rewiring that falls due is
+carried out on the first step of the next epoch, i.e. right after the validation that ended the
+previous one (as SET's reference code does: evaluate, then rewire). So the model that is validated
+(and may be kept as the best) never holds connections regrown a moment ago and still at their initial
+0: every regrown weight has been trained for the rest of its epoch. Regrowth prefers positions whose
+dense gradient was not 0 since the last rewiring (a connection from a neuron that never spiked, or
+an input that is 0, cannot learn). Positions that can never learn are kept out of every mask from the start
+(``feasible``: e.g. the first layer's inputs that are 0 in every training sample, whose weights would
+get no gradient and hold budget without doing anything).
 
 Methods (``METHODS``, the CLI's ``--method`` choices):
 
 - ``dense``: no masks, the reference.
 - ``static``: ER/ERK random masks at the target density, never changed.
-- ``set``: SET (Mocanu et al. 2018): prune the fraction f of smallest-|w| active weights per layer and
-  regrow as many at random; f constant (alpha) until t_end.
+- ``set``: SET (Mocanu et al. 2018, as in its reference code ``set_mlp.py::weightsEvolution``): once
+  per epoch (after the epoch's validation), in each layer prune the fraction zeta = alpha of the
+  positive weights with the smallest values and the fraction zeta of the negative weights closest to
+  zero (signed pruning; active weights that are exactly 0 go too), and regrow as many connections at
+  uniformly random inactive positions with new weights drawn from N(0, ``regrow_std``^2) (the
+  reference's ``randn() / 10``: regrow_std = 0.1); zeta constant, rewiring until the last epoch.
 - ``rigl``: RigL (Evci et al. 2020): prune by magnitude, regrow by |dense gradient|; cosine f.
 - ``esl``: ESL-SNNs (Shen et al., AAAI 2023): sparse from scratch from Erdős–Rényi masks; every T_iter
   iterations prune the weakest active weights by magnitude and regrow as many (random by default, or
@@ -38,7 +53,8 @@ from typing import Callable, Dict, Optional
 import torch
 from torch import nn
 
-from esl_deploy.masks import DENSITY_MODES, LayerShape, layer_densities, random_mask, sparsifiable
+from esl_deploy.masks import (DENSITY_MODES, LayerShape, layer_densities, nonzero_density, random_mask,
+                              random_mask_within, sparsifiable)
 
 from .pq_index import PQConfig, pq_index, prune_count
 from .rewire import grow_by_score, prune_magnitude, random_scores
@@ -63,6 +79,8 @@ class SparsityConfig:
     pq: PQConfig = field(default_factory=PQConfig)
     core_aware: Optional[str] = None
     rescale_init: bool = False
+    regrow_std: float = 0.1               # SET: regrown weights ~ N(0, regrow_std^2)
+    exclude_dead_inputs: bool = True      # keep inputs that are 0 in every training sample out of the masks
 
     def __post_init__(self):
         if isinstance(self.pq, dict):
@@ -79,6 +97,8 @@ class SparsityConfig:
             raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
         if not 0 < self.t_end <= 1:
             raise ValueError(f"t_end must lie in (0, 1] (a fraction of training), got {self.t_end}")
+        if not (0 <= self.regrow_std < math.inf):
+            raise ValueError(f"regrow_std must be a finite number >= 0, got {self.regrow_std}")
         if self.grow is not None and self.grow not in GROW_RULES:
             raise ValueError(f"unknown grow rule {self.grow!r}; choose one of: {', '.join(GROW_RULES)}")
         if not 0 < self.prune_at < 1:
@@ -88,12 +108,19 @@ class SparsityConfig:
         if self.core_aware not in (None, "truenorth"):
             raise ValueError(f"unknown core-aware target {self.core_aware!r}; choose: truenorth")
 
-    def effective_t_iter(self, total_steps: int) -> int:
-        """T_iter: as configured, else 1000 (the paper's value) capped at 1/20 of the run's steps so that
-        short runs on small data sets still rewire about 15 times before t_end."""
+    def effective_t_iter(self, total_steps: int, steps_per_epoch: Optional[int] = None) -> int:
+        """T_iter: as configured; for SET one epoch (its reference code rewires once per epoch); else
+        1000 (the ESL paper's value) capped at 1/20 of the run's steps so that short runs on small data
+        sets still rewire about 15 times before t_end."""
         if self.t_iter is not None:
             return self.t_iter
+        if self.method == "set" and steps_per_epoch:
+            return steps_per_epoch
         return max(1, min(1000, total_steps // 20))
+
+    def effective_t_end(self) -> float:
+        """Fraction of training after which no rewiring happens (SET: none; it rewires to the end)."""
+        return 1.0 if self.method == "set" else self.t_end
 
     @property
     def grow_rule(self) -> str:
@@ -111,7 +138,8 @@ class MaskEngine:
     """Masks (bool buffers, one per sparse weight) and the rewiring that evolves them; see module doc."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, config: SparsityConfig, *,
-                 total_steps: int, seed: int = 0):
+                 total_steps: int, seed: int = 0, steps_per_epoch: Optional[int] = None,
+                 feasible: Optional[Dict[str, torch.Tensor]] = None):
         self.config = config
         self.method = METHODS[config.method]
         self.optimizer = optimizer
@@ -119,11 +147,16 @@ class MaskEngine:
         shapes = [LayerShape(n, tuple(p.shape)) for n, p in self.params.items()]
         self.target_density = layer_densities(shapes, config.density, config.density_mode) if shapes else {}
         self.generator = torch.Generator().manual_seed(int(seed))
+        # allowed[name]: positions that may ever hold a connection (core groups x feasible positions)
         self.allowed: Dict[str, torch.Tensor] = {}
         if config.core_aware is not None:
             from hw_models.truenorth import core_allowed_mask
             self.allowed = {n: core_allowed_mask(tuple(p.shape), self.target_density[n]).to(p.device)
                             for n, p in self.params.items()}
+        for name, ok in (feasible or {}).items():
+            if name in self.params:
+                ok = ok.to(device=self.params[name].device, dtype=torch.bool).expand(self.params[name].shape)
+                self.allowed[name] = ok & self.allowed[name] if name in self.allowed else ok.clone()
         self.masks: Dict[str, torch.Tensor] = {}
         for name, p in self.params.items():
             if self.method.sparse_init:
@@ -134,13 +167,20 @@ class MaskEngine:
             else:
                 self.masks[name] = torch.ones(p.shape, dtype=torch.bool, device=p.device)
         self.t = 0
-        self.t_iter = config.effective_t_iter(total_steps)
-        self.t_end = max(1, int(config.t_end * total_steps))
+        self.pending = 0  # step at which a deferred rewiring fell due (0: none)
+        self.t_iter = config.effective_t_iter(total_steps, steps_per_epoch)
+        self.t_end = max(1, int(config.effective_t_end() * total_steps))
         self.prune_step = max(1, int(config.prune_at * total_steps))
         self.schedule = RewireSchedule(self.method.schedule or "constant", config.alpha, self.t_end)
         self.grad_ema: Dict[str, torch.Tensor] = {}
         if config.grow_rule == "momentum" and self.method.rewire is not None:
             self.grad_ema = {n: torch.zeros_like(p) for n, p in self.params.items()}
+        # grad_seen[name]: positions whose dense gradient was not 0 at some step since the last rewiring
+        # (regrowth prefers them: a connection from a silent neuron or an unused input cannot learn)
+        self.grad_seen: Dict[str, torch.Tensor] = {}
+        if self.method.rewire is not None and self.method.name != "magnitude":
+            self.grad_seen = {n: torch.zeros(p.shape, dtype=torch.bool, device=p.device)
+                              for n, p in self.params.items()}
         self.rewired_total = 0
         self.apply()
 
@@ -148,8 +188,10 @@ class MaskEngine:
         density = self.target_density[name]
         if name not in self.allowed:
             return random_mask(shape, density, self.generator)
-        from hw_models.core_aware import random_mask_within
-        return random_mask_within(self.allowed[name].cpu(), density, self.generator)
+        allowed = self.allowed[name].cpu()
+        if self.config.core_aware is None:  # only infeasible positions removed: the budget may exceed them
+            density = min(density, int(allowed.sum()) / allowed.numel())
+        return random_mask_within(allowed, density, self.generator)
 
     # -- the per-step work ------------------------------------------------------------------------
     @torch.no_grad()
@@ -163,30 +205,58 @@ class MaskEngine:
                     value.mul_(mask)
 
     @torch.no_grad()
-    def step(self) -> int:
-        """Call right after ``optimizer.step()``. Returns the number of connections rewired."""
+    def step(self, epoch_start: Optional[bool] = None) -> int:
+        """Call right after ``optimizer.step()``. With ``epoch_start`` given (True on an epoch's first
+        step), a rewiring that falls due waits for the next epoch's first step (see the module
+        docstring); without it, it happens at once. Returns the number of connections rewired."""
         self.t += 1
         if self.grad_ema:
             mu = self.config.momentum
             for name, p in self.params.items():
                 if p.grad is not None:
                     self.grad_ema[name].mul_(mu).add_(p.grad, alpha=1.0 - mu)
+        for name, seen in self.grad_seen.items():
+            g = self.params[name].grad
+            if g is not None:
+                seen |= g != 0
         self.apply()
         rewired = 0
-        if self.method.rewire is not None and self._due(self.t):
-            rewired = self.method.rewire(self, self.t)
-            self.rewired_total += rewired
-            self.apply()
+        if self.method.rewire is not None:
+            if self._due(self.t):
+                self.pending = self.t
+            if self.pending and epoch_start is not False:
+                rewired = self.method.rewire(self, self.pending)
+                self.pending = 0
+                for seen in self.grad_seen.values():
+                    seen.zero_()
+                self.rewired_total += rewired
+                self.apply()
         return rewired
 
     @property
     def structure_final(self) -> bool:
         """True once the method will not change the density again (always, for constant-density methods)."""
+        if self.pending and self.method.name in ("magnitude", "pq"):
+            return False
         if self.method.name == "magnitude":
             return self.t >= self.prune_step
         if self.method.name == "pq":
             return self.t >= self.t_end
         return True
+
+    def learnable(self, name: str) -> Optional[torch.Tensor]:
+        """(1, numel) bool view of the positions of ``name`` that had a gradient since the last rewiring."""
+        seen = self.grad_seen.get(name)
+        return None if seen is None else seen.reshape(1, -1)
+
+    def init_grown(self, name: str, grown: torch.Tensor, values: Optional[torch.Tensor] = None) -> None:
+        """Start the connections ``grown`` (bool, weight-shaped) of layer ``name`` afresh: weight = ``values``
+        there (0 if None) and every optimizer-state tensor shaped like the weight 0 there."""
+        p = self.params[name]
+        p.data[grown] = 0.0 if values is None else values.to(p.dtype)
+        for value in self.optimizer.state.get(p, {}).values():
+            if torch.is_tensor(value) and value.shape == p.shape:
+                value[grown] = 0
 
     def _due(self, t: int) -> bool:
         if self.method.name == "magnitude":
@@ -213,9 +283,13 @@ class MaskEngine:
         return {n: int(m.sum()) / m.numel() for n, m in self.masks.items()}
 
     def density(self) -> float:
-        """Global density: active weights / all weights, over the sparse layers (1.0 for dense)."""
+        """Global mask density: mask entries / all weights, over the sparse layers (1.0 for dense)."""
         total = sum(m.numel() for m in self.masks.values())
         return sum(int(m.sum()) for m in self.masks.values()) / total if total else 1.0
+
+    def weight_density(self) -> tuple:
+        """(global, per-layer) density of weights that are not 0 (<= the mask density)."""
+        return nonzero_density({n: p.detach() for n, p in self.params.items()})
 
     # -- persistence ------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -223,8 +297,10 @@ class MaskEngine:
             "config": self.config.to_dict(),
             "masks": {n: m.cpu().clone() for n, m in self.masks.items()},
             "t": self.t,
+            "pending": self.pending,
             "generator": self.generator.get_state(),
             "grad_ema": {n: v.cpu().clone() for n, v in self.grad_ema.items()},
+            "grad_seen": {n: v.cpu().clone() for n, v in self.grad_seen.items()},
             "schedule": self.schedule.state_dict(),
             "rewired_total": self.rewired_total,
         }
@@ -237,9 +313,12 @@ class MaskEngine:
                 raise ValueError(f"mask {name} has shape {tuple(m.shape)}, expected {tuple(self.masks[name].shape)}")
             self.masks[name] = m.to(device=self.masks[name].device, dtype=torch.bool)
         self.t = int(state["t"])
+        self.pending = int(state.get("pending", 0))
         self.generator.set_state(state["generator"])
         for name, v in state["grad_ema"].items():
             self.grad_ema[name] = v.to(self.params[name].device)
+        for name, v in state.get("grad_seen", {}).items():
+            self.grad_seen[name] = v.to(device=self.params[name].device, dtype=torch.bool)
         self.schedule.load_state_dict(state["schedule"])
         self.rewired_total = int(state["rewired_total"])
         self.apply()
@@ -261,8 +340,40 @@ def _rewire_fraction(engine: MaskEngine, t: int) -> int:
         pruned = prune_magnitude(p.reshape(1, -1), row_mask, kk)
         allowed = engine.allowed[name].reshape(1, -1) if name in engine.allowed else None
         grown = grow_by_score(pruned, engine.grow_scores(name).reshape(1, -1), kk,
-                              just_pruned=row_mask & ~pruned, allowed=allowed)
+                              just_pruned=row_mask & ~pruned, allowed=allowed, prefer=engine.learnable(name))
         engine.masks[name] = grown.reshape(mask.shape)
+        engine.init_grown(name, (grown & ~pruned).reshape(mask.shape))
+        moved += k
+    return moved
+
+
+def _rewire_set(engine: MaskEngine, t: int) -> int:
+    """SET (reference ``weightsEvolution``): per layer drop the fraction zeta of the smallest positive and
+    of the negative weights closest to 0 (and active zeros), regrow as many at random inactive positions
+    (just-pruned ones included, as the reference draws them) with weights ~ N(0, regrow_std^2)."""
+    zeta = engine.schedule(t)
+    moved = 0
+    for name, p in engine.params.items():
+        mask = engine.masks[name]
+        w = p.detach().reshape(1, -1)
+        row = mask.reshape(1, -1)
+        pos, neg = row & (w > 0), row & (w < 0)
+        keep = row.clone()
+        keep &= (w != 0)
+        k_pos = torch.tensor([int(math.floor(zeta * int(pos.sum())))])
+        k_neg = torch.tensor([int(math.floor(zeta * int(neg.sum())))])
+        keep &= ~(pos & ~prune_magnitude(w, pos, k_pos))   # smallest positive values
+        keep &= ~(neg & ~prune_magnitude(w, neg, k_neg))   # negative values closest to zero
+        k = int(row.sum()) - int(keep.sum())
+        if k == 0:
+            continue
+        allowed = engine.allowed[name].reshape(1, -1) if name in engine.allowed else None
+        grown = grow_by_score(keep, random_scores(w.shape, engine.generator).to(w.device), torch.tensor([k]),
+                              allowed=allowed, prefer=engine.learnable(name))
+        new = (grown & ~keep).reshape(mask.shape)
+        engine.masks[name] = grown.reshape(mask.shape)
+        values = torch.randn(int(new.sum()), generator=engine.generator) * engine.config.regrow_std
+        engine.init_grown(name, new, values)
         moved += k
     return moved
 
@@ -296,11 +407,12 @@ def _rewire_pq(engine: MaskEngine, t: int) -> int:
         g = torch.round(cfg.rho * c.double()).long()
         new = grow_by_score(pruned, score, g, just_pruned=mask & ~pruned, allowed=allowed)
         moved += int(c.sum())
-        flat = new.reshape(-1)
+        flat, fresh = new.reshape(-1), (new & ~pruned).reshape(-1)
         offset = 0
         for n in unit_names:
             numel = engine.masks[n].numel()
             engine.masks[n] = flat[offset:offset + numel].reshape(engine.masks[n].shape).clone()
+            engine.init_grown(n, fresh[offset:offset + numel].reshape(engine.masks[n].shape))
             offset += numel
     return moved
 
@@ -310,6 +422,9 @@ def _prune_once(engine: MaskEngine, t: int) -> int:
     moved = 0
     for name, p in engine.params.items():
         mask = engine.masks[name]
+        if name in engine.allowed:  # connections that could never learn go first
+            moved += int((mask & ~engine.allowed[name]).sum())
+            mask = engine.masks[name] = mask & engine.allowed[name]
         keep = int(round(engine.target_density[name] * mask.numel()))
         k = int(mask.sum()) - keep
         if k > 0:
@@ -333,8 +448,8 @@ class Method:
 METHODS: Dict[str, Method] = {m.name: m for m in (
     Method("dense", "dense reference, no masks", False, False, None, None, "random"),
     Method("static", "fixed random ER/ERK mask", True, True, None, None, "random"),
-    Method("set", "SET: magnitude prune, random regrow, constant fraction", True, True, _rewire_fraction,
-           "constant", "random"),
+    Method("set", "SET: signed magnitude prune, random regrow of N(0, 0.1^2) weights, every epoch", True, True,
+           _rewire_set, "constant", "random"),
     Method("rigl", "RigL: magnitude prune, gradient regrow, cosine fraction", True, True, _rewire_fraction,
            "cosine", "gradient"),
     Method("esl", "ESL-SNNs: ER init, magnitude prune, regrow, cosine fraction", True, True, _rewire_fraction,

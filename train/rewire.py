@@ -35,18 +35,22 @@ def prune_magnitude(weight: torch.Tensor, mask: torch.Tensor, k: torch.Tensor) -
 
 
 def grow_by_score(mask: torch.Tensor, score: torch.Tensor, k: torch.Tensor,
-                  just_pruned: Optional[torch.Tensor] = None, allowed: Optional[torch.Tensor] = None) -> torch.Tensor:
+                  just_pruned: Optional[torch.Tensor] = None, allowed: Optional[torch.Tensor] = None,
+                  prefer: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Activate the ``k[r]`` inactive entries with the largest ``score`` in each row of the (R, C) ``mask``.
 
-    ``score`` must be >= 0. Candidates are inactive (and ``allowed``) entries; fresh ones (not in
-    ``just_pruned``) come first, then just-pruned ones. If a row has fewer candidates than ``k[r]``, all
-    of them are grown.
+    ``score`` must be >= 0. Candidates are inactive (and ``allowed``) entries, taken in tiers: ``prefer``
+    ones first (positions that can learn: their gradient was not 0 since the last rewiring), within a
+    tier fresh ones (not in ``just_pruned``) before just-pruned ones, and by score within that. If a
+    row has fewer candidates than ``k[r]``, all of them are grown.
     """
     s = score.detach().float().abs()
     s = s / (1.0 + s)  # monotone map of [0, inf) into [0, 1)
     candidate = ~mask if allowed is None else (~mask & allowed)
     fresh = candidate if just_pruned is None else candidate & ~just_pruned
     key = torch.where(fresh, 1.0 + s, s)
+    if prefer is not None:
+        key = key + 2.0 * prefer.to(key.dtype)
     key = torch.where(candidate, key, torch.full_like(key, -1.0))
     k = torch.minimum(k.to(mask.device), candidate.sum(dim=1))
     grow = _rank_ascending(-key) < k[:, None]

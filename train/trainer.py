@@ -1,12 +1,18 @@
 """The training loop: data, model, optimizer, sparsity engine, best-on-validation checkpointing.
 
 Each epoch: shuffle (generator seeded by (seed, epoch), so an interrupted run resumes identically),
-for each batch encode over T steps, forward, loss, backward, ``optimizer.step()``, ``engine.step()``;
-then evaluate on the validation set (10 % of train, fixed), keep the best model (among epochs whose
-sparsity is final, see ``MaskEngine.structure_final``), decay the learning
-rate (exponential, lr -> lr_end over the run), and write ``checkpoint.pt`` atomically. At the end the
-best model is evaluated on the test set and ``metrics.csv``, ``summary.json`` and ``curves.png`` are
-written into the run folder.
+for each batch encode over T steps, forward, loss, backward, ``optimizer.step()``, ``engine.step()``
+(a rewiring that falls due waits for the next epoch's first step, right after the validation, so no
+validated model holds connections regrown a moment ago); then evaluate on the validation set (10 % of train, fixed), keep
+the best model (among epochs whose sparsity is final, see ``MaskEngine.structure_final``), decay the
+learning rate (exponential, lr -> lr_end over the run), and write ``checkpoint.pt`` atomically. At the
+end the best model is evaluated on the test set and ``metrics.csv``, ``summary.json`` and
+``curves.png`` are written into the run folder.
+
+Density everywhere means the density of weights that are not 0 (``density``: what a chip stores and
+what ``esl energy`` counts); the mask density (``mask_density``: connections the method holds) is
+reported beside it. The first layer's inputs that are 0 in every training sample are kept out of the
+masks (``SparsityConfig.exclude_dead_inputs``): their weights could never learn.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from tqdm import tqdm
 
 from esl_deploy.checkpoint import atomic_write_bytes, atomic_write_text, read_checkpoint, save_checkpoint
 from esl_deploy.datasets import load_dataset, to_time_major
+from esl_deploy.env import environment
 from esl_deploy.errors import EslError
 from esl_deploy.models import ModelSpec, SpikingNet, build_model
 
@@ -81,6 +88,50 @@ def evaluate(model: SpikingNet, data: Dataset, cfg: TrainConfig, temporal: bool,
     return {"loss": loss_sum / max(n, 1), "acc": correct / max(n, 1)}
 
 
+def input_feasible(model: SpikingNet, data, cfg: TrainConfig) -> Dict[str, torch.Tensor]:
+    """``{first-layer weight name: (1, in) bool}``: the inputs that are not 0 in every training sample.
+
+    Only for a first Linear layer fed by the (flattened) static input: a weight from an input that is
+    always 0 never receives a gradient, so a mask position there holds budget and does nothing. Event
+    data sets are not scanned (reading every sample's events just for this costs too much).
+    """
+    if not cfg.sparsity.exclude_dead_inputs or data.temporal or cfg.sparsity.method == "dense":
+        return {}
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    if not layers or not isinstance(layers[0][1], torch.nn.Linear):
+        return {}
+    name, first = layers[0]
+    n_in = int(np.prod(data.input_shape))
+    if first.in_features != n_in:
+        return {}
+    active = torch.zeros(n_in, dtype=torch.bool)
+    for x, _ in DataLoader(data.train, batch_size=1024, shuffle=False):
+        active |= (x.reshape(len(x), -1) != 0).any(0)
+    return {f"{name}.weight": active.reshape(1, -1)}
+
+
+def _densities(engine: MaskEngine) -> dict:
+    """Nonzero-weight and mask densities, global and per layer, under the names the reports use."""
+    nz, nz_layer = engine.weight_density()
+    return {"density": nz, "mask_density": engine.density(), "layer_density": nz_layer,
+            "layer_mask_density": engine.layer_density()}
+
+
+def kept_model(epoch: int, val_acc: float, state: dict, engine: MaskEngine, dens: dict) -> dict:
+    """The record of a best-on-validation model. Its masks are the engine's masks without the positions
+    whose weight is exactly 0 (connections regrown at 0 that received no gradient since): a weight of 0
+    is no connection on a chip, so the saved mask, its density and the nonzero weights agree.
+    ``untrained_dropped`` counts those positions; ``mask_density`` stays the budget the method held."""
+    masks, dropped = {}, 0
+    for name, m in engine.masks.items():
+        key = name if name in state else None
+        kept = m.cpu() & (state[key].cpu() != 0) if key else m.cpu().clone()
+        dropped += int(m.sum()) - int(kept.sum())
+        masks[name] = kept
+    return {"epoch": epoch, "val_acc": val_acc, "model": state, "masks": masks, "untrained_dropped": dropped,
+            **dens}
+
+
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return (n_train + batch_size - 1) // batch_size
 
@@ -121,8 +172,11 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
     model = build_model(spec).to(device)
     optimizer = make_optimizer(model, cfg)
     lr_sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_gamma(cfg))
-    total_steps = cfg.epochs * steps_per_epoch(len(data.train), cfg.batch_size)
-    engine = MaskEngine(model, optimizer, cfg.sparsity, total_steps=total_steps, seed=cfg.seed + 1)
+    spe = steps_per_epoch(len(data.train), cfg.batch_size)
+    feasible = input_feasible(model, data, cfg)
+    engine = MaskEngine(model, optimizer, cfg.sparsity, total_steps=cfg.epochs * spe, seed=cfg.seed + 1,
+                        steps_per_epoch=spe, feasible=feasible)
+    dead_inputs = sum(int((~ok).sum()) for ok in feasible.values())
 
     start_epoch, history, best, wall = 0, [], None, 0.0
     if resume:
@@ -144,15 +198,15 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
         row = _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress)
         with quantized_weights(model, cfg.weight_bits):
             val = evaluate(model, data.val, cfg, data.temporal, device)
+        dens = _densities(engine)
         row.update(epoch=epoch + 1, val_loss=val["loss"], val_acc=val["acc"], lr=optimizer.param_groups[0]["lr"],
-                   density=engine.density(), **{f"density/{n}": d for n, d in engine.layer_density().items()})
+                   density=dens["density"], mask_density=dens["mask_density"],
+                   **{f"density/{n}": d for n, d in dens["layer_density"].items()})
         lr_sched.step()
         # Keep the best on validation among epochs whose sparsity is final: for pq and magnitude the
         # density still falls until the last pruning, and an earlier, denser model is not the result.
         if engine.structure_final and (best is None or val["acc"] > best["val_acc"]):
-            best = {"epoch": epoch + 1, "val_acc": val["acc"], "model": quantized_state(model, cfg.weight_bits),
-                    "masks": {n: m.cpu().clone() for n, m in engine.masks.items()},
-                    "density": engine.density(), "layer_density": engine.layer_density()}
+            best = kept_model(epoch + 1, val["acc"], quantized_state(model, cfg.weight_bits), engine, dens)
         wall += time.perf_counter() - t0
         row["epoch_seconds"] = time.perf_counter() - t0
         history.append(row)
@@ -160,7 +214,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
         _write_metrics(out / "metrics.csv", history)
         if progress:
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}  train {row['train_acc']:.3f}  "
-                       f"val {val['acc']:.3f}  density {engine.density():.4f}  rewired {row['rewired']}",
+                       f"val {val['acc']:.3f}  density {dens['density']:.4f} (mask {dens['mask_density']:.4f})  "
+                       f"rewired {row['rewired']}",
                        file=sys.stderr)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
@@ -173,9 +228,14 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
         "epochs": cfg.epochs, "T": cfg.T, "encoding": cfg.encoding, "weight_bits": cfg.weight_bits,
         "target_density": cfg.sparsity.density if cfg.sparsity.method != "dense" else 1.0,
         "best_epoch": best["epoch"], "best_val_acc": best["val_acc"], "test_acc": test["acc"],
-        "density": best["density"], "layer_density": best["layer_density"],
-        "final_density": engine.density(), "t_iter": engine.t_iter, "rewired_total": engine.rewired_total,
+        "readout": cfg.readout, "loss": cfg.loss,
+        "density": best["density"], "mask_density": best.get("mask_density", best["density"]),
+        "layer_density": best["layer_density"], "layer_mask_density": best.get("layer_mask_density", {}),
+        "final_density": _densities(engine)["density"], "final_mask_density": engine.density(),
+        "dead_inputs_excluded": dead_inputs, "untrained_dropped": best.get("untrained_dropped", 0),
+        "t_iter": engine.t_iter, "rewired_total": engine.rewired_total,
         "wall_time_s": wall, "seconds_per_epoch": wall / max(1, len(history)),
+        "environment": environment(),
     }
     _save(out, cfg, spec, model, optimizer, lr_sched, engine, cfg.epochs, history, best, wall, summary)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -189,7 +249,7 @@ def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress) -
     enc_gen = _seeded(cfg.seed, epoch, 2)
     loss_sum, correct, n, rewired = 0.0, 0, 0, 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress, unit="batch")
-    for x, y in bar:
+    for i, (x, y) in enumerate(bar):
         xt = to_time_major(x, cfg.T, cfg.encoding, data.temporal, enc_gen).to(device)
         y = y.to(device)
         optimizer.zero_grad(set_to_none=True)
@@ -198,7 +258,7 @@ def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress) -
             loss = compute_loss(cfg.loss, out, y, cfg.tet_lambda, readout=cfg.readout)
             loss.backward()
         optimizer.step()
-        rewired += engine.step()
+        rewired += engine.step(epoch_start=i == 0)
         loss_sum += float(loss) * len(y)
         correct += int((predict(out.detach()) == y).sum())
         n += len(y)
