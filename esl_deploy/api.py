@@ -14,7 +14,8 @@ def load(path: str | Path) -> SpikingNet:
     """The trained network in ``path``, in eval mode, with its masks applied (masked weights are 0).
 
     ``path`` is a run's ``checkpoint.pt`` (the best-on-validation model is returned) or an exported
-    ``.nir`` graph. ``model.meta`` holds method, dataset, T, encoding, global and per-layer density.
+    ``.nir`` graph. ``model.meta`` holds method, dataset, T, encoding, global and per-layer density (of
+    nonzero weights) and ``mask_density`` (the connections the method held while training).
     """
     path = Path(path)
     if path.suffix == ".nir":
@@ -37,6 +38,7 @@ def load(path: str | Path) -> SpikingNet:
     model.meta = {
         "method": cfg["sparsity"]["method"], "dataset": cfg["dataset"], "data_dir": cfg.get("data_dir"),
         "T": cfg["T"], "encoding": cfg["encoding"], "weight_bits": cfg.get("weight_bits"), "density": state["best"]["density"],
+        "mask_density": state["best"].get("mask_density", state["best"]["density"]),
         "layer_density": state["best"]["layer_density"], "model_spec": state["model_spec"],
         "best_epoch": state["best"]["epoch"], "val_acc": state["best"]["val_acc"],
     }
