@@ -36,11 +36,18 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_mapping.py
 	$(BIN)/python benchmarks/bench_lava.py
 
+# Every table and plot of the README, from scratch: the run folders of runs/results are deleted, so the
+# first benchmark that needs a run trains it and the later ones share it within this one `make results`
+# (each script alone retrains with --retrain); each writes results/NAME.{md,json,png}, then the README's
+# <!-- results:NAME --> blocks are rewritten from those files (`make test` checks that they still match).
 results: $(STAMP)
+	rm -rf runs/results
 	$(BIN)/python benchmarks/digits_results.py --epochs 40 --seeds 0 1 2
 	$(BIN)/python benchmarks/core_aware.py --epochs 40 --seeds 0 1 2
-	$(BIN)/python benchmarks/energy_table.py
-	$(BIN)/python benchmarks/lava_agreement.py
+	$(BIN)/python benchmarks/readout_results.py --epochs 40 --seeds 0 1 2
+	$(BIN)/python benchmarks/energy_table.py --epochs 40
+	$(BIN)/python benchmarks/lava_agreement.py --epochs 40
+	$(BIN)/python benchmarks/readme_tables.py --write
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -1,34 +1,33 @@
 """Spike agreement of every simulation backend with snnTorch on the digits test set (the README's table).
 
-    .venv/bin/python benchmarks/lava_agreement.py [--out runs/results] [--limit N] [--json]
+    .venv/bin/python benchmarks/lava_agreement.py [--out runs/results] [--results results] [--epochs 40]
+        [--limit N] [--backends ...] [--retrain] [--json]
 
-Models (trained through the same trainer as ``esl train`` when their run folder is missing, 40 epochs,
-seed 0): the MLP 64-800-10 dense and ESL at 10 % (``runs/results/{dense,esl}_s0``, shared with
-``benchmarks/digits_results.py``) and the conv net 16C3-AP2-32C3-AP2-FC10 dense and ESL at 10 %
-(``runs/results/convnet_{dense,esl}_s0``), and the same four trained with ``--weight-bits 8``
-(quantisation-aware: weights on the 8-bit grid one netx synapse holds; ``*_q8_s0``).
-Each is run by ``esl simulate`` (:func:`export.simulate.simulate`)
-with every backend: ``snntorch`` (float32), ``lava`` (Loihi 2 floating-point models), ``lava-fixed``
-(bit-accurate fixed point) and ``netx`` (the lava-dl HDF5 file, loaded by ``netx.hdf5.Network``).
-The reference is snnTorch in float64. Writes ``lava_agreement.json`` into ``--out`` and prints a table.
+Models (trained through the same trainer as ``esl train`` when their run folder is missing, was made by
+another config, or with --retrain; 40 epochs, seed 0): the MLP 64-800-10 dense and ESL at 10 %
+(``runs/results/{dense,esl}_s0``, shared with ``benchmarks/digits_results.py``) and the conv net
+16C3-AP2-32C3-AP2-FC10 dense and ESL at 10 % (``runs/results/convnet_{dense,esl}_s0``), and the same
+four trained with ``--weight-bits 8`` (quantisation-aware: weights on the 8-bit grid one netx synapse
+holds; ``*_q8_s0``). Each is run by ``esl simulate`` (:func:`export.simulate.simulate`) with every
+backend: ``snntorch`` (float32), ``lava`` (Loihi 2 floating-point models), ``lava-fixed`` (bit-accurate
+fixed point) and ``netx`` (the lava-dl HDF5 file, loaded by ``netx.hdf5.Network``).
+The reference is snnTorch in float64. Writes ``lava_agreement.md`` and ``lava_agreement.json`` into
+``--results`` and prints the table.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import esl_deploy  # noqa: E402,F401  (lava import hook)
-from esl_deploy.checkpoint import atomic_write_text  # noqa: E402
+import _common as C  # noqa: E402
 from export.lava_run import import_lava  # noqa: E402
 from export.simulate import BACKENDS, simulate  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.masking import SparsityConfig  # noqa: E402
-from train.trainer import train  # noqa: E402
 
+NAME = "lava_agreement"
 # (label, run folder, model, method, weight bits for quantisation-aware training or None)
 RUNS = [("mlp dense", "dense_s0", "mlp", "dense", None), ("mlp ESL 10%", "esl_s0", "mlp", "esl", None),
         ("convnet dense", "convnet_dense_s0", "convnet", "dense", None),
@@ -39,45 +38,39 @@ RUNS = [("mlp dense", "dense_s0", "mlp", "dense", None), ("mlp ESL 10%", "esl_s0
         ("convnet ESL 10%, 8-bit QAT", "convnet_esl_q8_s0", "convnet", "esl", 8)]
 
 
-def ensure_run(folder: Path, model: str, method: str, bits, epochs: int) -> Path:
-    ckpt = folder / "checkpoint.pt"
-    if not ckpt.is_file():
-        cfg = TrainConfig(model=model, epochs=epochs, seed=0, weight_bits=bits,
-                          sparsity=SparsityConfig(method=method, density=1.0 if method == "dense" else 0.1))
-        train(cfg, folder, force=True, progress=False)
-    return ckpt
+def ensure_run(folder: Path, model: str, method: str, bits, epochs: int, retrain: bool = False) -> Path:
+    cfg = TrainConfig(model=model, epochs=epochs, seed=0, weight_bits=bits,
+                      sparsity=SparsityConfig(method=method, density=1.0 if method == "dense" else 0.1))
+    C.load_or_train(cfg, folder, retrain)
+    return folder / "checkpoint.pt"
+
+
+def table(rows: list) -> str:
+    head = ["model", "backend", "accuracy %", "snnTorch float64 %", "Δ points", "output spike agreement %",
+            "lowest layer agreement %", "samples identical %", "samples/s"]
+    return C.md_table(head, ([r["model"], r["backend"], f"{100 * r['accuracy']:.2f}",
+                              f"{100 * r['snntorch_accuracy']:.2f}",
+                              C.fmt(100 * (r["accuracy"] - r["snntorch_accuracy"]), "+.2f"),
+                              f"{r['output_agreement']:.3f}", f"{r['min_layer_agreement']:.3f}",
+                              f"{r['identical_outputs']:.2f}", f"{r['samples_per_s']:.1f}"] for r in rows))
 
 
 def main(argv=None) -> list:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("runs/results"))
-    ap.add_argument("--epochs", type=int, default=40)
+    ap = C.parser(__doc__, seeds=False)
     ap.add_argument("--limit", type=int, default=None, help="first N test samples (default: all 360)")
     ap.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
-    ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     import_lava()
     rows = []
     for label, folder, model, method, bits in RUNS:
-        ckpt = ensure_run(a.out / folder, model, method, bits, a.epochs)
+        ckpt = ensure_run(Path(a.out) / folder, model, method, bits, a.epochs, a.retrain)
         for backend in a.backends:
             r = simulate(ckpt, backend, "digits", a.limit, progress=False)
             rows.append({"model": label, "run": str(ckpt), **r.to_dict(),
                          "min_layer_agreement": min(r.layer_agreement.values())})
             print(f"{label:16s} {backend:10s} acc {100 * r.accuracy:6.2f} (ref {100 * r.snntorch_accuracy:6.2f})  "
                   f"output agreement {r.output_agreement:8.3f} %", file=sys.stderr, flush=True)
-    atomic_write_text(a.out / "lava_agreement.json", json.dumps(rows, indent=2) + "\n")
-    if a.json:
-        print(json.dumps(rows, indent=2))
-        return rows
-    print("| model | backend | accuracy % | snnTorch float64 % | Δ points | output spike agreement % | "
-          "lowest layer agreement % | samples identical % | samples/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['backend']} | {100 * r['accuracy']:.2f} | {100 * r['snntorch_accuracy']:.2f} | "
-              f"{100 * (r['accuracy'] - r['snntorch_accuracy']):+.2f} | {r['output_agreement']:.3f} | "
-              f"{r['min_layer_agreement']:.3f} | {r['identical_outputs']:.2f} | {r['samples_per_s']:.1f} |")
-    return rows
+    return C.publish(NAME, rows, table(rows), a, __file__, argv)
 
 
 if __name__ == "__main__":

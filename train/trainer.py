@@ -71,6 +71,16 @@ def _seeded(seed: int, *parts: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + sum(p * 7919 ** (i + 1) for i, p in enumerate(parts)))
 
 
+def run_model(model: SpikingNet, x: torch.Tensor, cfg: TrainConfig, temporal: bool,
+              gen: Optional[torch.Generator], device: torch.device) -> torch.Tensor:
+    """The model's output (T, B, C) on a collated batch. Direct encoding presents the same input at
+    every step, so the model gets it once with ``T`` (the first layer runs once per sample, see
+    :meth:`SpikingNet.forward`); rate-encoded and event input are made time-major first."""
+    if not temporal and cfg.encoding == "direct":
+        return model(x.float().to(device), T=cfg.T)
+    return model(to_time_major(x, cfg.T, cfg.encoding, temporal, gen).to(device))
+
+
 @torch.no_grad()
 def evaluate(model: SpikingNet, data: Dataset, cfg: TrainConfig, temporal: bool, device: torch.device,
              batch_size: int = 256) -> Dict[str, float]:
@@ -79,9 +89,8 @@ def evaluate(model: SpikingNet, data: Dataset, cfg: TrainConfig, temporal: bool,
     gen = torch.Generator().manual_seed(EVAL_SEED)
     loss_sum, correct, n = 0.0, 0, 0
     for x, y in DataLoader(data, batch_size=batch_size, shuffle=False):
-        xt = to_time_major(x, cfg.T, cfg.encoding, temporal, gen).to(device)
         y = y.to(device)
-        out = model(xt)
+        out = run_model(model, x, cfg, temporal, gen, device)
         loss_sum += float(compute_loss(cfg.loss, out, y, cfg.tet_lambda, readout=cfg.readout)) * len(y)
         correct += int((predict(out) == y).sum())
         n += len(y)
@@ -220,6 +229,9 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
 
+    if best is None:  # the structure never became final (a pruning still pending when the run ended)
+        best = kept_model(cfg.epochs, history[-1]["val_acc"], quantized_state(model, cfg.weight_bits), engine,
+                          _densities(engine))
     best_model = build_model(spec).to(device)
     best_model.load_state_dict(best["model"])
     test = evaluate(best_model, data.test, cfg, data.temporal, device)
@@ -250,11 +262,10 @@ def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress) -
     loss_sum, correct, n, rewired = 0.0, 0, 0, 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress, unit="batch")
     for i, (x, y) in enumerate(bar):
-        xt = to_time_major(x, cfg.T, cfg.encoding, data.temporal, enc_gen).to(device)
         y = y.to(device)
         optimizer.zero_grad(set_to_none=True)
         with quantized_weights(model, cfg.weight_bits):  # straight-through: gradients of the grid weights
-            out = model(xt)
+            out = run_model(model, x, cfg, data.temporal, enc_gen, device)
             loss = compute_loss(cfg.loss, out, y, cfg.tet_lambda, readout=cfg.readout)
             loss.backward()
         optimizer.step()
