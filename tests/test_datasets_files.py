@@ -260,3 +260,30 @@ def test_cifar_bad_batch(tmp_path, content, message):
     with pytest.raises(EslError, match=message) as err:
         load_dataset("cifar10", tmp_path)
     assert str(bad) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_mnist_dotted_spelling_plain_and_gz(tmp_path):
+    """``train-images.idx3-ubyte`` (the spelling many mirrors use) is read like the official names."""
+    for gz in (False, True):
+        folder = tmp_path / f"dotted_{gz}"
+        arrays = make_mnist(folder, gz=gz)
+        for p in list(folder.iterdir()):
+            p.rename(p.with_name(p.name.replace("-idx", ".idx")))
+        assert all(".idx" in p.name for p in folder.iterdir())
+        splits = load_dataset("mnist", folder)
+        x, y = splits.test[1]
+        assert torch.allclose(x[0], torch.from_numpy(arrays["t10k-images-idx3-ubyte"][1] / 255.0).float())
+
+
+REAL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not (REAL_MNIST / "train-images-idx3-ubyte.gz").is_file(),
+                    reason=f"real MNIST files not found at {REAL_MNIST} (a benchmark fixture of this project)")
+def test_mnist_reader_on_the_real_files():
+    splits = load_dataset("mnist", REAL_MNIST)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (54000, 6000, 10000)
+    counts = torch.bincount(splits.test.tensors[1].long(), minlength=10).tolist()
+    assert counts == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # the published test split
+    x, _ = splits.test[0]
+    assert x.shape == (1, 28, 28) and 0.0 <= float(x.min()) and float(x.max()) == 1.0

@@ -52,14 +52,17 @@ MNIST_CLASSES = 10
 _IDX_UBYTE = 0x08
 
 
-def _find_file(data_dir: Path, name: str, subdirs: Sequence[str], allow_gz: bool) -> Path:
-    """The first existing ``<dir>/<name>`` (or ``<name>.gz``) over ``data_dir`` and its ``subdirs``."""
+def _find_file(data_dir: Path, name: str, subdirs: Sequence[str], allow_gz: bool,
+               aliases: Sequence[str] = ()) -> Path:
+    """The first existing ``<dir>/<name>`` (or an alias, or either with ``.gz``) over ``data_dir`` and its
+    ``subdirs``."""
     folders: List[Path] = [data_dir, *(data_dir / s for s in subdirs)]
     for folder in folders:
-        for candidate in ([name, name + ".gz"] if allow_gz else [name]):
-            path = folder / candidate
-            if path.is_file():
-                return path
+        for base in (name, *aliases):
+            for candidate in ([base, base + ".gz"] if allow_gz else [base]):
+                path = folder / candidate
+                if path.is_file():
+                    return path
     where = " or ".join(str(folder) for folder in folders)
     suffix = "[.gz]" if allow_gz else ""
     raise EslError(f"missing file {name}{suffix} in {where}")
@@ -120,8 +123,11 @@ def _image_dataset(images: np.ndarray, labels: np.ndarray) -> TensorDataset:
 
 def _load_mnist_split(data_dir: Path, images_name: str, labels_name: str) -> Tuple[np.ndarray, np.ndarray]:
     """One split's images (N, 1, H, W) uint8 and labels (N,) uint8, validated against each other."""
-    images_path = _find_file(data_dir, images_name, ("MNIST/raw",), allow_gz=True)
-    labels_path = _find_file(data_dir, labels_name, ("MNIST/raw",), allow_gz=True)
+    # the official names, and the common spelling with a dot (``train-images.idx3-ubyte``)
+    images_path = _find_file(data_dir, images_name, ("MNIST/raw",), allow_gz=True,
+                             aliases=(images_name.replace("-idx", ".idx"),))
+    labels_path = _find_file(data_dir, labels_name, ("MNIST/raw",), allow_gz=True,
+                             aliases=(labels_name.replace("-idx", ".idx"),))
     images = read_idx_ubyte(images_path, 3)
     labels = read_idx_ubyte(labels_path, 1)
     if images.shape[0] != labels.shape[0]:
