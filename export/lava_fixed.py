@@ -13,6 +13,53 @@ state: ``u = a_in << 6``, snnTorch's Leaky), ``dv = round((1 - beta) 4096)``, ``
 ``bias_mant = round(b S)`` with ``bias_exp = 6`` (lava-dl netx's convention), weights
 ``round(W S / input_scale)`` on the 8-bit grid, or split over two 8-bit synapse groups for ~15-bit
 weights. :func:`emulate_fixed` runs exactly that arithmetic in numpy (tests check Lava against it).
+
+Widths (lava-nc 0.10.0 / lava-dl 0.6.0 as installed; :data:`WIDTHS` holds them, :func:`layer_ranges`
+computes every layer's worst case and :func:`check_widths` refuses a layer outside them):
+
+=============  ===========================  ==================================================================
+quantity       width, range                 declared in
+=============  ===========================  ==================================================================
+a_in           16-bit signed,               ``lif/models.py`` ``AbstractPyLifModelFixed.a_in``
+               [-32768, 32767]              ``LavaPyType(PyInPort.VEC_DENSE, np.int16, precision=16)``; what
+                                            every synapse port sends: ``dense/models.py``
+                                            ``AbstractPyDenseModelBitAcc.a_out``/``a_buff`` and
+                                            ``sparse/models.py`` ``AbstractPySparseModelBitAcc.a_out``/``a_buff``
+                                            (``np.int32, precision=16``, the sum after the ``weight_exp``
+                                            shift). ``conv/models.py`` ``PyConvModelFixed.a_out`` is
+                                            ``precision=24`` (``signed_clamp(x, bits=24)`` wraps), but it feeds
+                                            the same 16-bit ``a_in``. Lava's CPU models do not enforce the 16
+                                            bits (numpy int32/int64 throughout), so we do: with two synapse
+                                            groups each port (``hi << k`` and ``lo``) and their sum at ``a_in``
+                                            stay inside.
+u, v           24-bit signed                ``AbstractPyLifModelFixed.u``/``v`` ``np.int32, precision=24``;
+                                            ``uv_bitwidth = 24``: ``u`` wraps modulo 2^24, ``v`` is clipped to
+                                            +-(2^23 - 1) in ``subthr_dynamics``
+du, dv         12-bit unsigned, 0..4095     ``AbstractPyLifModelFixed.du``/``dv`` ``np.uint16, precision=12``
+vth            17-bit unsigned, 0..131071   ``PyLifModelBitAcc.vth``/``PyLifResetModelBitAcc.vth``
+                                            ``np.int32, precision=17`` (used as ``vth << 6``)
+bias_mant      13-bit signed, -4096..4095   ``AbstractPyLifModelFixed.bias_mant`` ``np.int16, precision=13``
+bias_exp       3 bits, 0..7                 ``AbstractPyLifModelFixed.bias_exp`` ``precision=3``; netx always 6
+weights        8 bits + sign                ``Dense``/``Sparse`` ``weights`` ``precision=8``,
+                                            ``utils/weightutils.py`` ``clip_weights(num_bits=8)`` (mixed sign:
+                                            [-256, 255], then ``truncate_weights`` drops the LSB, so even
+                                            values; one sign: abs(w) <= 255); ``PyConvModelFixed.weight``
+                                            ``precision=8`` (not clipped by Lava: we use the Dense grid);
+                                            netx: ``netx/utils.py`` ``optimize_weight_bits`` clips mixed-sign
+                                            weights to [-256, 254] and keeps 8-bit values exactly
+graded input   16-bit signed message        our ``num_message_bits = 16`` (``lava_run.INPUT_MESSAGE_BITS``,
+                                            netx ``input_message_bits``)
+=============  ===========================  ==================================================================
+
+Every width is guaranteed for ALL inputs, not calibrated on data: :func:`quantize_layer` bounds the
+synaptic sum of each port by the per-neuron sums of the positive and of the negative integer weights
+times the extreme inputs (spikes {0, 1}; graded input in [round(input_min 2^m), round(input_max 2^m)]),
+and lowers the scale until that bound is <= 32767. So ``|u| = |a_in| << 6 <= 2^21`` never wraps, and
+``v <= (vth << 6) + u + bias < 2^23`` from above (``vth <= 2^14``). Only a strongly inhibited leaky
+neuron can drive ``v`` below -2^23 + 1, where Lava clips it as the chip saturates, and
+:func:`emulate_fixed` clips identically (``errors["v_saturates"]`` flags layers where this is possible).
+A layer that cannot fit (the scale the widths allow leaves fewer than :data:`VTH_MIN` integer steps
+per threshold) raises :class:`~esl_deploy.errors.EslError` naming the layer and the quantity.
 """
 from __future__ import annotations
 
@@ -37,9 +84,24 @@ BIAS_EXP = 6              # bias = bias_mant << 6: one bias unit = one a_in unit
 WEIGHT_MIXED_MAX = 254    # 8-bit mixed-sign weights: even values in [-256, 254] (Dense truncates the LSB)
 WEIGHT_SIGNED_MAX = 255   # one-signed weights: |w| <= 255
 VTH_TARGET = 2 ** 14      # largest vth we choose: v then has 8x threshold of headroom in 24 bits
-A_IN_MAX = 2 ** 17 - 1    # |a_in| < 2^17 keeps u = a_in << 6 inside 24 bits (no wrap-around)
+A_IN_MAX = 2 ** 15 - 1    # a_in and every synapse port's a_out are 16-bit signed: |a| <= 32767
+INPUT_INT_MAX = 2 ** 15 - 1  # graded input round(x * 2^m) travels in a 16-bit message
 INPUT_FRAC_BITS_MAX = 8   # graded input x is sent as round(x * 2^m), m <= 8
 SPLIT_EXP_MAX = 7         # split weights: hi * 2^k + lo with k <= 7 keeps |lo| <= 128 inside 8 bits
+VTH_MIN = 16              # fewer integer steps per threshold than this: the layer does not fit (EslError)
+
+# quantity -> (lowest, highest, where Lava declares it); see the module docstring
+WIDTHS: Dict[str, tuple] = {
+    "a_in": (-A_IN_MAX - 1, A_IN_MAX, "16-bit signed: LIF a_in, Dense/Sparse a_out (precision=16)"),
+    "u": (-UV_LIMIT + 1, UV_LIMIT - 1, "24-bit signed: LIF u (precision=24)"),
+    "du": (0, DECAY_UNITY - 1, "12-bit unsigned: LIF du (precision=12)"),
+    "dv": (0, DECAY_UNITY - 1, "12-bit unsigned: LIF dv (precision=12)"),
+    "vth": (0, VTH_MAX, "17-bit unsigned: LIF vth (precision=17)"),
+    "bias_mant": (-BIAS_MANT_MAX - 1, BIAS_MANT_MAX, "13-bit signed: LIF bias_mant (precision=13)"),
+    "bias_exp": (0, 7, "3-bit: LIF bias_exp (precision=3)"),
+    "weight": (-256, WEIGHT_SIGNED_MAX, "8 bits + sign: Dense/Sparse/Conv weights (precision=8, clip_weights)"),
+    "input": (-INPUT_INT_MAX - 1, INPUT_INT_MAX, "16-bit graded input message (num_message_bits=16)"),
+}
 
 
 @dataclass(kw_only=True)
@@ -75,8 +137,10 @@ class FixedLayer:
         if not (0 <= self.bias_exp <= 7 and 0 <= self.split_exp <= SPLIT_EXP_MAX):
             raise ValueError(f"bias_exp must lie in 0..7 and split_exp in 0..{SPLIT_EXP_MAX}")
         self.bias_mant = np.asarray(self.bias_mant, dtype=np.int64)
-        if np.abs(self.bias_mant).max(initial=0) > BIAS_MANT_MAX + 1:
-            raise ValueError("bias_mant must fit 13 bits")
+        if self.bias_mant.size and not (-BIAS_MANT_MAX - 1 <= self.bias_mant.min() <= self.bias_mant.max()
+                                        <= BIAS_MANT_MAX):
+            raise ValueError(f"bias_mant must fit 13 bits (-4096..4095), got {self.bias_mant.min()}.."
+                             f"{self.bias_mant.max()}")
 
 
 def encode_input(net: LavaNet, x: np.ndarray, mode: str) -> np.ndarray:
@@ -95,7 +159,107 @@ def encode_input(net: LavaNet, x: np.ndarray, mode: str) -> np.ndarray:
     if x_max > hi * (1 + 1e-9) or x_min < lo - 1e-9 * abs(lo):
         raise EslError(f"input values in [{x_min:g}, {x_max:g}] leave the fixed-point input range "
                        f"[{lo:g}, {hi:g}]; quantize with a wider input range")
+    check_net_widths(net)
     return np.round(x.astype(np.float64) * first.input_scale).astype(np.int32)
+
+
+def _input_ints(x_lo: float, x_hi: float, input_scale: float) -> tuple:
+    """The integer input range ``[round(x_lo s), round(x_hi s)]`` (with :func:`encode_input`'s slack)."""
+    return (-math.floor(-x_lo * input_scale * (1 + 1e-9) + 0.5), math.floor(x_hi * input_scale * (1 + 1e-9) + 0.5))
+
+
+def _row_sums(weight) -> tuple:
+    """Per output neuron the sum of its positive and the sum of its negative weights (a conv kernel:
+    per output channel, which bounds every position of the channel; padding only drops terms)."""
+    if sp.issparse(weight):
+        w = sp.csr_matrix(weight)
+        return np.asarray(w.maximum(0).sum(axis=1)).ravel(), np.asarray(w.minimum(0).sum(axis=1)).ravel()
+    w2 = np.asarray(weight).reshape(np.shape(weight)[0], -1)
+    return np.clip(w2, 0, None).sum(axis=1), np.clip(w2, None, 0).sum(axis=1)
+
+
+def _extremes(weight, x_lo, x_hi) -> tuple:
+    """Lowest and highest ``sum_j w_j x_j`` of any neuron over all inputs ``x_j`` in ``[x_lo, x_hi]``
+    (``x_lo <= 0 <= x_hi``): ``pos x_hi + neg x_lo`` and ``pos x_lo + neg x_hi``."""
+    pos, neg = _row_sums(weight)
+    top = pos * x_hi + neg * x_lo
+    low = pos * x_lo + neg * x_hi
+    return low.min(initial=0), top.max(initial=0)
+
+
+def layer_ranges(layer: LavaLayer, fixed: Optional["FixedLayer"] = None, *, input_max: float = 1.0,
+                 input_min: float = 0.0) -> Dict[str, tuple]:
+    """Worst case over ALL inputs: ``quantity -> (lowest, highest)`` integer value of every fixed-point
+    quantity of ``layer`` (graded input in ``[input_min, input_max]``, spikes in {0, 1}).
+
+    ``a_in`` is the sum at the LIF's input; with split weights also ``a_out hi`` (``(sum hi x) << k``)
+    and ``a_out lo``, the two synapse ports, and ``weight hi``/``weight lo``; ``u`` is ``a_in << 6``
+    accumulated with ``du``; ``v`` is bounded above by ``(vth << 6) + u + bias`` (v was at most the
+    threshold before the step) and below by the leaky steady state of the most negative input, both
+    clipped to 24 bits as Lava (and the chip) saturates ``v``; ``v_floor`` is that floor unclipped.
+    Compare with :data:`WIDTHS` (:func:`check_widths`).
+    """
+    f = fixed if fixed is not None else layer.fixed
+    if f is None:
+        raise EslError(f"layer {layer.neuron.name!r} has no fixed-point parameters: quantize it first")
+    syn = layer.synapse
+    x_lo, x_hi = _input_ints(input_min, input_max, f.input_scale) if syn.graded else (0, 1)
+    out: Dict[str, tuple] = {}
+    if syn.graded:
+        out["input"] = (x_lo, x_hi)
+    w = sp.csr_matrix(f.weight, dtype=np.int64) if sp.issparse(f.weight) else np.asarray(f.weight, dtype=np.int64)
+    ports = {"a_in": w}
+    weights = {"weight": w}
+    if f.split_exp and syn.kind != "conv":
+        hi, lo = split_weights(w, f.split_exp)
+        ports.update({"a_out hi": hi * 2 ** f.split_exp, "a_out lo": lo})
+        weights = {"weight hi": hi, "weight lo": lo}
+    for name, m in ports.items():
+        low, top = _extremes(m, x_lo, x_hi)
+        out[name] = (int(low), int(top))
+    for name, m in weights.items():
+        vals = m.data if sp.issparse(m) else np.asarray(m).ravel()
+        out[name] = (int(vals.min(initial=0)), int(vals.max(initial=0)))
+    a_lo, a_hi = out["a_in"]
+    gain = (DECAY_UNITY / (f.du + 1)) if f.du + 1 < DECAY_UNITY else 1  # u's steady state: a << 6 / (du+1)/4096
+    out["u"] = (math.floor(a_lo * 2 ** ACT_SHIFT * gain), math.ceil(a_hi * 2 ** ACT_SHIFT * gain))
+    bias = f.bias_mant.astype(np.int64) * 2 ** f.bias_exp
+    b_lo, b_hi = int(bias.min(initial=0)), int(bias.max(initial=0))
+    v_top = (f.vth << ACT_SHIFT) + out["u"][1] + max(b_hi, 0)
+    step_low = out["u"][0] + min(b_lo, 0)
+    v_floor = step_low * DECAY_UNITY / f.dv if f.dv > 0 else (-math.inf if step_low < 0 else 0)
+    out["v_floor"] = (v_floor, v_floor)
+    out["v"] = (int(max(v_floor, -UV_LIMIT + 1)), int(min(v_top, UV_LIMIT - 1)))
+    out["vth"] = (f.vth, f.vth)
+    out["du"] = (f.du, f.du)
+    out["dv"] = (f.dv, f.dv)
+    out["bias_mant"] = (int(f.bias_mant.min(initial=0)), int(f.bias_mant.max(initial=0)))
+    out["bias_exp"] = (f.bias_exp, f.bias_exp)
+    return out
+
+
+def check_widths(name: str, ranges: Dict[str, tuple]) -> None:
+    """Raise :class:`EslError` (one line naming layer ``name`` and the quantity) if any range of
+    :func:`layer_ranges` leaves its Loihi 2 width (:data:`WIDTHS`)."""
+    for quantity, (low, top) in ranges.items():
+        key = "a_in" if quantity.startswith("a_out") else quantity.split()[0]
+        if key not in WIDTHS:
+            continue
+        lo, hi, where = WIDTHS[key]
+        if low < lo or top > hi:
+            raise EslError(f"layer {name!r}: {quantity} can reach [{low}, {top}], outside Loihi 2's [{lo}, {hi}] "
+                           f"({where}); re-quantize it (esl export / simulate choose scales that fit)")
+
+
+def check_net_widths(net: LavaNet) -> Dict[str, Dict[str, tuple]]:
+    """:func:`check_widths` for every layer of a quantised ``net``; returns the ranges per layer."""
+    hi = net.input_max if net.input_max is not None else 1.0
+    out = {}
+    for layer in net.layers:
+        ranges = layer_ranges(layer, input_max=hi, input_min=net.input_min)
+        check_widths(layer.neuron.name, ranges)
+        out[layer.neuron.name] = ranges
+    return out
 
 
 def quantize_weights(values: np.ndarray, mixed: bool, rows: Optional[np.ndarray] = None,
@@ -134,100 +298,149 @@ def quantize_weights(values: np.ndarray, mixed: bool, rows: Optional[np.ndarray]
     return np.clip(q * step, lo, hi).astype(np.int64)
 
 
+def _round_layer_weights(syn, scale: float, input_scale: float, mixed: bool, top: int):
+    """Integer weights of ``syn`` at ``scale`` (:func:`quantize_weights`, sum-preserving per neuron):
+    ``(w_int, float reference, float weights back from w_int, weights rounded to zero, max |w_int|)``."""
+    if syn.kind == "conv":
+        c_out = syn.weight.shape[0]
+        rows = np.arange(c_out + 1) * (syn.weight.size // c_out)
+        flat = quantize_weights((syn.weight * scale / input_scale).ravel(), mixed, rows=rows, top=top)
+        w_int = flat.reshape(syn.weight.shape)
+        zeroed = int(np.count_nonzero((w_int == 0) & (syn.weight != 0)))
+        return w_int, syn.weight, w_int * input_scale / scale, zeroed, int(np.abs(w_int).max(initial=0))
+    data = quantize_weights(syn.weight.data * scale / input_scale, mixed, rows=syn.weight.indptr, top=top)
+    w_int = sp.csr_matrix((data.copy(), syn.weight.indices.copy(), syn.weight.indptr.copy()), shape=syn.weight.shape)
+    zeroed = int(np.count_nonzero(data == 0))
+    w_int.eliminate_zeros()
+    return w_int, syn.weight.data, data * input_scale / scale, zeroed, int(np.abs(data).max(initial=0))
+
+
+def _port_peak(w_int, split: int, kind: str, x_lo: int, x_hi: int) -> int:
+    """Worst-case ``|a|`` over the synapse ports of a layer and their sum (see :func:`layer_ranges`)."""
+    ports = [w_int]
+    if split and kind != "conv":
+        hi, lo = split_weights(w_int, split)
+        ports += [hi * 2 ** split, lo]
+    return int(max(max(-low, top) for low, top in (_extremes(p, x_lo, x_hi) for p in ports)))
+
+
 def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float = 0.0,
                    groups: int = 1, input_frac_bits: Optional[int] = None) -> FixedLayer:
     """Choose the scale of one layer and round its parameters (see :class:`FixedLayer`).
 
-    The scale ``S`` (integer activation per unit of current) is the largest that keeps
+    The scale ``S`` (integer activation per unit of current) is the largest that keeps, for every
+    input the layer can receive (spikes in {0, 1}; graded input in [input_min, input_max]):
 
     - ``vth = threshold * S <= 2^14`` (24-bit ``v`` keeps 8x threshold of headroom),
-    - ``|I| <= (2^17 - 1) / S`` for every current ``I = W x + b`` the inputs can produce (spikes in
-      {0, 1}; graded input in [input_min, input_max]): ``u = a_in << 6`` never wraps in 24 bits,
+    - ``|a_in| <= 32767`` (16-bit ``a_in``): per neuron, the sum of its positive integer weights times
+      the largest input plus the sum of its negative ones times the smallest (and vice versa) stays
+      inside 16 bits, for each synapse port (with split weights ``hi << k`` and ``lo``) and for their
+      sum at the LIF's ``a_in``; the float bound sets a first ``S``, which is then lowered until the
+      rounded integer weights satisfy it exactly. So ``u = a_in << 6`` never wraps in 24 bits;
     - ``|b| S <= 4095`` (13-bit ``bias_mant`` with ``bias_exp = 6``; with ``groups == 2``, 8190 and
       ``bias_exp = 7`` where needed),
-    - with ``groups == 1``: ``max|W| S / input_scale <= 254`` (8-bit weights).
+    - with one group: ``max|W| S / input_scale <= 254`` (8-bit weights).
 
-    ``groups == 2`` splits every weight over two 8-bit synapse groups into the same neurons,
-    ``w = hi * 2^k + lo`` (``hi`` with weight exponent ``k <= 7``, ``lo`` with exponent 0), so the
-    weights get up to 15 bits and ``S`` only obeys the first three limits; twice the synapses.
-    Graded input is sent as ``round(x * 2^m)``: ``m = input_frac_bits`` when given (the fewest bits
-    that hold the data exactly is best: every further input bit is a bit less for the weights),
-    else ``m <= 8`` the smallest that lets single-group weights use their 8 bits at the largest
-    scale. Rounding is sum-preserving per neuron (:func:`quantize_weights`). Errors: relative
-    Frobenius weight error, largest weight error relative to ``max|W|``, relative threshold error,
-    absolute beta error, largest bias error, weights rounded to zero, scale, input fractional bits,
-    synapse groups.
+    ``groups == 2`` splits every weight of a ``Dense``/``Sparse`` layer over two 8-bit synapse groups
+    into the same neurons, ``w = hi * 2^k + lo`` (``hi`` with weight exponent ``k <= 7``, ``lo`` with
+    exponent 0), so the weights get up to 15 bits and ``S`` only obeys the first three limits; twice
+    the synapses. A ``Conv`` layer keeps one 8-bit group: Lava's ``PyConvModelFixed`` has no weight
+    exponent and 8-bit weights (``conv="matrix"`` gives convolutions split weights).
+    Graded input is sent as ``round(x * 2^m)`` in a 16-bit message: ``m = input_frac_bits`` when given
+    (the fewest bits that hold the data exactly is best: every further input bit is a bit less for the
+    weights), else ``m <= 8`` the smallest that lets single-group weights use their 8 bits at the
+    largest scale; ``max|x| 2^m <= 32767`` either way. Rounding is sum-preserving per neuron
+    (:func:`quantize_weights`).
+
+    Raises :class:`EslError` (one line: layer, quantity) when the layer cannot fit: the input does not
+    fit 16 bits, or the scale the widths allow leaves ``vth < 16`` integer steps (a threshold error of
+    up to 3 %, weights below 1/32 of the threshold lost).
+
+    Errors: relative Frobenius weight error, largest weight error relative to ``max|W|``, relative
+    threshold error, absolute beta error, largest bias error, weights rounded to zero, scale, input
+    fractional bits, synapse groups, ``a_in_bound`` (the worst-case ``|a_in|`` of any port, <= 32767),
+    ``v_saturates`` (1 where a leaky neuron's most negative steady state lies below the 24-bit floor,
+    at which Lava and :func:`emulate_fixed` clip ``v``).
     """
     if groups not in (1, 2):
         raise EslError(f"synapse groups must be 1 or 2, got {groups}")
     syn, neuron = layer.synapse, layer.neuron
+    name = neuron.name
+    if not getattr(neuron, "spiking", True) or math.isinf(neuron.threshold):
+        raise EslError(f"layer {name!r}: the non-spiking {neuron.node_type} readout has no Loihi 2 fixed-point "
+                       f"form (it runs in floating point only)")
+    split_ok = groups == 2 and syn.kind != "conv"  # Lava's Conv: no weight exponent, 8-bit weights
     vals = syn.weights_flat()
     vals = vals[vals != 0]
     wmax = float(np.abs(vals).max()) if vals.size else 0.0
     mixed = bool(vals.size and vals.min() < 0 < vals.max())
     grid = WEIGHT_MIXED_MAX if mixed else WEIGHT_SIGNED_MAX
     x_lo, x_hi = (float(input_min), float(input_max)) if syn.graded else (0.0, 1.0)
-    if syn.kind == "conv":
-        w2 = syn.weight.reshape(syn.weight.shape[0], -1)
-        pos, neg = np.clip(w2, 0, None).sum(axis=1), np.clip(w2, None, 0).sum(axis=1)
-        bias_c = neuron.bias.reshape(neuron.bias.shape[0], -1)
-        b_hi, b_lo = bias_c.max(axis=1), bias_c.min(axis=1)
-    else:
-        w2 = syn.weight
-        pos = np.asarray(w2.maximum(0).sum(axis=1)).ravel()
-        neg = np.asarray(w2.minimum(0).sum(axis=1)).ravel()
-        b_hi = b_lo = neuron.bias.ravel()
-    # extreme currents over inputs x in [x_lo, x_hi]: I = sum_j w_j x_j + b
-    i_max = np.maximum(pos * x_hi, pos * x_lo) + np.maximum(neg * x_lo, neg * x_hi) + b_hi
-    i_min = np.minimum(pos * x_hi, pos * x_lo) + np.minimum(neg * x_lo, neg * x_hi) + b_lo
-    reach = float(max(np.abs(i_max).max(initial=0.0), np.abs(i_min).max(initial=0.0)))
+    # extreme synaptic currents over inputs x in [x_lo, x_hi] (the bias goes into v, not a_in)
+    a_lo, a_hi = _extremes(syn.weight, x_lo, x_hi)
+    reach = float(max(-a_lo, a_hi))
     bmax = float(np.abs(neuron.bias).max(initial=0.0))
-    limits = [VTH_TARGET / neuron.threshold if neuron.threshold > 0 else math.inf]
+    limits = {"vth": VTH_TARGET / neuron.threshold if neuron.threshold > 0 else math.inf}
     if reach > 0:
-        limits.append(A_IN_MAX / reach)
+        limits["a_in"] = A_IN_MAX / reach
     if bmax > 0:
-        limits.append(BIAS_MANT_MAX * (2 if groups == 2 else 1) / bmax)
-    s_budget = min(limits)
+        limits["bias_mant"] = BIAS_MANT_MAX * (2 if groups == 2 else 1) / bmax
+    s_budget = min(limits.values())
     if not math.isfinite(s_budget):
         s_budget = float(VTH_TARGET)
     input_scale = 1.0
-    if syn.graded and input_frac_bits is not None:
-        if not 0 <= input_frac_bits <= INPUT_FRAC_BITS_MAX:
-            raise EslError(f"input_frac_bits must lie in 0..{INPUT_FRAC_BITS_MAX}, got {input_frac_bits}")
-        input_scale = float(2 ** int(input_frac_bits))
-    elif syn.graded and wmax > 0:
-        m = math.ceil(math.log2(max(s_budget * wmax / grid, 1e-300)))
-        input_scale = float(2 ** min(max(m, 0), INPUT_FRAC_BITS_MAX))
-    top = WEIGHT_MIXED_MAX * 2 ** SPLIT_EXP_MAX if groups == 2 else grid
+    if syn.graded:
+        x_peak = max(x_hi, -x_lo)
+        if x_peak > INPUT_INT_MAX:
+            raise EslError(f"layer {name!r}: graded input up to {x_peak:g} does not fit Loihi's 16-bit input "
+                           f"message (|x| <= {INPUT_INT_MAX})")
+        m_max = min(INPUT_FRAC_BITS_MAX, math.floor(math.log2(INPUT_INT_MAX / x_peak))) if x_peak > 0 \
+            else INPUT_FRAC_BITS_MAX
+        if input_frac_bits is not None:
+            if not 0 <= input_frac_bits <= INPUT_FRAC_BITS_MAX:
+                raise EslError(f"input_frac_bits must lie in 0..{INPUT_FRAC_BITS_MAX}, got {input_frac_bits}")
+            if input_frac_bits > m_max:
+                raise EslError(f"layer {name!r}: input up to {x_peak:g} with {input_frac_bits} fractional bits "
+                               f"does not fit Loihi's 16-bit input message (at most {m_max} bits)")
+            input_scale = float(2 ** int(input_frac_bits))
+        elif wmax > 0:
+            m = math.ceil(math.log2(max(s_budget * wmax / grid, 1e-300)))
+            input_scale = float(2 ** min(max(m, 0), m_max))
+    xi_lo, xi_hi = _input_ints(x_lo, x_hi, input_scale) if syn.graded else (0, 1)
+    top = WEIGHT_MIXED_MAX * 2 ** SPLIT_EXP_MAX if split_ok else grid
     scale = min(s_budget, top * input_scale / wmax) if wmax > 0 else s_budget
-    if syn.kind == "conv":
-        c_out = syn.weight.shape[0]
-        rows = np.arange(c_out + 1) * (syn.weight.size // c_out)
-        flat = quantize_weights((syn.weight * scale / input_scale).ravel(), mixed, rows=rows, top=top)
-        w_int = flat.reshape(syn.weight.shape)
-        ref, back = syn.weight, w_int * input_scale / scale
-        zeroed = int(np.count_nonzero((w_int == 0) & (syn.weight != 0)))
-        peak = int(np.abs(w_int).max(initial=0))
-    else:
-        data = quantize_weights(syn.weight.data * scale / input_scale, mixed, rows=syn.weight.indptr, top=top)
-        w_int = sp.csr_matrix((data.copy(), syn.weight.indices.copy(), syn.weight.indptr.copy()),
-                              shape=syn.weight.shape)
-        zeroed = int(np.count_nonzero(data == 0))
-        w_int.eliminate_zeros()
-        ref, back = syn.weight.data, data * input_scale / scale
-        peak = int(np.abs(data).max(initial=0))
-    # split so that hi = w / 2^k rounded to even stays within the mixed-sign 8-bit range [-254, 254]
-    split = math.ceil(math.log2(peak / WEIGHT_MIXED_MAX)) if groups == 2 and peak > WEIGHT_MIXED_MAX else 0
+    binding = min(limits, key=limits.get) if scale >= s_budget else "weight"
+    for _ in range(200):
+        w_int, ref, back, zeroed, peak = _round_layer_weights(syn, scale, input_scale, mixed, top)
+        # split so that hi = w / 2^k rounded to even stays within the mixed-sign 8-bit range [-254, 254]
+        split = math.ceil(math.log2(peak / WEIGHT_MIXED_MAX)) if split_ok and peak > WEIGHT_MIXED_MAX else 0
+        a_bound = _port_peak(w_int, split, syn.kind, xi_lo, xi_hi)
+        if a_bound <= A_IN_MAX:
+            break
+        scale *= min(A_IN_MAX / a_bound, 1 - 2 ** -10)  # rounding pushed a port past 16 bits: a bit less
+        binding = "a_in"
+    else:  # pragma: no cover - each pass lowers the scale; 200 passes lower it far below VTH_MIN
+        raise EslError(f"layer {name!r}: no scale keeps a_in inside Loihi 2's 16 bits")
     vth = int(round(neuron.threshold * scale))
     if vth > VTH_MAX:
-        raise EslError(f"layer {neuron.name!r}: threshold does not fit Loihi's 17-bit vth")
+        raise EslError(f"layer {name!r}: threshold does not fit Loihi's 17-bit vth")
+    if neuron.threshold > 0 and vth < VTH_MIN:
+        why = {"a_in": f"16-bit a_in: its synaptic input can reach {reach / neuron.threshold:.4g} x its threshold",
+               "bias_mant": f"13-bit bias_mant: its bias reaches {bmax / neuron.threshold:.4g} x its threshold",
+               "weight": f"8-bit weights: its largest weight is {wmax / neuron.threshold:.4g} x its threshold"}
+        raise EslError(f"layer {name!r} does not fit Loihi 2's {why.get(binding, why['a_in'])}, which leaves "
+                       f"vth = {vth} < {VTH_MIN} integer steps (scale {scale:.4g})")
     dv = int(min(round((1.0 - neuron.beta) * DECAY_UNITY), DECAY_UNITY - 1))
     # bias_exp 6 (netx's fixed choice): one bias unit is one a_in unit; 7 doubles the range (groups == 2)
     bias_exp = BIAS_EXP if bmax * scale <= BIAS_MANT_MAX else BIAS_EXP + 1
     bias_units = scale / 2 ** (bias_exp - BIAS_EXP)
     bias_mant = np.clip(np.round(neuron.bias * bias_units), -BIAS_MANT_MAX - 1, BIAS_MANT_MAX).astype(np.int64)
     norm = float(np.linalg.norm(ref))
-    errors = {
+    fixed = FixedLayer(scale=float(scale), input_scale=input_scale, weight=w_int, vth=vth, dv=dv,
+                       bias_mant=bias_mant.reshape(neuron.shape), bias_exp=bias_exp, split_exp=split)
+    ranges = layer_ranges(layer, fixed, input_max=x_hi, input_min=x_lo)
+    check_widths(name, ranges)  # a guard: the choices above keep every quantity inside
+    fixed.errors = {
         "weight_rel": float(np.linalg.norm(back - ref) / norm) if norm > 0 else 0.0,
         "weight_max_rel": float(np.abs(back - ref).max() / wmax) if wmax > 0 else 0.0,
         "threshold_rel": abs(vth / scale - neuron.threshold) / neuron.threshold if neuron.threshold > 0 else 0.0,
@@ -237,9 +450,10 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
         "scale": float(scale),
         "input_frac_bits": float(math.log2(input_scale)),
         "synapse_groups": float(2 if split else 1),
+        "a_in_bound": float(a_bound),
+        "v_saturates": float(ranges["v_floor"][0] < -UV_LIMIT + 1),
     }
-    return FixedLayer(scale=float(scale), input_scale=input_scale, weight=w_int, vth=vth, dv=dv,
-                      bias_mant=bias_mant.reshape(neuron.shape), bias_exp=bias_exp, split_exp=split, errors=errors)
+    return fixed
 
 
 def split_weights(weight, k: int):
@@ -276,7 +490,9 @@ def quantize(net: LavaNet, *, input_max: float = 1.0, input_min: float = 0.0, gr
 
     The graded input must lie in ``[input_min, input_max]`` ([0, 1] for images); other inputs are
     refused when the network runs in fixed point. ``groups``: 1 (8-bit weights, what netx holds) or 2 (each
-    weight split over two 8-bit synapse groups, see :func:`quantize_layer`).
+    weight of a ``Dense``/``Sparse`` layer split over two 8-bit synapse groups; ``Conv`` layers keep 8 bits,
+    see :func:`quantize_layer`). Every quantity stays inside Loihi 2's widths for every input in range
+    (module docstring); a layer that cannot fit raises :class:`EslError`.
     """
     if not (input_max > 0 and input_min <= 0):
         raise EslError(f"the input range [{input_min}, {input_max}] must contain 0 and a positive value")
@@ -286,7 +502,7 @@ def quantize(net: LavaNet, *, input_max: float = 1.0, input_min: float = 0.0, gr
     return replace(net, layers=layers, input_max=float(input_max), input_min=float(input_min))
 
 
-def emulate_fixed(net: LavaNet, x: np.ndarray) -> List[np.ndarray]:
+def emulate_fixed(net: LavaNet, x: np.ndarray, peaks: Optional[Dict[str, Dict[str, tuple]]] = None) -> List[np.ndarray]:
     """Loihi 2 fixed-point dynamics in numpy, the arithmetic of Lava's bit-accurate models, per layer::
 
         a[t] = W_int x[t]                           (Conv: wrapped to 24 bits)
@@ -296,6 +512,8 @@ def emulate_fixed(net: LavaNet, x: np.ndarray) -> List[np.ndarray]:
 
     ``x`` is (T, B, *input_shape) floats; returns the spikes of every layer, (T, B, *shape), without
     Lava's one-step synaptic delay. A fast check of the Lava fixed-point run (they must agree exactly).
+    ``peaks`` (a dict) receives per layer name the observed ``(lowest, highest)`` of ``a_in``, of each
+    synapse port with split weights (``a_out hi``, ``a_out lo``), of ``u`` and of ``v`` (before the reset).
     """
     if not net.quantized:
         raise EslError("this network has no fixed-point parameters: quantize it first")
@@ -311,6 +529,11 @@ def emulate_fixed(net: LavaNet, x: np.ndarray) -> List[np.ndarray]:
         else:
             w = f.weight
         w = sp.csr_matrix(w, dtype=np.int64)
+        ports = {}
+        if peaks is not None and f.split_exp and syn.kind != "conv":
+            hi, lo = split_weights(w, f.split_exp)
+            ports = {"a_out hi": hi * 2 ** f.split_exp, "a_out lo": lo}
+        seen: Dict[str, list] = {}
         bias = f.bias_mant.reshape(-1).astype(np.int64) << f.bias_exp
         vth = np.int64(f.vth) << ACT_SHIFT
         v = np.zeros((B, w.shape[0]), dtype=np.int64)
@@ -325,13 +548,22 @@ def emulate_fixed(net: LavaNet, x: np.ndarray) -> List[np.ndarray]:
             d = v * (DECAY_UNITY - f.dv)
             v = np.sign(d) * (np.abs(d) >> 12) + u + bias
             v = np.clip(v, -UV_LIMIT + 1, UV_LIMIT - 1)
+            if peaks is not None:
+                vals = {"a_in": a, "u": u, "v": v}
+                vals.update({k: (p @ h[t].T).T for k, p in ports.items()})
+                for k, arr in vals.items():
+                    lo_hi = seen.setdefault(k, [0, 0])
+                    lo_hi[0], lo_hi[1] = min(lo_hi[0], int(arr.min(initial=0))), max(lo_hi[1], int(arr.max(initial=0)))
             s = v > vth
             v[s] = 0
             spikes[t] = s
         out.append(spikes.reshape((T, B) + n.shape))
+        if peaks is not None:
+            peaks[n.name] = {k: tuple(r) for k, r in seen.items()}
         h = spikes.reshape(T, B, -1).astype(np.int64)
     return out
 
 
-__all__ = ["A_IN_MAX", "BIAS_EXP", "DECAY_UNITY", "FixedLayer", "VTH_TARGET", "emulate_fixed", "encode_input",
-           "exact_frac_bits", "quantize", "quantize_layer", "quantize_weights", "split_weights"]
+__all__ = ["A_IN_MAX", "BIAS_EXP", "DECAY_UNITY", "FixedLayer", "VTH_MIN", "VTH_TARGET", "WIDTHS", "check_net_widths",
+           "check_widths", "emulate_fixed", "encode_input", "exact_frac_bits", "layer_ranges", "quantize",
+           "quantize_layer", "quantize_weights", "split_weights"]

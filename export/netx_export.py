@@ -21,6 +21,14 @@ our 8-bit values exactly), so ``iDecay = 4096`` (no synaptic current state), ``v
 beta) 4096)``, ``vThMant = round(threshold * S)`` and bias ``round(b * S)`` give exactly the fixed-point
 network of :func:`export.lava_fixed.quantize`; :func:`run_netx` and the ``lava-fixed`` backend give
 identical spikes.
+
+Widths: netx builds the same Lava ``Dense``/``Sparse``/``Conv`` and ``LIF`` fixed-point processes, so the
+widths of :mod:`export.lava_fixed` hold unchanged (16-bit ``a_in`` for every input, 24-bit ``u``/``v``,
+8-bit weights, 17-bit ``vThMant``, 12-bit ``vDecay``, 13-bit bias with netx's ``bias_exp = 6``, 16-bit
+graded input, ``input_message_bits = 16``). ``optimize_weight_bits`` may shift the weights left by ``s``
+bits and set ``weight_exp = -s``; the port's ``a_out`` is the sum after the right shift, i.e. exactly the
+sum of our integers. :func:`write_netx_file` checks all of it (:func:`check_netx_widths`) and refuses a
+network that does not fit with a one-line :class:`EslError` instead of writing integers netx would clip.
 """
 from __future__ import annotations
 
@@ -34,13 +42,14 @@ from typing import Callable, List, Optional, Union
 import h5py
 import nir
 import numpy as np
+import scipy.sparse as sp
 
 import esl_deploy  # noqa: F401  (installs the lava import hook before any lava import)
 from esl_deploy.errors import EslError
 
 from esl_deploy.atomic import atomic_write
 from .lava_convert import LavaNet, convert
-from .lava_fixed import BIAS_EXP, DECAY_UNITY, quantize
+from .lava_fixed import BIAS_EXP, DECAY_UNITY, WEIGHT_MIXED_MAX, WEIGHT_SIGNED_MAX, check_net_widths, quantize
 from .lava_run import INPUT_MESSAGE_BITS, LavaResult, _from_columns, _to_columns, import_lava
 
 FORMAT = "esl-netx"
@@ -52,6 +61,29 @@ def netx_net(graph: nir.NIRGraph, *, input_max: float = 1.0, input_frac_bits: Op
     8-bit weight per synapse (netx has no split weights: ``optimize_weight_bits`` clips beyond 8 bits)."""
     return quantize(convert(graph, synapse="dense", conv="conv"), input_max=input_max, groups=1,
                     input_frac_bits=input_frac_bits)
+
+
+def check_netx_widths(net: LavaNet) -> None:
+    """Refuse (one-line :class:`EslError`) a quantised network whose integers netx would change or Loihi 2
+    could not hold: the widths of :func:`export.lava_fixed.check_net_widths` (16-bit ``a_in`` for any input,
+    17-bit ``vThMant``, 12-bit ``vDecay``, 13-bit bias, 16-bit graded input), plus what netx itself does to
+    the file: ``optimize_weight_bits`` clips mixed-sign weights to [-256, 254] (``Dense``/``Sparse`` then drop
+    the lowest bit, so they must be even) and one-signed ones to 255; convolution weights go to
+    ``Conv`` unchanged, on the same grid."""
+    check_net_widths(net)
+    for layer in net.layers:
+        w = layer.fixed.weight
+        vals = w.data if sp.issparse(w) else np.asarray(w).ravel()
+        if not vals.size:
+            continue
+        lo, hi = int(vals.min()), int(vals.max())
+        mixed = lo < 0 < hi
+        ok = (lo >= -256 and hi <= WEIGHT_MIXED_MAX and not np.any(vals % 2)) if mixed \
+            else max(-lo, hi) <= WEIGHT_SIGNED_MAX
+        if not ok:
+            grid = "even values in [-256, 254]" if mixed else "|w| <= 255"
+            raise EslError(f"layer {layer.neuron.name!r}: weights in [{lo}, {hi}] leave netx's 8-bit synapse "
+                           f"({grid}); quantize with groups=1")
 
 
 def _bytes(group: h5py.Group, key: str, value: str) -> None:
@@ -72,6 +104,7 @@ def write_netx_file(net: LavaNet, path: Union[str, os.PathLike]) -> None:
         raise EslError(f"netx builds every neuron with bias_exp = {BIAS_EXP}: quantize with groups=1")
     if net.input_min != 0.0:
         raise EslError("the netx writer supports graded input in [0, input_max] only")
+    check_netx_widths(net)
     with h5py.File(path, "w") as f:
         layers = f.create_group("layer")
         g = layers.create_group("0")
@@ -186,6 +219,9 @@ def run_netx(path: Union[str, os.PathLike], x: np.ndarray, *, record: str = "all
     if bits and peak > limit * (1 + 1e-9):
         raise EslError(f"input values up to {peak:g} exceed the netx input range |x| <= {limit:g}")
     data = np.round(x * scale).astype(np.int32) if bits else (x != 0).astype(np.int32)
+    if bits and np.abs(data).max(initial=0) > 2 ** (bits - 1) - 1:
+        raise EslError(f"input values up to {peak:g} times the input scale {scale:g} do not fit the "
+                       f"{bits}-bit input message")
     T, B = data.shape[:2]
     try:
         net = Network(net_config=str(path), input_message_bits=bits, reset_interval=T, reset_offset=1,
@@ -243,4 +279,4 @@ def run_netx(path: Union[str, os.PathLike], x: np.ndarray, *, record: str = "all
     return LavaResult(names=out_names, spikes=spikes, steps=steps, build_s=build_s, run_s=run_s)
 
 
-__all__ = ["FORMAT", "netx_net", "run_netx", "write_netx", "write_netx_file"]
+__all__ = ["FORMAT", "check_netx_widths", "netx_net", "run_netx", "write_netx", "write_netx_file"]
