@@ -1,4 +1,5 @@
-"""Leaky integrate-and-fire neurons (snnTorch ``Leaky``), run over a whole time window at once.
+"""Leaky integrate-and-fire neurons (snnTorch ``Leaky``) and a non-spiking leaky-integrator readout,
+run over a whole time window at once.
 
 Discrete dynamics of one neuron i (snnTorch ``Leaky`` with ``reset_mechanism="zero"`` and
 ``reset_delay=False``), for t = 1..T with U[0] = 0::
@@ -12,6 +13,9 @@ This is the explicit-Euler discretisation of the NIR ``LIF`` node with ``tau = d
 ``vth = theta``. ``beta`` and ``theta`` are per-neuron tensors (scalars give 0-d NIR parameters, which
 fail NIR's type inference), and the reset is to zero, the reset both NIR and Lava can represent.
 The spike's backward pass uses snnTorch's arctan surrogate gradient.
+
+:class:`LI` is the same membrane without threshold and reset, the non-spiking readout of
+``ModelSpec(readout="membrane")``; its output is the membrane potential itself (see its docstring).
 """
 from __future__ import annotations
 
@@ -78,3 +82,46 @@ class LIF(nn.Module):
     def extra_repr(self) -> str:
         return f"neuron_shape={self.neuron_shape}, beta={float(self.beta.flatten()[0]):g}, " \
                f"threshold={float(self.threshold.flatten()[0]):g}"
+
+
+class LI(nn.Module):
+    """A layer of non-spiking leaky integrators of shape ``neuron_shape``: the membrane readout.
+
+    Input and output are ``(T, B, *neuron_shape)``; the output is the membrane potential at every step,
+    from rest ``U[0] = 0``::
+
+        U[t] = beta_i * U[t-1] + I[t]           # no threshold, no reset
+
+    It is :class:`LIF` without the spike (the LIF update with ``theta = inf``). Explicit Euler of the
+    NIR ``LI`` node ``tau dv/dt = (v_leak - v) + r I`` at step ``dt`` is
+    ``v[t] = (1 - dt/tau) v[t-1] + (dt/tau) r I[t] + (dt/tau) v_leak``, the same step exactly when
+    ``tau = dt/(1-beta)``, ``r = tau/dt`` and ``v_leak = 0``; ``beta == 1`` (no leak) is NIR's
+    ``I`` (integrator, ``dv/dt = r I``) with ``r = 1/dt``. ``beta`` is a per-neuron buffer, as in
+    :class:`LIF`, all equal at construction and not trained. Gradients flow through the membrane
+    directly (no surrogate is needed).
+    """
+
+    def __init__(self, neuron_shape: Sequence[int], *, beta: float = 0.9):
+        super().__init__()
+        shape = tuple(int(s) for s in neuron_shape)
+        if not shape or any(s <= 0 for s in shape):
+            raise ValueError(f"neuron_shape must be non-empty and positive, got {neuron_shape}")
+        if not 0.0 <= beta <= 1.0 or not math.isfinite(beta):
+            raise ValueError(f"beta must lie in [0, 1], got {beta}")
+        self.neuron_shape = shape
+        self.register_buffer("beta", torch.full(shape, float(beta)))
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        """Run all T steps from rest: ``current`` (T, B, *shape) -> membrane U (T, B, *shape)."""
+        if tuple(current.shape[2:]) != self.neuron_shape:
+            raise ValueError(f"LI of shape {self.neuron_shape} got input of shape {tuple(current.shape)}")
+        beta = self.beta.to(current.dtype)
+        mem = torch.zeros_like(current[0])
+        mems = []
+        for t in range(current.shape[0]):
+            mem = beta * mem + current[t]
+            mems.append(mem)
+        return torch.stack(mems)
+
+    def extra_repr(self) -> str:
+        return f"neuron_shape={self.neuron_shape}, beta={float(self.beta.flatten()[0]):g}"

@@ -50,6 +50,10 @@ def export_file(source: Union[str, os.PathLike], to: str, out: Union[str, os.Pat
     if out.exists() and not force:
         raise EslError(f"{out} already exists; pass --force to overwrite it")
     model = load_source(source)
+    if to in ("lava", "netx") and getattr(model.spec, "readout", "spikes") == "membrane":
+        raise EslError(f"--to {to} does not support the membrane readout (a non-spiking LI output layer; its "
+                       "fixed-point form is not implemented): export --to nir and run it with esl simulate "
+                       "--backend lava (floating point)")
     meta = dict(getattr(model, "meta", None) or {})
     summary: Dict[str, Any] = {"source": str(source), "format": to, "output": str(out),
                                "model": model.spec.name, "method": meta.get("method")}

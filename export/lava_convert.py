@@ -39,6 +39,17 @@ plus ``(1 - beta) v_leak`` is the neuron bias. ``IF`` is the same with ``beta = 
 Lava's ``du``, ``dv`` and ``vth`` are one value per population: beta and threshold must be uniform
 within each layer, and ``v_reset`` must be 0 (Lava resets to zero).
 
+Membrane readout. A NIR ``LI`` node (``tau dv/dt = v_leak - v + r I``, no threshold) as the LAST neuron
+node becomes the same Lava float ``LIF`` (``du = 1``, ``dv = 1 - beta``, gain and bias as above; ``I``
+is ``beta = 1``, gain ``r dt``) whose threshold is never reached: ``vth = +inf`` (``NeuronLayer.threshold``
+is ``math.inf``), so the float model's ``v > vth`` is always false, nothing is reset and ``v`` is exactly
+the leaky integrator ``v[t] = beta v[t-1] + I[t] + bias``. Its voltage ``v`` is read every step by
+:class:`export.lava_procs.voltage_recorder.VoltageLIFReset` (a ``LIFReset`` that also writes ``v`` to a
+memory-mapped file, the way the spike recorder does), with the same timing and per-sample reset as
+the spikes. Such a layer has ``NeuronLayer.spiking == False``; it exists in floating point only (the
+fixed-point and netx paths refuse it). An ``LI`` node anywhere but last is refused (it would send
+graded values, not spikes, to the next layer).
+
 Timing. Every Lava synapse sends at step ``t`` what it received at ``t - 1`` (``Dense``/``Sparse``/
 ``Conv`` ``run_spk``), LIF spikes in the step it integrates, and the source ``RingBuffer`` sends
 column ``t - 1`` at step ``t`` (steps count from 1). So layer ``l`` (1-based) integrates input column
@@ -71,7 +82,9 @@ if TYPE_CHECKING:
 DEFAULT_DT = 1e-4  # snnTorch's export_nir constant, used when the graph's metadata has no "dt"
 
 SUPPORTED_NODES = ("Input", "Output", "Affine", "Linear", "Conv2d", "AvgPool2d", "SumPool2d", "Scale",
-                   "Flatten", "LIF", "IF")
+                   "Flatten", "LIF", "IF", "LI", "I")
+READOUT_NODE_TYPES = ("LI", "I")  # non-spiking readout neurons: a Lava LIF with vth = inf, voltage recorded
+READOUT_VTH = math.inf  # the threshold of a readout population: never reached
 SYNAPSE_KINDS = ("sparse", "dense")
 CONV_MODES = ("conv", "matrix")
 MODES = ("float", "fixed")
@@ -128,7 +141,10 @@ class SynapseLayer:
 
 @dataclass(kw_only=True)
 class NeuronLayer:
-    """One LIF population: torch-order ``shape``, one ``beta`` and ``threshold``, per-neuron ``bias``."""
+    """One LIF population: torch-order ``shape``, one ``beta`` and ``threshold``, per-neuron ``bias``.
+
+    ``node_type`` ``LI``/``I``: the non-spiking membrane readout (``threshold = inf``, see the module
+    docstring); :attr:`spiking` is False and its voltage, not its spikes, is the output."""
 
     name: str
     node_type: str
@@ -144,6 +160,13 @@ class NeuronLayer:
             raise ValueError(f"{self.name}: beta must lie in [0, 1], got {self.beta}")
         if not self.threshold >= 0:
             raise ValueError(f"{self.name}: threshold must be non-negative, got {self.threshold}")
+        if not self.spiking and self.threshold != READOUT_VTH:
+            raise ValueError(f"{self.name}: a {self.node_type} readout has threshold inf, got {self.threshold}")
+
+    @property
+    def spiking(self) -> bool:
+        """False for the membrane readout (``LI``/``I``): it emits no spikes, its voltage is read."""
+        return self.node_type not in READOUT_NODE_TYPES
 
 
 @dataclass(kw_only=True)
@@ -175,6 +198,11 @@ class LavaNet:
     @property
     def output_shape(self) -> Tuple[int, ...]:
         return self.layers[-1].neuron.shape
+
+    @property
+    def readout(self) -> str:
+        """``"membrane"`` when the last layer is a non-spiking LI/I readout, else ``"spikes"``."""
+        return "spikes" if self.layers[-1].neuron.spiking else "membrane"
 
     def quant_errors(self) -> Dict[str, Dict[str, float]]:
         """Per-layer quantisation errors (empty before :func:`export.lava_fixed.quantize`)."""
@@ -494,6 +522,31 @@ def _neuron_params(name: str, node, shape: Tuple[int, ...], dt: float):
     return beta, threshold, gain, leak
 
 
+def _readout_params(name: str, node, shape: Tuple[int, ...], dt: float):
+    """(beta, gain per neuron, leak bias per neuron) of a LI/I readout node whose input is ``shape``."""
+    kind = type(node).__name__
+    n = _size(shape)
+
+    def bc(a) -> np.ndarray:
+        a = np.asarray(a, dtype=np.float64)
+        if a.size == 1:
+            return np.full(n, float(a.ravel()[0]))
+        if a.size != n:
+            raise EslError(f"node {name!r} ({kind}): a parameter has {a.size} values for {n} neurons")
+        return a.ravel().copy()
+
+    if isinstance(node, nir.I):
+        return 1.0, _snap_one(bc(node.r) * dt), np.zeros(n)
+    tau = bc(node.tau)
+    if np.any(tau <= 0):
+        raise EslError(f"node {name!r} ({kind}): tau must be positive")
+    k = dt / tau
+    if np.any(k > 1):
+        raise EslError(f"node {name!r} ({kind}): dt/tau > 1 (tau < dt = {dt:g}); the Euler step is unstable")
+    beta = _snap32(_uniform(name, kind, "beta (1 - dt/tau)", 1.0 - k))
+    return beta, _snap_one(k * bc(node.r)), k * bc(node.v_leak)
+
+
 def _fold_conv(ops: List[_Op]):
     """(kernel, bias per channel, stride, padding, dilation, groups) when ``ops`` is one convolution,
     possibly preceded by a foldable pool (and a uniform Scale); else None. Torch layout and order."""
@@ -575,8 +628,16 @@ def convert(graph: nir.NIRGraph, *, synapse: str = "sparse", conv: str = "conv",
     shape = seg_in = input_shape
     ops: List[_Op] = []
     for name, node in chain:
-        if isinstance(node, (nir.LIF, nir.IF)):
-            beta, threshold, gain, leak = _neuron_params(name, node, shape, dt)
+        if layers and not layers[-1].neuron.spiking:
+            last = layers[-1].neuron
+            raise EslError(f"node {name!r} ({type(node).__name__}) follows the non-spiking {last.node_type} node "
+                           f"{last.name!r}; the Lava converter supports LI/I only as the last (readout) layer")
+        if isinstance(node, (nir.LIF, nir.IF, nir.LI, nir.I)):
+            if isinstance(node, (nir.LI, nir.I)):
+                beta, gain, leak = _readout_params(name, node, shape, dt)
+                threshold = READOUT_VTH
+            else:
+                beta, threshold, gain, leak = _neuron_params(name, node, shape, dt)
             syn, bias = _segment_synapse(ops, seg_in, shape, gain, graded=not layers, synapse=synapse, conv=conv)
             if not np.all(gain == 1.0) and syn.kind == "conv":
                 raise AssertionError("gain must be folded into a matrix")
@@ -589,13 +650,14 @@ def convert(graph: nir.NIRGraph, *, synapse: str = "sparse", conv: str = "conv",
             ops.append(_Op(name=name, node=node, in_shape=shape, out_shape=out))
             shape = out
     if not layers:
-        raise EslError("the graph has no LIF or IF node: a Lava network needs at least one spiking layer")
+        raise EslError("the graph has no LIF, IF, LI or I node: a Lava network needs at least one neuron layer")
     if ops:
         op = ops[0]
         raise EslError(f"node {op.name!r} ({op.type}) comes after the last spiking layer; "
-                       "a Lava network must end in a LIF/IF layer")
+                       "a Lava network must end in a LIF/IF layer (or an LI/I readout)")
     return LavaNet(input_shape=input_shape, layers=layers, dt=dt)
 
 
-__all__ = ["CONV_MODES", "DEFAULT_DT", "LavaLayer", "LavaNet", "MODES", "NeuronLayer", "SUPPORTED_NODES",
+__all__ = ["CONV_MODES", "DEFAULT_DT", "LavaLayer", "LavaNet", "MODES", "NeuronLayer", "READOUT_NODE_TYPES",
+           "READOUT_VTH", "SUPPORTED_NODES",
            "SYNAPSE_KINDS", "SynapseLayer", "conv_matrix", "conv_output_hw", "convert", "lava_order", "pool_matrix"]

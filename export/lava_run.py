@@ -2,7 +2,11 @@
 
 See :mod:`export.lava_convert` for the timing (one step of latency per synapse layer, ``B*T + L``
 steps) and the reset between samples (``LIFReset`` with ``reset_interval = T`` and a per-layer
-offset). Spikes are recorded by :class:`export.lava_procs.spike_recorder.SpikeRecorder`.
+offset). Spikes are recorded by :class:`export.lava_procs.spike_recorder.SpikeRecorder`. A membrane-readout
+network (last layer a NIR ``LI``/``I`` node, ``LavaNet.readout == "membrane"``) ends in a
+:class:`export.lava_procs.voltage_recorder.VoltageLIFReset` with ``vth = inf``: its voltage ``v`` is
+recorded every step (floating point only) and returned as ``LavaResult.voltage``, shifted by the same
+latency as the spikes.
 """
 from __future__ import annotations
 
@@ -28,17 +32,24 @@ INPUT_MESSAGE_BITS = 16   # num_message_bits of the first synapse (graded input)
 
 @dataclass(kw_only=True)
 class LavaResult:
-    """Spikes of every layer, torch order: ``spikes[l]`` has shape (T, B, *layer shape)."""
+    """Spikes of every spiking layer, torch order: ``spikes[l]`` has shape (T, B, *layer shape).
+
+    A membrane-readout network's last layer emits no spikes: it is not in ``names``/``spikes``; its
+    voltage (T, B, *shape), float64, is ``voltage`` and its node name ``readout_name``.
+    """
 
     names: List[str]
     spikes: List[np.ndarray]
     steps: int
     build_s: float
     run_s: float
+    readout_name: Optional[str] = None
+    voltage: Optional[np.ndarray] = None
 
     @property
     def output(self) -> np.ndarray:
-        return self.spikes[-1]
+        """The network's output: the readout voltage of a membrane-readout network, else the last spikes."""
+        return self.voltage if self.voltage is not None else self.spikes[-1]
 
 
 def _to_columns(x: np.ndarray) -> np.ndarray:
@@ -95,12 +106,23 @@ def _synapse_processes(layer: LavaLayer, mode: str) -> list:
     return procs
 
 
-def _neuron_process(layer: LavaLayer, mode: str, T: int, index: int):
+def _neuron_process(layer: LavaLayer, mode: str, T: int, index: int, voltage: Optional[Tuple[int, str]] = None):
+    """The LIFReset of one layer; ``voltage = (steps, path)`` makes it a :class:`VoltageLIFReset` recording ``v``."""
     from lava.proc.lif.process import LIFReset
 
     n = layer.neuron
     shape = tuple(reversed(n.shape))
     reset = dict(reset_interval=T, reset_offset=(1 + index) % T)
+    if not n.spiking and mode != "float":
+        raise EslError(f"layer {n.name!r}: the membrane readout ({n.node_type}) runs in Lava floating point only")
+    if voltage is not None:
+        if mode != "float":
+            raise EslError("voltages are recorded in Lava floating point only")
+        from .lava_procs.voltage_recorder import VoltageLIFReset
+
+        bias = n.bias.transpose(tuple(reversed(range(len(n.shape)))))
+        return VoltageLIFReset(shape=shape, du=1.0, dv=1.0 - n.beta, vth=n.threshold, bias_mant=bias.copy(),
+                               bias_exp=0, steps=voltage[0], path=voltage[1], **reset)
     if mode == "float":
         bias = n.bias.transpose(tuple(reversed(range(len(n.shape)))))
         return LIFReset(shape=shape, du=1.0, dv=1.0 - n.beta, vth=n.threshold, bias_mant=bias.copy(),
@@ -140,6 +162,8 @@ def run(net: LavaNet, x: np.ndarray, *, mode: str = "float", record: str = "all"
 
     from .lava_procs.spike_recorder import SpikeRecorder
 
+    if mode == "fixed" and net.readout == "membrane":
+        raise EslError("the membrane readout (LI) runs in Lava floating point only; use mode 'float'")
     if mode == "fixed" and not net.quantized:
         raise EslError("this network has no fixed-point parameters: quantize it first")
     cfg = run_config(mode)
@@ -155,12 +179,22 @@ def run(net: LavaNet, x: np.ndarray, *, mode: str = "float", record: str = "all"
         t0 = time.perf_counter()
         source = Source(data=cols)
         port, recorders = source.s_out, []
+        readout = None
         for index, layer in enumerate(net.layers, start=1):
-            neuron = _neuron_process(layer, mode, T, index)
+            volt = None
+            if not layer.neuron.spiking:
+                vpath = os.path.join(tmp, f"layer{index}.f64")
+                vshape = tuple(reversed(layer.neuron.shape))
+                np.memmap(vpath, dtype=np.float64, mode="w+", shape=(steps,) + vshape).flush()
+                volt = (steps, vpath)
+                readout = (index, layer, vpath, vshape)
+            neuron = _neuron_process(layer, mode, T, index, voltage=volt)
             for syn in _synapse_processes(layer, mode):
                 _connect(port, syn.s_in)
                 _connect(syn.a_out, neuron.a_in)
             port = neuron.s_out
+            if volt is not None:
+                continue  # no spikes to record: its voltage is written by the process itself
             if record == "all" or index == L:
                 shape = tuple(neuron.s_out.shape)
                 path = os.path.join(tmp, f"layer{index}.u8")
@@ -189,7 +223,15 @@ def run(net: LavaNet, x: np.ndarray, *, mode: str = "float", record: str = "all"
             window = np.moveaxis(buf[index:index + B * T], 0, -1)  # (*lava shape, B*T)
             names.append(layer.neuron.name)
             spikes.append(np.ascontiguousarray(_from_columns(window, layer.neuron.shape, T, B)))
-    return LavaResult(names=names, spikes=spikes, steps=steps, build_s=build_s, run_s=run_s)
+        readout_name = voltage = None
+        if readout is not None:
+            index, layer, vpath, vshape = readout
+            buf = np.fromfile(vpath, dtype=np.float64).reshape((steps,) + vshape)
+            window = np.moveaxis(buf[index:index + B * T], 0, -1)
+            readout_name = layer.neuron.name
+            voltage = np.ascontiguousarray(_from_columns(window, layer.neuron.shape, T, B))
+    return LavaResult(names=names, spikes=spikes, steps=steps, build_s=build_s, run_s=run_s,
+                      readout_name=readout_name, voltage=voltage)
 
 
 def run_per_sample(net: LavaNet, x: np.ndarray, *, mode: str = "float", record: str = "output",
@@ -200,10 +242,11 @@ def run_per_sample(net: LavaNet, x: np.ndarray, *, mode: str = "float", record: 
         parts.append(run(net, np.asarray(x)[:, b:b + 1], mode=mode, record=record))
         if progress is not None:
             progress(1)
+    voltage = None if parts[0].voltage is None else np.concatenate([p.voltage for p in parts], axis=1)
     return LavaResult(names=parts[0].names,
                       spikes=[np.concatenate([p.spikes[i] for p in parts], axis=1) for i in range(len(parts[0].names))],
                       steps=sum(p.steps for p in parts), build_s=sum(p.build_s for p in parts),
-                      run_s=sum(p.run_s for p in parts))
+                      run_s=sum(p.run_s for p in parts), readout_name=parts[0].readout_name, voltage=voltage)
 
 
 __all__ = ["INPUT_MESSAGE_BITS", "LavaResult", "import_lava", "run", "run_config", "run_per_sample"]

@@ -13,6 +13,8 @@ torch / esl_deploy     NIR node
 ``nn.AvgPool2d``       ``AvgPool2d(kernel, stride, padding)`` (= ``SumPool2d ; Scale(1/k^2)``)
 ``nn.Flatten``         ``Flatten(input_type, start_dim - 1, end_dim - 1)``: NIR dims exclude the batch
 ``LIF``                ``LIF`` with per-neuron arrays (see :func:`lif_node`); ``IF`` when beta == 1
+``LI`` (readout)       ``LI(tau, r, v_leak = 0)`` with per-neuron arrays (see :func:`li_node`); ``I`` when
+                       beta == 1. The membrane-readout model's output is the LI node's state ``v``
 ``BasicBlock``         refused (:class:`EslError`): residual branches are not exported to NIR
 =====================  ============================================================================
 
@@ -44,12 +46,12 @@ import esl_deploy
 from esl_deploy.errors import EslError
 from esl_deploy.masks import sparsifiable
 from esl_deploy.models import BasicBlock, SpikingNet
-from esl_deploy.neurons import LIF
+from esl_deploy.neurons import LI, LIF
 
 from esl_deploy.atomic import atomic_write
 
-__all__: List[str] = ["DT", "fold_batchnorm", "graph_metadata", "lif_node", "storable_metadata", "to_nir",
-                      "weight_density", "write_nir"]
+__all__: List[str] = ["DT", "fold_batchnorm", "graph_metadata", "li_node", "lif_node", "storable_metadata",
+                      "to_nir", "weight_density", "write_nir"]
 
 DT = 1e-4  # seconds per step; the constant snnTorch's export_nir hard-codes (snntorch/export_nir.py)
 PRODUCER = "esl_deploy"
@@ -76,6 +78,26 @@ def lif_node(beta: np.ndarray, threshold: np.ndarray, dt: float = DT) -> nir.NIR
         raise EslError("not supported: a LIF layer mixing beta == 1 (no leak) with beta < 1")
     tau = dt / (1.0 - beta)
     return nir.LIF(tau=tau, r=tau / dt, v_leak=zeros, v_threshold=threshold, v_reset=zeros)
+
+
+def li_node(beta: np.ndarray, dt: float = DT) -> nir.NIRNode:
+    """The NIR node of a non-spiking leaky integrator ``U[t] = beta U[t-1] + I[t]`` (per-neuron float64 beta).
+
+    ``0 <= beta < 1``: ``LI(tau = dt/(1-beta), r = tau/dt, v_leak = 0)``, whose Euler step
+    ``v += (dt/tau) (v_leak - v + r I)`` is ``v = beta v + I``. ``beta == 1`` for every neuron:
+    ``I(r = 1/dt)`` (NIR's integrator ``dv/dt = r I``, Euler ``v += dt r I = I``). Mixing is refused.
+    """
+    beta = np.asarray(beta, dtype=np.float64)
+    if beta.ndim == 0:
+        raise ValueError("beta must be a per-neuron array")
+    if not np.all((beta >= 0) & (beta <= 1)):
+        raise EslError(f"LI beta must lie in [0, 1], got values in [{beta.min():g}, {beta.max():g}]")
+    if np.all(beta == 1.0):
+        return nir.I(r=np.full_like(beta, 1.0 / dt))
+    if np.any(beta == 1.0):
+        raise EslError("not supported: an LI layer mixing beta == 1 (no leak) with beta < 1")
+    tau = dt / (1.0 - beta)
+    return nir.LI(tau=tau, r=tau / dt, v_leak=np.zeros_like(beta))
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[np.ndarray, np.ndarray]:
@@ -235,6 +257,11 @@ def _layer_node(layer: nn.Module, name: str, shape: Tuple[int, ...], folded: Opt
         beta = layer.beta.detach().cpu().double().numpy()
         thr = layer.threshold.detach().cpu().double().numpy()
         return lif_node(np.broadcast_to(beta, shape).copy(), np.broadcast_to(thr, shape).copy(), dt)
+    if isinstance(layer, LI):
+        if tuple(layer.neuron_shape) != tuple(shape):
+            raise EslError(f"layer {name}: LI of shape {layer.neuron_shape} follows a layer of shape {shape}")
+        beta = layer.beta.detach().cpu().double().numpy()
+        return li_node(np.broadcast_to(beta, shape).copy(), dt)
     if isinstance(layer, BasicBlock):
         raise EslError(f"layer {name}: NIR export not supported: BasicBlock (resnet19); "
                        "residual networks export to ONNX only")

@@ -11,7 +11,12 @@ NIR node             esl_deploy layer
 ``Flatten``          ``nn.Flatten(start_dim + 1, end_dim + 1)`` (torch counts the batch dim)
 ``LIF``              ``LIF`` with ``beta = 1 - dt/tau`` (see :func:`lif_parameters`)
 ``IF``               ``LIF`` with ``beta = 1``
+``LI``               ``LI`` (non-spiking readout) with ``beta = 1 - dt/tau`` (see :func:`li_parameters`)
+``I``                ``LI`` with ``beta = 1``
 ===================  =====================================================================
+
+``LI``/``I`` is accepted only as the last neuron layer (the membrane readout: the network's output is its
+membrane potential, ``ModelSpec.readout = "membrane"``); a non-spiking hidden layer is refused.
 
 ``dt`` is ``graph.metadata["dt"]`` when present, else snnTorch's ``1e-4``. Anything else is refused
 with an :class:`EslError` naming the node and its type: other node types (``CubaLIF``, ``Delay``,
@@ -37,11 +42,12 @@ from torch import nn
 from esl_deploy.errors import EslError
 from esl_deploy.masks import sparsifiable
 from esl_deploy.models import ModelSpec, SpikingNet
-from esl_deploy.neurons import LIF
+from esl_deploy.neurons import LI, LIF
 
 from .nir_export import DT, weight_density
 
-SUPPORTED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.Flatten, nir.LIF, nir.IF)
+SUPPORTED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.Flatten, nir.LIF, nir.IF,
+             nir.LI, nir.I)
 _RTOL = 1e-9  # r * dt / tau within this of 1 counts as exactly 1 (float64 round-off of our own export)
 
 
@@ -76,6 +82,34 @@ def lif_parameters(node: nir.NIRNode, dt: float, name: str = "?") -> Tuple[np.nd
     if not np.all(thr > 0):
         raise EslError(f"{label}: v_threshold must be positive")
     return beta, thr
+
+
+def li_parameters(node: nir.NIRNode, dt: float, name: str = "?") -> Tuple[np.ndarray, np.ndarray]:
+    """Per-neuron ``(beta, gain)`` (float64) of the leaky integrator equivalent to a NIR LI/I node.
+
+    LI: Euler at ``dt`` gives ``v[t+1] = (1 - dt/tau) v + (r dt/tau) I``, so ``beta = 1 - dt/tau`` and
+    the input gain is ``k = r dt / tau``; I: ``beta = 1``, ``k = r dt``. Without a threshold the gain
+    cannot be absorbed into the neuron: it is returned (exactly 1 when within float64 round-off of 1)
+    for :func:`from_nir` to fold into the preceding Linear layer. Requires ``v_leak == 0`` and
+    ``0 < dt <= tau``.
+    """
+    label = f"node {name!r} of type {type(node).__name__}"
+    if isinstance(node, nir.LI):
+        tau = np.asarray(node.tau, dtype=np.float64)
+        if np.any(np.asarray(node.v_leak) != 0):
+            raise EslError(f"{label}: not supported: v_leak != 0")
+        if not np.all(tau >= dt):
+            raise EslError(f"{label}: tau must be at least dt = {dt:g} (beta = 1 - dt/tau in [0, 1])")
+        beta = 1.0 - dt / tau
+        gain = np.asarray(node.r, dtype=np.float64) * dt / tau
+    else:
+        gain = np.asarray(node.r, dtype=np.float64) * dt
+        beta = np.ones_like(gain)
+    beta, gain = np.broadcast_arrays(beta, gain)
+    if not np.all(gain > 0):
+        raise EslError(f"{label}: not supported: input gain r*dt/tau <= 0")
+    gain = np.where(np.abs(gain - 1.0) <= _RTOL, 1.0, gain)
+    return beta.copy(), gain.copy()
 
 
 def read_graph(path: Union[str, os.PathLike]) -> nir.NIRGraph:
@@ -171,12 +205,18 @@ def from_nir(graph_or_path: Union[nir.NIRGraph, str, os.PathLike]) -> SpikingNet
     node_index: Dict[str, int] = {}
     for name in chain[1:-1]:
         node = graph.nodes[name]
+        if layers and isinstance(layers[-1], LI):
+            raise EslError(f"node {name!r} of type {type(node).__name__} follows the non-spiking LI/I layer "
+                           f"{chain[chain.index(name) - 1]!r}: LI/I is supported only as the last (readout) layer")
         layer = _layer(node, name, shape, dt)
+        if isinstance(layer, LI):
+            _fold_li_gain(layer, layers, name, node)
         shape = _layer_output_shape(layer, name, node, shape)
         node_index[name] = len(layers)
         layers.append(layer)
-    if not layers or not isinstance(layers[-1], LIF) or len(shape) != 1:
-        raise EslError("graph must end in a layer of LIF/IF neurons of shape (num_classes,) before its Output")
+    if not layers or not isinstance(layers[-1], (LIF, LI)) or len(shape) != 1:
+        raise EslError("graph must end in a layer of LIF/IF (or LI/I readout) neurons of shape (num_classes,) "
+                       "before its Output")
     out = graph.nodes[chain[-1]].output_type["output"]
     if out is not None and tuple(int(s) for s in np.atleast_1d(out)) != shape:
         raise EslError(f"Output node {chain[-1]!r} has shape {tuple(np.atleast_1d(out))}, the network gives {shape}")
@@ -316,6 +356,17 @@ def _layer(node: nir.NIRNode, name: str, shape: Tuple[int, ...], dt: float) -> n
     if isinstance(node, nir.Flatten):
         start, end = int(node.start_dim), int(node.end_dim)
         return nn.Flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end)
+    if isinstance(node, (nir.LI, nir.I)):
+        beta, gain = li_parameters(node, dt, name)
+        if beta.ndim == 0:
+            beta, gain = np.full(shape, float(beta)), np.full(shape, float(gain))
+        if beta.shape != shape:
+            raise EslError(f"{label}: {beta.shape} neurons follow a layer of shape {shape}")
+        li = LI(shape, beta=float(beta.flat[0]))
+        with torch.no_grad():
+            li.beta.copy_(_f32(beta))
+        li._nir_gain = gain  # folded into the preceding layer by from_nir, then removed
+        return li
     if isinstance(node, (nir.LIF, nir.IF)):
         beta, thr = lif_parameters(node, dt, name)
         if beta.ndim == 0:
@@ -330,8 +381,25 @@ def _layer(node: nir.NIRNode, name: str, shape: Tuple[int, ...], dt: float) -> n
     raise EslError(f"{label}: not supported")  # unreachable after check_structure
 
 
+def _fold_li_gain(li: LI, layers: List[nn.Module], name: str, node: nir.NIRNode) -> None:
+    """Fold an LI/I node's input gain ``k`` (per neuron) into the Linear layer before it: ``v = beta v + k I``
+    with ``I = W x + b`` is ``v = beta v + (k W) x + k b``. A gain of exactly 1 (our own export) changes nothing."""
+    gain = li.__dict__.pop("_nir_gain")
+    if np.all(gain == 1.0):
+        return
+    prev = layers[-1] if layers else None
+    if not isinstance(prev, nn.Linear) or gain.ndim != 1 or gain.shape[0] != prev.out_features:
+        raise EslError(f"node {name!r} of type {type(node).__name__}: not supported: an input gain r*dt/tau != 1 "
+                       "that does not follow an Affine/Linear node")
+    k = _f32(gain)
+    with torch.no_grad():
+        prev.weight.mul_(k[:, None])
+        if prev.bias is not None:
+            prev.bias.mul_(k)
+
+
 def _layer_output_shape(layer: nn.Module, name: str, node: nir.NIRNode, shape: Tuple[int, ...]) -> Tuple[int, ...]:
-    if isinstance(layer, LIF):
+    if isinstance(layer, (LIF, LI)):
         return shape
     try:
         with torch.no_grad():
@@ -345,7 +413,9 @@ def _layer_output_shape(layer: nn.Module, name: str, node: nir.NIRNode, shape: T
 def _model_spec(metadata: Dict[str, Any], layers: List[nn.Module], input_shape: Tuple[int, ...],
                 num_classes: int) -> ModelSpec:
     """The recorded ModelSpec, or for graphs from other tools a nominal one: ``convnet`` if it has
-    convolutions else ``mlp``, with the first LIF layer's mean beta and threshold."""
+    convolutions else ``mlp``, with the first LIF layer's mean beta and threshold, and the readout of
+    the last layer (``membrane`` for LI)."""
+    readout = "membrane" if isinstance(layers[-1], LI) else "spikes"
     if isinstance(metadata.get("model_spec"), dict):
         try:
             spec = ModelSpec.from_dict(metadata["model_spec"])
@@ -354,11 +424,16 @@ def _model_spec(metadata: Dict[str, Any], layers: List[nn.Module], input_shape: 
         if spec.input_shape != input_shape or spec.num_classes != num_classes:
             raise EslError(f"graph metadata model_spec ({spec.input_shape} -> {spec.num_classes}) does not match "
                            f"the graph ({input_shape} -> {num_classes})")
+        if spec.readout != readout:
+            raise EslError(f"graph metadata model_spec has readout {spec.readout!r}, but the graph ends in "
+                           f"{'an LI/I' if readout == 'membrane' else 'a LIF/IF'} layer ({readout!r})")
         return spec
-    lif = next(l for l in layers if isinstance(l, LIF))
+    lif = next((l for l in layers if isinstance(l, LIF)), None)
+    neuron = lif if lif is not None else layers[-1]
+    threshold = float(lif.threshold.double().mean()) if lif is not None else 1.0
     name = "convnet" if any(isinstance(l, nn.Conv2d) for l in layers) else "mlp"
     try:
-        return ModelSpec(name, input_shape, num_classes, beta=float(lif.beta.double().mean().clamp(0, 1)),
-                         threshold=float(lif.threshold.double().mean()))
+        return ModelSpec(name, input_shape, num_classes, beta=float(neuron.beta.double().mean().clamp(0, 1)),
+                         threshold=threshold, readout=readout)
     except ValueError as e:
         raise EslError(f"cannot describe this graph as a model: {e}") from e

@@ -12,7 +12,10 @@ each LIF layer is unrolled into T copies of the update (``esl_deploy.neurons``),
 
 These are the same float32 operations snnTorch's ``Leaky(reset_mechanism="zero", reset_delay=False)``
 performs (its ``mem - theta > 0`` equals ``mem > theta`` for finite floats, and its ``mem - S * mem``
-equals ``mem * (1 - S)``), so the wrapper reproduces the model bit for bit in torch. Residual
+equals ``mem * (1 - S)``), so the wrapper reproduces the model bit for bit in torch. A membrane
+readout (``esl_deploy.neurons.LI``, ``readout="membrane"``) is unrolled the same way without the spike,
+``U[t] = beta * U[t-1] + I[t]``, and the graph's output, named ``membrane`` instead of ``spikes``, is U
+(T, B, num_classes). Residual
 ``BasicBlock``s (resnet19) are supported: ``S = LIF2(BN2(conv2(LIF1(BN1(conv1(x))))) + shortcut(x))``.
 The ONNX model's metadata_props carry ``T``, ``producer``, ``esl_deploy_version`` and ``esl_meta``
 (the training metadata as JSON).
@@ -34,7 +37,7 @@ from torch import nn
 import esl_deploy
 from esl_deploy.errors import EslError
 from esl_deploy.models import BasicBlock, MultiStep, SpikingNet
-from esl_deploy.neurons import LIF
+from esl_deploy.neurons import LI, LIF
 
 from esl_deploy.atomic import atomic_write
 
@@ -64,6 +67,23 @@ class LIFStep(nn.Module):
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         return lif_unrolled(current, self.beta, self.threshold)
+
+
+class LIStep(nn.Module):
+    """A non-spiking LI readout as plain tensor ops: ``U[t] = beta * U[t-1] + I[t]``, output U (T, B, *shape)."""
+
+    def __init__(self, li: LI):
+        super().__init__()
+        shape = tuple(li.neuron_shape)
+        self.register_buffer("beta", li.beta.detach().clone().float().expand(shape).contiguous())
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        u = torch.zeros_like(current[0])
+        out = []
+        for t in range(current.shape[0]):
+            u = self.beta * u + current[t]
+            out.append(u)
+        return torch.stack(out)
 
 
 class Folded(nn.Module):
@@ -106,6 +126,8 @@ class UnrolledNet(nn.Module):
         for i, layer in enumerate(model.layers):
             if isinstance(layer, LIF):
                 steps.append(LIFStep(layer))
+            elif isinstance(layer, LI):
+                steps.append(LIStep(layer))
             elif isinstance(layer, BasicBlock):
                 steps.append(Residual(layer))
             elif isinstance(layer, MultiStep):
@@ -136,12 +158,13 @@ def to_onnx(model: SpikingNet, path: Union[str, os.PathLike], T: int, batch: int
         meta = getattr(model, "meta", None) or {}
     wrapper = UnrolledNet(model).cpu()
     dummy = torch.zeros(int(T), int(batch), *model.spec.input_shape)
+    out_name = "membrane" if getattr(model.spec, "readout", "spikes") == "membrane" else "spikes"
 
     def write(tmp: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about the unrolled Python loop over T
             torch.onnx.export(wrapper, (dummy,), str(tmp), opset_version=OPSET, input_names=["input"],
-                              output_names=["spikes"], dynamic_axes={"input": {1: "batch"}, "spikes": {1: "batch"}})
+                              output_names=[out_name], dynamic_axes={"input": {1: "batch"}, out_name: {1: "batch"}})
         proto = onnx.load(str(tmp))
         props = {"T": str(int(T)), "producer": "esl_deploy", "esl_deploy_version": esl_deploy.__version__,
                  "esl_meta": json.dumps(meta, default=str, sort_keys=True)}
@@ -153,7 +176,8 @@ def to_onnx(model: SpikingNet, path: Union[str, os.PathLike], T: int, batch: int
 
 
 def run_onnx(path: Union[str, os.PathLike], x) -> np.ndarray:
-    """Run an exported model with onnxruntime: ``x`` (T, B, *input_shape) -> spikes (T, B, num_classes)."""
+    """Run an exported model with onnxruntime: ``x`` (T, B, *input_shape) -> spikes (or the membrane of a
+    membrane-readout model) (T, B, num_classes)."""
     import onnxruntime as ort
 
     path = Path(path)

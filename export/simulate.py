@@ -16,6 +16,15 @@ compute in float64. Backends:
 
 Spike agreement of a layer is the percentage of (step, sample, neuron) entries equal to the
 reference; accuracy is the argmax of the output spike count (ties to the lower class, as in training).
+
+Membrane readout (``ModelSpec.readout == "membrane"``: the last layer is a non-spiking leaky
+integrator, NIR ``LI``): ``layer_agreement`` covers the spiking (hidden) layers; the output is the
+readout's voltage (T, N, C), compared per sample by the argmax of its sum over T (the prediction,
+``readout_argmax_agreement`` %, also reported as ``output_agreement``) and by the largest absolute
+voltage difference (``readout_max_abs_diff``); ``identical_outputs`` is the percentage of samples whose
+voltages all lie within ``VOLTAGE_TOL`` times max(1, the sample's largest reference |V|) of the reference
+(float64 Lava agrees to ~1e-15; the float32 ``snntorch`` backend to a few float32 ulps). Accuracy is the argmax of the summed voltage.
+Only ``snntorch`` and ``lava`` (floating point) run it; ``lava-fixed`` and ``netx`` refuse it.
 """
 from __future__ import annotations
 
@@ -37,11 +46,13 @@ import esl_deploy
 from esl_deploy.datasets import load_dataset, to_time_major
 from esl_deploy.errors import EslError
 from esl_deploy.models import SpikingNet, apply_layer
-from esl_deploy.neurons import LIF
+from esl_deploy.neurons import LI, LIF
 
 BACKENDS = ("snntorch", "lava", "lava-fixed", "netx")
 EVAL_SEED = 12345  # the trainer's evaluation stream (train/trainer.py EVAL_SEED): same rate-coded input
 BATCH = 256
+VOLTAGE_TOL = 1e-6  # readout voltages within this (relative to max(1, max |V_ref|) per sample) count as identical
+MEMBRANE_BACKENDS = ("snntorch", "lava")  # backends that run a membrane readout (float only)
 
 
 @dataclass(kw_only=True)
@@ -65,6 +76,9 @@ class SimReport:
     snntorch_samples_per_s: float
     quant_error: Optional[Dict[str, Dict[str, float]]] = None
     details: Dict[str, float] = field(default_factory=dict)
+    readout: str = "spikes"
+    readout_argmax_agreement: Optional[float] = None  # membrane readout: % samples with the same argmax
+    readout_max_abs_diff: Optional[float] = None      # membrane readout: max |V - V_ref| over all entries
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -113,10 +127,13 @@ def encoded_inputs(dataset: str, T: int, encoding: str, *, limit: Optional[int] 
 
 
 @torch.no_grad()
-def snntorch_spikes(model: SpikingNet, x: np.ndarray, dtype: torch.dtype = torch.float64) -> List[np.ndarray]:
-    """Spikes (T, N, ...) of every LIF layer of ``model`` run in ``dtype`` (each layer's input cast)."""
+def snntorch_run(model: SpikingNet, x: np.ndarray,
+                 dtype: torch.dtype = torch.float64) -> Tuple[List[np.ndarray], Optional[np.ndarray]]:
+    """Spikes (T, N, ...) of every LIF layer of ``model`` run in ``dtype`` (each layer's input cast), and
+    the membrane (T, N, ...) of its LI readout as float64 (None when the model has a spike readout)."""
     model = copy.deepcopy(model).to(dtype).eval()
     out: List[List[np.ndarray]] = []
+    volts: List[np.ndarray] = []
     for start in range(0, x.shape[1], BATCH):
         h = torch.from_numpy(x[:, start:start + BATCH]).to(dtype)
         layers = []
@@ -124,12 +141,20 @@ def snntorch_spikes(model: SpikingNet, x: np.ndarray, dtype: torch.dtype = torch
             h = apply_layer(layer, h.to(dtype))
             if isinstance(layer, LIF):
                 layers.append(h.numpy().astype(np.uint8))
+            elif isinstance(layer, LI):
+                volts.append(h.numpy().astype(np.float64))
         out.append(layers)
-    return [np.concatenate([b[i] for b in out], axis=1) for i in range(len(out[0]))]
+    spikes = [np.concatenate([b[i] for b in out], axis=1) for i in range(len(out[0]))]
+    return spikes, (np.concatenate(volts, axis=1) if volts else None)
+
+
+def snntorch_spikes(model: SpikingNet, x: np.ndarray, dtype: torch.dtype = torch.float64) -> List[np.ndarray]:
+    """Spikes (T, N, ...) of every LIF layer of ``model`` run in ``dtype`` (each layer's input cast)."""
+    return snntorch_run(model, x, dtype)[0]
 
 
 def predictions(output_spikes: np.ndarray) -> np.ndarray:
-    """Class with most output spikes; ties go to the lower index (``argmax`` returns the first)."""
+    """Class with most output spikes (or largest summed readout voltage); ties go to the lower index."""
     return output_spikes.reshape(output_spikes.shape[0], output_spikes.shape[1], -1).sum(0).argmax(-1)
 
 
@@ -151,9 +176,9 @@ def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.nda
     x_max = max(1.0, float(x.max(initial=0.0)))  # event frames may count several events per bin
 
     if backend == "snntorch":
-        spikes = snntorch_spikes(model, x, torch.float32)
+        spikes, volt = snntorch_run(model, x, torch.float32)
         tick(x.shape[1])
-        return [], spikes, {}
+        return [], spikes, {"voltage": volt}
     if backend == "netx":
         from .netx_export import netx_net, run_netx, write_netx_file
 
@@ -171,7 +196,7 @@ def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.nda
                        input_min=min(0.0, float(x.min(initial=0.0))))
         mode = "fixed"
     res = run(net, x, mode=mode, progress=tick)
-    extra = {"build_s": res.build_s, "run_s": res.run_s, "steps": res.steps}
+    extra = {"build_s": res.build_s, "run_s": res.run_s, "steps": res.steps, "voltage": res.voltage}
     if mode == "fixed":
         extra["quant_error"] = net.quant_errors()
     return res.names, res.spikes, extra
@@ -201,6 +226,10 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: st
 
         import_lava()  # before tqdm fixes the multiprocessing start method
     model, graph = load_network(source)
+    readout = getattr(model.spec, "readout", "spikes")
+    if readout == "membrane" and backend not in MEMBRANE_BACKENDS:
+        raise EslError(f"--backend {backend} does not support the membrane readout (a non-spiking LI output "
+                       f"layer; fixed point and netx are not implemented for it): use --backend lava or snntorch")
     meta = dict(getattr(model, "meta", None) or {})
     if weight_groups is None:  # a network trained on the 8-bit grid is exact with one synapse group
         bits = meta.get("weight_bits")
@@ -211,9 +240,9 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: st
                           input_shape=tuple(model.spec.input_shape))
     n = x.shape[1]
     t0 = time.perf_counter()
-    reference = snntorch_spikes(model, x, torch.float64)
+    reference, ref_volt = snntorch_run(model, x, torch.float64)
     ref_s = time.perf_counter() - t0
-    ref_acc = float(np.mean(predictions(reference[-1]) == y))
+    ref_acc = float(np.mean(predictions(ref_volt if readout == "membrane" else reference[-1]) == y))
     with tqdm(total=n, desc=f"simulate {backend}", unit="sample", disable=not progress, leave=False) as bar:
         t0 = time.perf_counter()
         names, spikes, extra = _run_backend(backend, model, graph, x, bar.update, synapse, conv, weight_groups)
@@ -224,8 +253,22 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: st
     if len(spikes) != len(reference):
         raise AssertionError(f"{backend} gave {len(spikes)} spiking layers, snnTorch {len(reference)}")
     layer_agreement = {name: agreement(s, r) for name, s, r in zip(names, spikes, reference)}
-    out, ref_out = spikes[-1], reference[-1]
-    identical = 100.0 * float(np.mean(np.all((out == ref_out).reshape(T, n, -1), axis=(0, 2))))
+    voltage = extra.pop("voltage", None)
+    argmax_agree = max_diff = None
+    if readout == "membrane":
+        if voltage is None or voltage.shape != ref_volt.shape:
+            raise AssertionError(f"{backend} gave no readout voltage of shape {ref_volt.shape}")
+        out, ref_out = voltage, ref_volt
+        diff = np.abs(out.astype(np.float64) - ref_out).reshape(T, n, -1)
+        max_diff = float(diff.max(initial=0.0))
+        argmax_agree = 100.0 * float(np.mean(predictions(out) == predictions(ref_out)))
+        scale = np.maximum(1.0, np.abs(ref_out).reshape(T, n, -1).max(axis=(0, 2)))
+        identical = 100.0 * float(np.mean(diff.max(axis=(0, 2)) <= VOLTAGE_TOL * scale))
+        output_agreement = argmax_agree
+    else:
+        out, ref_out = spikes[-1], reference[-1]
+        identical = 100.0 * float(np.mean(np.all((out == ref_out).reshape(T, n, -1), axis=(0, 2))))
+        output_agreement = agreement(out, ref_out)
     details = {k: float(v) for k, v in extra.items() if k != "quant_error"}
     if backend in ("lava-fixed", "netx"):
         details["weight_groups"] = float(weight_groups)
@@ -233,10 +276,11 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: st
     return SimReport(
         source=str(source), backend=backend, dataset=dataset, samples=n, T=T, encoding=encoding,
         accuracy=float(np.mean(predictions(out) == y)), snntorch_accuracy=ref_acc,
-        reference="snntorch float64", layer_agreement=layer_agreement, output_agreement=agreement(out, ref_out),
+        reference="snntorch float64", layer_agreement=layer_agreement, output_agreement=output_agreement,
         identical_outputs=identical, wall_s=wall, samples_per_s=n / wall if wall > 0 else float("inf"),
         snntorch_samples_per_s=n / ref_s if ref_s > 0 else float("inf"),
-        quant_error=extra.get("quant_error"), details=details)
+        quant_error=extra.get("quant_error"), details=details, readout=readout,
+        readout_argmax_agreement=argmax_agree, readout_max_abs_diff=max_diff)
 
 
 def _chain_order(graph: nir.NIRGraph, names: List[str]) -> List[str]:
@@ -250,5 +294,5 @@ def _chain_order(graph: nir.NIRGraph, names: List[str]) -> List[str]:
     return [n for n in order if n in names]
 
 
-__all__ = ["BACKENDS", "SimReport", "agreement", "encoded_inputs", "load_network", "predictions", "simulate",
-           "snntorch_spikes"]
+__all__ = ["BACKENDS", "MEMBRANE_BACKENDS", "SimReport", "VOLTAGE_TOL", "agreement", "encoded_inputs",
+           "load_network", "predictions", "simulate", "snntorch_run", "snntorch_spikes"]

@@ -20,7 +20,10 @@ def format_report(r: SimReport) -> str:
         f"data          {r.dataset} test, {r.samples} samples, T={r.T}, {r.encoding} encoding",
         f"accuracy      {100 * r.accuracy:.2f} %   (snnTorch {100 * r.snntorch_accuracy:.2f} %, "
         f"difference {100 * (r.accuracy - r.snntorch_accuracy):+.2f} points)",
-        f"output spikes {r.output_agreement:.3f} % agree, {r.identical_outputs:.2f} % of samples identical",
+        (f"output spikes {r.output_agreement:.3f} % agree, {r.identical_outputs:.2f} % of samples identical"
+         if r.readout != "membrane" else
+         f"readout       membrane voltage: argmax of the sum agrees on {r.readout_argmax_agreement:.3f} % of samples, "
+         f"max |dV| {r.readout_max_abs_diff:.3g}, {r.identical_outputs:.2f} % of samples within 1e-6 (relative)"),
         f"speed         {r.samples_per_s:.1f} samples/s ({r.wall_s:.1f} s), snnTorch float64 "
         f"{r.snntorch_samples_per_s:.1f} samples/s",
         "",

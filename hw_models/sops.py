@@ -20,6 +20,11 @@ Definitions (papers.md §3.1; NeuroBench ``SynapticOperations``, Yik et al. 2024
   multiply and one add). Biases, BatchNorm, pooling and activations are not counted (they are O(neurons),
   not O(synapses)).
 
+Membrane readout (``readout="membrane"``): the last layer is a non-spiking leaky integrator
+(``esl_deploy.neurons.LI``). Its synaptic layer receives spikes and is counted as above; the LI neurons
+are counted as neurons (updated every step, so in ``neuron_updates``) that never spike (``spikes = 0``,
+so never in ``active_updates``); their output is a membrane potential, not activity.
+
 Pure counting functions (:func:`linear_fanout`, :func:`conv2d_fanout`, :func:`synaptic_ops`,
 :func:`dense_macs`) take tensors; :class:`ActivityCounter` accumulates ``(name, layer, input, output)``
 records (the format of ``SpikingNet.trace``) from any runner; :func:`count_activity` runs a PyTorch
@@ -34,7 +39,7 @@ import torch
 from torch import nn
 
 from esl_deploy.datasets import to_time_major
-from esl_deploy.neurons import LIF
+from esl_deploy.neurons import LI, LIF
 
 SYNAPSE_TYPES = (nn.Linear, nn.Conv2d)
 
@@ -178,7 +183,8 @@ class SynapseActivity:
 
 @dataclass(frozen=True)
 class NeuronActivity:
-    """Per-sample activity of one LIF layer: ``spikes`` summed over T; ``rate`` spikes per neuron per step."""
+    """Per-sample activity of one LIF layer: ``spikes`` summed over T; ``rate`` spikes per neuron per step.
+    An LI readout layer is listed with ``spikes = rate = 0`` (it updates every step, it never spikes)."""
 
     name: str
     neurons: int
@@ -291,7 +297,8 @@ class ActivityCounter:
 
     A record is ``(name, module, input, output)`` with input and output time-major, (T, B, ...), the
     format of ``SpikingNet.trace``. Linear / Conv2d records add operations (:func:`synaptic_ops`, AC or
-    MAC by :func:`is_binary` of the whole batch), LIF records add spikes; other records are ignored.
+    MAC by :func:`is_binary` of the whole batch), LIF records add spikes, LI (readout) records add
+    neurons without spikes; other records are ignored.
     :func:`count_activity` feeds it from forward hooks on a PyTorch run; any other runner (e.g. a Lava
     simulation whose recorded spikes are laid out the same way) can call :meth:`add` and
     :meth:`add_samples` itself.
@@ -322,12 +329,13 @@ class ActivityCounter:
             tally.per_step = ops if tally.per_step is None else tally.per_step + ops
             tally.nonzero += float((x != 0).sum())
             tally.elements += x.numel()
-        elif isinstance(module, LIF):
+        elif isinstance(module, (LIF, LI)):
             n = 1
             for s in module.neuron_shape:
                 n *= s
             rec = self.neurons.setdefault(name, [n, 0.0, 0.0])
-            rec[1] += float((y != 0).sum())
+            if isinstance(module, LIF):  # an LI readout's output is its membrane: it never spikes
+                rec[1] += float((y != 0).sum())
             rec[2] += y.numel()
 
     def add_samples(self, count: int, correct: Optional[int] = None) -> None:
@@ -405,10 +413,10 @@ def count_activity(model: nn.Module, data, *, T: int, encoding: str, temporal: b
     ``data``: a tensor of inputs (B, ...), an ``(x, y)`` pair of tensors, a Dataset of ``(x, y)`` or an
     iterable of batches. Each batch goes through ``to_time_major(x, T, encoding, temporal)`` (rate
     encoding draws from a generator seeded with ``seed``) and then through ``model`` (T, B, ...) in
-    eval mode without gradients. Forward hooks on every Linear / Conv2d / LIF module (nested ones
+    eval mode without gradients. Forward hooks on every Linear / Conv2d / LIF / LI module (nested ones
     included, e.g. inside residual blocks) feed an :class:`ActivityCounter`. ``limit`` caps the number
     of samples. Counts are per-sample averages; ``accuracy`` is set when labels are given (prediction =
-    most output spikes).
+    most output spikes, or largest summed membrane of an LI readout).
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be positive, got {limit}")
@@ -416,7 +424,7 @@ def count_activity(model: nn.Module, data, *, T: int, encoding: str, temporal: b
     batch = {"B": 0}
     handles = []
     for name, m in model.named_modules():
-        if isinstance(m, SYNAPSE_TYPES + (LIF,)):
+        if isinstance(m, SYNAPSE_TYPES + (LIF, LI)):
             def hook(module, inputs, output, name=name):
                 dims = _sample_dims(module)
                 counter.add(name, module, _time_major(inputs[0], T, batch["B"], dims, name),

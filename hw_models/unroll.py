@@ -19,6 +19,9 @@ Conventions (indices are row-major, as ``torch.flatten`` of one sample):
   shortcut costs nothing.
 - A layer whose spike sources are the network input has ``source_on_chip=False`` (the host delivers
   input spikes to every axon that needs them); all other sources are neurons on chip.
+- A membrane readout (``esl_deploy.neurons.LI``, non-spiking) is mapped like a LIF layer: its synaptic
+  layer is costed the same; that its neurons report a voltage instead of spiking is not modelled
+  (TrueNorth neurons spike; the readout's state would be read out by the host).
 
 Anything else (max pooling, recurrent layers, ...) raises :class:`EslError`: it cannot be costed.
 """
@@ -34,7 +37,7 @@ from torch import nn
 
 from esl_deploy.errors import EslError
 from esl_deploy.models import BasicBlock, MultiStep
-from esl_deploy.neurons import LIF
+from esl_deploy.neurons import LI, LIF
 
 PASS_THROUGH = (nn.Flatten, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Identity)
 
@@ -167,7 +170,7 @@ def _shapes(model: nn.Module, input_shape: Sequence[int]) -> Dict[str, Tuple[Tup
     shapes: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {}
     handles = []
     for name, m in model.named_modules():
-        drop = 2 if isinstance(m, (LIF, MultiStep)) else 1
+        drop = 2 if isinstance(m, (LIF, LI, MultiStep)) else 1
 
         def hook(module, inputs, output, name=name, drop=drop):
             if name not in shapes and isinstance(output, torch.Tensor) and inputs \
@@ -224,7 +227,7 @@ def synaptic_layers(model: nn.Module, *, input_shape: Optional[Sequence[int]] = 
         if isinstance(layer, (nn.Linear, nn.Conv2d)):
             synaptic(name, layer, pending, on_chip)
             pending = None
-        elif isinstance(layer, LIF):
+        elif isinstance(layer, (LIF, LI)):  # LI: the membrane readout, mapped as a layer of neurons
             pending, on_chip = None, True
         elif isinstance(layer, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
             s_in, s_out = shapes[name]
@@ -245,7 +248,7 @@ def synaptic_layers(model: nn.Module, *, input_shape: Optional[Sequence[int]] = 
             pending, on_chip = None, True
         else:
             raise EslError(f"cannot cost layer {name} ({type(layer).__name__}): supported are Linear, Conv2d, "
-                           "LIF, AvgPool2d, AdaptiveAvgPool2d, Flatten, BatchNorm, Dropout and BasicBlock")
+                           "LIF, LI, AvgPool2d, AdaptiveAvgPool2d, Flatten, BatchNorm, Dropout and BasicBlock")
     if not out:
         raise EslError("the model has no Linear or Conv2d layer to map")
     return out
