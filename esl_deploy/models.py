@@ -5,6 +5,12 @@ Every network is a :class:`SpikingNet`: an ordered list of layers run in multi-s
 time steps folded into the batch, LIF layers loop over time. The output is the spike train of the last
 LIF layer, ``(T, B, num_classes)``; the prediction is the class with most output spikes.
 
+``ModelSpec.readout`` chooses the last layer: ``"spikes"`` (default) a LIF layer as above;
+``"membrane"`` a non-spiking leaky integrator (:class:`esl_deploy.neurons.LI`) whose output is its
+membrane potential at every step, the real-valued classifier output TET is defined on; the
+prediction is then the class with the largest summed (equivalently mean) membrane potential. The
+layer list is otherwise identical, so hidden layers keep their state-dict names.
+
 Architectures (``width`` multiplies hidden sizes and channels):
 
 - ``mlp``: input-800-classes (the ESL-SNNs paper's 784-800-10; 64-800-10 on 8x8 digits).
@@ -19,12 +25,12 @@ Architectures (``width`` multiplies hidden sizes and channels):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from .neurons import LIF
+from .neurons import LI, LIF
 
 READOUTS = ("spikes", "membrane")
 
@@ -74,9 +80,28 @@ class SpikingNet(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.spec = spec
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` (T, B, *input_shape) -> output spikes (T, B, num_classes)."""
-        for layer in self.layers:
+    def forward(self, x: torch.Tensor, T: Optional[int] = None) -> torch.Tensor:
+        """``x`` (T, B, *input_shape) -> output spikes, or membrane for ``readout="membrane"``, (T, B, num_classes).
+
+        ``x`` (B, *input_shape) with ``T`` given is an input that is the same at every step (direct
+        encoding): the stateless layers before the first neuron layer are computed once per sample and
+        broadcast over the T steps, f(x) expanded to (T, B, ...), instead of T times on T copies. The
+        values are those of the (T, B) call (each row of a matmul is the same dot product; they can
+        differ in the last bit only where a BLAS kernel blocks a batch of B rows differently from T*B
+        rows), and the backward pass sums the T steps' gradients before the weight gradient, one
+        matmul instead of T. BatchNorm in training mode ends the shared prefix (its batch statistics
+        would count T copies).
+        """
+        layers = list(self.layers)
+        if T is not None:
+            i = 0
+            while i < len(layers) and not _stateful(layers[i]) and not (
+                    self.training and isinstance(layers[i], nn.modules.batchnorm._BatchNorm)):
+                x = layers[i](x)
+                i += 1
+            x = x.unsqueeze(0).expand(T, *x.shape)
+            layers = layers[i:]
+        for layer in layers:
             x = apply_layer(layer, x)
         return x
 
@@ -90,9 +115,14 @@ class SpikingNet(nn.Module):
         return out
 
 
+def _stateful(layer: nn.Module) -> bool:
+    """Neuron layers and multi-step blocks: they run over time and take the whole (T, B, ...) tensor."""
+    return isinstance(layer, (LIF, LI, MultiStep))
+
+
 def apply_layer(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply one layer to a (T, B, ...) tensor: LIF and multi-step blocks take it whole, others folded."""
-    if isinstance(layer, (LIF, MultiStep)):
+    """Apply one layer to a (T, B, ...) tensor: LIF/LI and multi-step blocks take it whole, others folded."""
+    if _stateful(layer):
         return layer(x)
     T, B = x.shape[:2]
     y = layer(x.reshape(T * B, *x.shape[2:]))
@@ -143,6 +173,13 @@ class _Builder:
     def lif(self):
         self.layers.append(LIF(self.shape, beta=self.spec.beta, threshold=self.spec.threshold))
 
+    def readout(self):
+        """The output layer: LIF (``readout="spikes"``) or a non-spiking LI (``readout="membrane"``)."""
+        if self.spec.readout == "membrane":
+            self.layers.append(LI(self.shape, beta=self.spec.beta))
+        else:
+            self.lif()
+
     def flatten(self):
         if len(self.shape) > 1:
             self.layers.append(nn.Flatten())
@@ -189,7 +226,7 @@ def _mlp(spec: ModelSpec, hidden: int = 1) -> SpikingNet:
         b.linear(_w(spec, 800))
         b.lif()
     b.linear(spec.num_classes)
-    b.lif()
+    b.readout()
     return b.build()
 
 
@@ -206,7 +243,7 @@ def _convnet(spec: ModelSpec) -> SpikingNet:
     b.lif()
     b.avgpool(2)
     b.linear(spec.num_classes)
-    b.lif()
+    b.readout()
     return b.build()
 
 
@@ -219,7 +256,7 @@ def _vggsnn(spec: ModelSpec) -> SpikingNet:
             b.conv(_w(spec, item), bn=True)
             b.lif()
     b.linear(spec.num_classes)
-    b.lif()
+    b.readout()
     return b.build()
 
 
@@ -241,7 +278,7 @@ def _resnet19(spec: ModelSpec) -> SpikingNet:
     b.linear(_w(spec, 256))
     b.lif()
     b.linear(spec.num_classes)
-    b.lif()
+    b.readout()
     return b.build()
 
 
