@@ -7,6 +7,7 @@ that depend on the data set size (T, and T_iter scaled for tiny data sets).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Optional
 
@@ -61,8 +62,13 @@ class TrainConfig:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
-        if not (self.lr > 0 and self.lr_end > 0):
-            raise ValueError(f"learning rates must be positive, got lr={self.lr}, lr_end={self.lr_end}")
+        if not (0 < self.lr < math.inf and 0 < self.lr_end < math.inf):
+            raise ValueError(f"learning rates must be positive finite numbers, got lr={self.lr}, lr_end={self.lr_end}")
+        for name in ("momentum", "weight_decay", "width", "beta", "threshold"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2 ** 32:
+            raise ValueError(f"seed must lie in 0 .. 2^32 - 1, got {self.seed}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
         if self.readout not in READOUTS:

@@ -145,8 +145,14 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return (n_train + batch_size - 1) // batch_size
 
 
-def prepare_run_folder(out: Path, resume: bool, force: bool) -> None:
-    """Refuse to overwrite an existing run unless ``force``; ``resume`` needs a checkpoint to continue."""
+LOCK_FILE = ".esl-train.lock"
+
+
+def check_run_folder(out: Path, resume: bool, force: bool) -> None:
+    """Refuse to overwrite an existing run unless ``force``; ``resume`` needs a checkpoint to continue.
+    Checks only: nothing is deleted here (see :func:`clear_old_run`)."""
+    if str(out) in ("", "."):
+        raise EslError("--out must name a run folder (not the current directory)")
     if resume:
         if force:
             raise EslError("--resume and --force contradict each other: choose one")
@@ -155,20 +161,66 @@ def prepare_run_folder(out: Path, resume: bool, force: bool) -> None:
         return
     if out.exists() and not out.is_dir():
         raise EslError(f"run folder {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise EslError(f"run folder {out} already exists; use --force to overwrite or --resume to continue")
-        for name in RUN_FILES:
-            if (out / name).exists():
-                (out / name).unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()) and not force:
+        raise EslError(f"run folder {out} already exists; use --force to overwrite or --resume to continue")
+
+
+def lock_run_folder(out: Path):
+    """An exclusive ``flock`` on ``out/.esl-train.lock``, held while the run trains (released when the
+    returned file is closed or the process dies); a second run into the same folder is refused."""
+    import fcntl
+    import os
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        f = open(out / LOCK_FILE, "a+")
+    except OSError as e:
+        raise EslError(f"cannot use run folder {out}: {e.strerror or e}") from None
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise EslError(f"run folder {out} is in use by another esl train ({holder}); wait for it or choose "
+                       f"another --out") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def clear_old_run(out: Path) -> None:
+    """With ``--force``, once the new run is set up: remove the old run's files (and stale temp files)."""
+    for name in RUN_FILES:
+        if (out / name).exists():
+            (out / name).unlink()
+    for p in out.glob(".*.tmp*"):
+        p.unlink(missing_ok=True)
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite (reported by :func:`train` as a one-line error)."""
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: bool = False, progress: bool = True,
           on_epoch_end: Optional[Callable[[int, dict], None]] = None) -> dict:
-    """Train as configured into run folder ``out``; returns the summary (also in summary.json)."""
+    """Train as configured into run folder ``out``; returns the summary (also in summary.json).
+
+    Everything is checked and set up (device, data, model, resumed state) before an old run is
+    touched: with ``force`` its files are removed only once the new run is ready to train, and the
+    folder is locked against a second ``esl train`` for as long as this one runs."""
     out = Path(out)
-    prepare_run_folder(out, resume, force)
+    check_run_folder(out, resume, force)
+    lock = lock_run_folder(out)
+    try:
+        return _train_locked(cfg, out, resume=resume, force=force, progress=progress, on_epoch_end=on_epoch_end)
+    finally:
+        lock.close()
+
+
+def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, progress: bool,
+                  on_epoch_end: Optional[Callable[[int, dict], None]]) -> dict:
     device = resolve_device(cfg.device)
     data = load_dataset(cfg.dataset, cfg.data_dir, T=cfg.T)
 
@@ -176,9 +228,12 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     beta = hardware_beta(cfg.beta) if cfg.weight_bits else cfg.beta  # quantisation-aware: Loihi's decay grid
-    spec = ModelSpec(cfg.model, data.input_shape, data.num_classes, width=cfg.width, beta=beta,
-                     threshold=cfg.threshold, readout=cfg.readout)
-    model = build_model(spec).to(device)
+    try:
+        spec = ModelSpec(cfg.model, data.input_shape, data.num_classes, width=cfg.width, beta=beta,
+                         threshold=cfg.threshold, readout=cfg.readout)
+        model = build_model(spec).to(device)
+    except ValueError as e:
+        raise EslError(f"model {cfg.model!r} on {cfg.dataset} {data.input_shape}: {e}") from None
     optimizer = make_optimizer(model, cfg)
     lr_sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_gamma(cfg))
     spe = steps_per_epoch(len(data.train), cfg.batch_size)
@@ -201,10 +256,17 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
         lr_sched.load_state_dict(state["lr_scheduler"])
         engine.load_state_dict(state["engine"])
         start_epoch, history, best, wall = state["epoch"], list(state["history"]), state["best"], state["wall_time"]
+    elif force:
+        clear_old_run(out)
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        row = _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress)
+        try:
+            row = _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress)
+        except Diverged as e:
+            kept = (f"the last good checkpoint (epoch {epoch}) is kept in {out / 'checkpoint.pt'}" if epoch
+                    else "no epoch finished, so nothing was saved")
+            raise EslError(f"training diverged: {e} ({kept}); try a smaller --lr") from None
         with quantized_weights(model, cfg.weight_bits):
             val = evaluate(model, data.val, cfg, data.temporal, device)
         dens = _densities(engine)
@@ -267,6 +329,8 @@ def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress) -
         with quantized_weights(model, cfg.weight_bits):  # straight-through: gradients of the grid weights
             out = run_model(model, x, cfg, data.temporal, enc_gen, device)
             loss = compute_loss(cfg.loss, out, y, cfg.tet_lambda, readout=cfg.readout)
+            if not torch.isfinite(loss):
+                raise Diverged(f"loss is {float(loss)} at epoch {epoch + 1}, step {i + 1}")
             loss.backward()
         optimizer.step()
         rewired += engine.step(epoch_start=i == 0)

@@ -1,0 +1,65 @@
+"""Run-folder safety: a failed --force keeps the good run, a second run into a locked folder is
+refused, divergence stops with one line and keeps the last good checkpoint."""
+import threading
+
+import pytest
+
+from esl_deploy.errors import EslError
+from helpers import assert_user_error, run_cli
+from train.config import TrainConfig
+from train.masking import SparsityConfig
+from train.trainer import LOCK_FILE, lock_run_folder, train
+
+
+@pytest.fixture()
+def good_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", out, "--no-progress")
+    assert code == 0, err
+    return out, {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK_FILE}
+
+
+@pytest.mark.parametrize("bad", [["--device", "tpu9"], ["--dataset", "mnist", "--data-dir", "/nonexistent/x"],
+                                 ["--model", "vggsnn"]])
+def test_failed_force_keeps_the_good_run(good_run, capsys, bad):
+    out, files = good_run
+    code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", out, "--force", "--no-progress", *bad)
+    assert_user_error(code, err)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK_FILE} == files
+
+
+def test_second_run_into_a_locked_folder_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    holder = lock_run_folder(out)  # as a running `esl train` holds it
+    try:
+        code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", out, "--force", "--no-progress")
+        assert_user_error(code, err, "in use")
+        assert [p.name for p in out.iterdir()] == [LOCK_FILE]
+    finally:
+        holder.close()
+    code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", out, "--no-progress")
+    assert code == 0, err  # a leftover lock file of a finished run does not block
+
+
+@pytest.mark.parametrize("opt", [["--lr", "inf"], ["--lr", "nan"], ["--seed", "-1"], ["--seed", str(2 ** 70)],
+                                 ["--width", "inf"]])
+def test_non_finite_or_out_of_range_options_are_one_line(tmp_path, capsys, opt):
+    code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", tmp_path / "r", "--no-progress", *opt)
+    assert_user_error(code, err)
+
+
+def test_divergence_stops_with_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import train.trainer as trainer
+    out = tmp_path / "run"
+    real = trainer.compute_loss
+    calls = {"n": 0}
+
+    def loss_then_nan(*a, **k):  # a loss that becomes NaN in the second epoch (13 steps per epoch)
+        calls["n"] += 1
+        value = real(*a, **k)
+        return value * float("nan") if calls["n"] > 20 else value
+    monkeypatch.setattr(trainer, "compute_loss", loss_then_nan)
+    with pytest.raises(EslError, match=r"diverged: loss is nan at epoch 2.*epoch 1"):
+        train(TrainConfig(epochs=3, sparsity=SparsityConfig(method="esl")), out, progress=False)
+    from esl_deploy.checkpoint import read_checkpoint
+    assert read_checkpoint(out / "checkpoint.pt")["epoch"] == 1
