@@ -7,14 +7,16 @@ affects all alike (rounds x batches each; the median seconds per batch of each i
 
 - ``tutorial``: the network as the snnTorch tutorials write it, dense: one ``nn.Linear`` and one
   ``snn.Leaky`` call per layer and time step, the same input fed at each of the T steps, Adam.
-- ``ours_T_copies``: our ``SpikingNet`` with ESL at 10 % (masks, ``MaskEngine.step`` every batch) fed
-  the direct-encoded input as T copies (T, B, 784): the trainer before the time-constant path.
-- ``ours``: the same, fed the input once with ``T`` (``SpikingNet.forward(x, T)``: the first layer's
-  projection is computed once per sample and broadcast over T, forward and backward); what
-  ``esl train`` does now for direct encoding.
-- ``ours_rate``: rate-encoded input (Bernoulli spikes, different at every step), which cannot share
-  the projection and runs the (T, B, ...) path as before; its ratio to the tutorial loop shows where
-  that path stands (event data takes the same path).
+- ``before``: our ``SpikingNet`` with ESL at 10 % (masks, ``MaskEngine.step`` every batch) as the
+  trainer ran it before this work: input as T copies (T, B, 784), snnTorch's ``Leaky`` called step by
+  step, Adam's per-tensor loop.
+- ``ours``: what ``esl train`` does now: the input given once with ``T`` (``SpikingNet.forward(x, T)``:
+  the first layer's projection computed once per sample and broadcast over T, forward and backward),
+  the fused LIF (:class:`esl_deploy.neurons.FusedLIF`: bit-identical spikes and gradients) and Adam's
+  multi-tensor implementation (bit-identical updates).
+- ``ours_T_copies``: ``ours`` fed T copies: what the time-constant path alone buys.
+- ``ours_rate`` and ``before_rate``: rate-encoded input (Bernoulli spikes, different at every step),
+  which cannot share the projection (event data takes the same (T, B, ...) path), now and before.
 
 It prints seconds per batch and the ratios tutorial / ours, T-copies / ours and tutorial / rate, then
 a profile of one ``ours`` step (forward, backward, optimizer, mask engine). Speed is measured, not
@@ -40,6 +42,7 @@ import esl_deploy  # noqa: E402,F401
 from esl_deploy.datasets import encode, load_dataset  # noqa: E402
 from esl_deploy.env import environment  # noqa: E402
 from esl_deploy.models import ModelSpec, build_model  # noqa: E402
+from esl_deploy.neurons import LIF  # noqa: E402
 from train.losses import compute_loss  # noqa: E402
 from train.masking import MaskEngine, SparsityConfig  # noqa: E402
 
@@ -71,10 +74,13 @@ def batches(data, n: int):
     return [(x[i * BATCH:(i + 1) * BATCH], y[i * BATCH:(i + 1) * BATCH]) for i in range(n)]
 
 
-def make_ours():
+def make_ours(before: bool = False):
     torch.manual_seed(0)
     model = build_model(ModelSpec("mlp", (1, 28, 28), 10))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for m in model.modules():
+        if isinstance(m, LIF):
+            m.fused = not before
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=not before)
     eng = MaskEngine(model, opt, SparsityConfig(method="esl", density=0.1), total_steps=540 * 40, seed=1)
     return model, opt, eng
 
@@ -82,7 +88,8 @@ def make_ours():
 def runners():
     tut = TutorialNet()
     tut_opt = torch.optim.Adam(tut.parameters(), lr=1e-3)
-    ours = {k: make_ours() for k in ("ours", "ours_T_copies", "ours_rate")}
+    ours = {k: make_ours(before=k.startswith("before")) for k in ("ours", "before", "ours_T_copies", "ours_rate",
+                                                                   "before_rate")}
     gen = torch.Generator().manual_seed(0)
 
     def tutorial(x, y):
@@ -103,8 +110,10 @@ def runners():
     return {
         "tutorial": tutorial,
         "ours": step("ours", lambda m, x: m(x, T=T)),
+        "before": step("before", lambda m, x: m(encode(x, T, "direct"))),
         "ours_T_copies": step("ours_T_copies", lambda m, x: m(encode(x, T, "direct"))),
         "ours_rate": step("ours_rate", lambda m, x: m(encode(x, T, "rate", gen))),
+        "before_rate": step("before_rate", lambda m, x: m(encode(x, T, "rate", gen))),
     }
 
 
@@ -152,7 +161,9 @@ def main(argv=None) -> dict:
         "seconds_per_batch": sec,
         "batches_per_second": {k: 1.0 / v for k, v in sec.items()},
         "ratio_tutorial_over_ours": sec["tutorial"] / sec["ours"],
+        "ratio_before_over_ours": sec["before"] / sec["ours"],
         "ratio_T_copies_over_ours": sec["ours_T_copies"] / sec["ours"],
+        "ratio_rate_before_over_now": sec["before_rate"] / sec["ours_rate"],
         "ratio_tutorial_over_rate": sec["tutorial"] / sec["ours_rate"],
         "profile_ours": profile(data_batches[:20]),
         "batches": a.batches, "rounds": a.rounds, "environment": environment(),
@@ -163,7 +174,9 @@ def main(argv=None) -> dict:
         for k, v in sec.items():
             print(f"{k:18s} {1000 * v:8.1f} ms/batch  {1 / v:6.1f} batches/s")
         print(f"tutorial snnTorch / ours: {res['ratio_tutorial_over_ours']:.2f}x   "
+              f"before / ours: {res['ratio_before_over_ours']:.2f}x   "
               f"T copies / ours: {res['ratio_T_copies_over_ours']:.2f}x   "
+              f"rate-encoded before / now: {res['ratio_rate_before_over_now']:.2f}x   "
               f"tutorial / ours rate-encoded: {res['ratio_tutorial_over_rate']:.2f}x")
         print("where an `ours` step spends its time: " + ", ".join(f"{k} {100 * v:.0f} %"
                                                                  for k, v in res["profile_ours"].items()))

@@ -12,7 +12,15 @@ This is the explicit-Euler discretisation of the NIR ``LIF`` node with ``tau = d
 ``r = tau/dt``, ``v_leak = 0``, ``v_reset = 0``, and Lava's ``LIF`` with ``du = 1``, ``dv = 1 - beta``,
 ``vth = theta``. ``beta`` and ``theta`` are per-neuron tensors (scalars give 0-d NIR parameters, which
 fail NIR's type inference), and the reset is to zero, the reset both NIR and Lava can represent.
-The spike's backward pass uses snnTorch's arctan surrogate gradient.
+The spike's backward pass uses snnTorch's arctan surrogate gradient,
+dS/dU ~ (alpha/2) / (1 + (pi/2 alpha (U - theta))^2).
+
+The T steps run as one fused autograd function (:class:`FusedLIF`): the forward loop builds no graph,
+and the backward pass is the BPTT of exactly the ops snnTorch's ``Leaky`` records (its reset term
+``U - S U`` is differentiated through the surrogate, as snnTorch does), in one loop backwards over
+time. Forward values are bit-identical to calling ``snn.Leaky`` step by step; gradients equal them to
+float rounding (the terms of dL/dU[t] are summed in a fixed order, autograd's order may differ in the
+last bit). ``LIF(..., fused=False)`` runs snnTorch's ``Leaky`` itself.
 
 :class:`LI` is the same membrane without threshold and reset, the non-spiking readout of
 ``ModelSpec(readout="membrane")``; its output is the membrane potential itself (see its docstring).
@@ -28,6 +36,47 @@ from snntorch import surrogate
 from torch import nn
 
 
+class FusedLIF(torch.autograd.Function):
+    """All T steps of the LIF above: ``(current (T, B, *shape), beta, theta, alpha) -> (spikes, U')``."""
+
+    @staticmethod
+    def forward(ctx, current, beta, theta, alpha):
+        b = beta.clamp(0, 1)
+        mem = torch.zeros_like(current[0])
+        spikes, mems, pre = [], [], []
+        for t in range(current.shape[0]):
+            u = b * mem + current[t]                 # b U'[t-1] + I[t] (no fused multiply-add: same rounding as snnTorch)
+            fired = u > theta
+            mem = u.masked_fill(fired, 0.0)         # = U - S U, exactly
+            pre.append(u)
+            spikes.append(fired)
+            mems.append(mem)
+        pre_t = torch.stack(pre)
+        ctx.save_for_backward(pre_t, b, theta)
+        ctx.alpha = alpha
+        return torch.stack(spikes).to(current.dtype), torch.stack(mems)
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_mems):
+        pre, b, theta = ctx.saved_tensors
+        alpha = ctx.alpha
+        g_cur = torch.empty_like(pre)
+        g_next = torch.zeros_like(pre[0])  # dL/dU[t+1], carried backwards
+        for t in range(pre.shape[0] - 1, -1, -1):
+            u = pre[t]
+            shifted = u - theta
+            g_r = b * g_next                       # U'[t] feeds U[t+1] = b U'[t] + I[t+1]
+            if g_mems is not None:
+                g_r = g_r + g_mems[t]
+            g_s = -u * g_r                         # U' = U - S U
+            if g_spikes is not None:
+                g_s = g_s + g_spikes[t]
+            surr = alpha / 2 / (1 + (torch.pi / 2 * alpha * shifted).pow_(2)) * g_s
+            g_next = g_r.masked_fill_(shifted > 0, 0.0).add_(surr)   # (1 - S) g_r + dS/dU g_s
+            g_cur[t] = g_next
+        return g_cur, None, None, None
+
+
 class LIF(nn.Module):
     """A layer of LIF neurons of shape ``neuron_shape``; input and output are ``(T, B, *neuron_shape)``.
 
@@ -36,8 +85,10 @@ class LIF(nn.Module):
     """
 
     def __init__(self, neuron_shape: Sequence[int], *, beta: float = 0.9, threshold: float = 1.0,
-                 surrogate_slope: float = 2.0):
+                 surrogate_slope: float = 2.0, fused: bool = True):
         super().__init__()
+        self.surrogate_slope = float(surrogate_slope)
+        self.fused = fused
         shape = tuple(int(s) for s in neuron_shape)
         if not shape or any(s <= 0 for s in shape):
             raise ValueError(f"neuron_shape must be non-empty and positive, got {neuron_shape}")
@@ -71,6 +122,8 @@ class LIF(nn.Module):
         """Like :meth:`forward`, also returning the membrane U'[t] after reset, (T, B, *shape)."""
         if tuple(current.shape[2:]) != self.neuron_shape:
             raise ValueError(f"LIF of shape {self.neuron_shape} got input of shape {tuple(current.shape)}")
+        if self.fused:
+            return FusedLIF.apply(current, self.beta, self.threshold, self.surrogate_slope)
         mem = torch.zeros_like(current[0])
         spikes, mems = [], []
         for t in range(current.shape[0]):

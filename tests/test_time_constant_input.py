@@ -29,3 +29,17 @@ def test_batchnorm_in_training_ends_the_shared_prefix():
     a = model(x.unsqueeze(0).expand(4, *x.shape).contiguous())
     b = model(x, T=4)
     assert torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("shape", [(800,), (4, 5, 5)])
+def test_fused_lif_is_bit_identical_to_snntorch_leaky(shape):
+    from esl_deploy.neurons import LIF
+    torch.manual_seed(0)
+    fused, plain = LIF(shape, beta=0.9, fused=True), LIF(shape, beta=0.9, fused=False)
+    x = (torch.randn(8, 16, *shape) * 1.5).requires_grad_()
+    (s1, m1), (s2, m2) = fused.run(x), plain.run(x)
+    assert torch.equal(s1, s2) and torch.equal(m1, m2)
+    w, w2 = torch.randn_like(s1), torch.randn_like(m1)
+    g1, = torch.autograd.grad((s1 * w).sum() + (m1 * w2).sum(), x)
+    g2, = torch.autograd.grad((s2 * w).sum() + (m2 * w2).sum(), x)
+    assert torch.equal(g1, g2)

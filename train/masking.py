@@ -4,10 +4,14 @@ Usage, once per training iteration (as in ``sparse_learning``'s ``Masking.step``
 
     loss.backward(); optimizer.step(); engine.step()
 
-``engine.step()`` (1) zeroes every masked weight and its optimizer state (SGD momentum, Adam moments),
-(2) every ``t_iter`` steps before ``t_end`` lets the method rewire the masks, (3) zeroes again, so
-pruned weights are 0 and regrown ones start from their method's initial value (0, or SET's small
-random weights) with empty optimizer state.
+The engine masks each sparse weight's gradient as it arrives (a tensor hook: dL/dW * M goes into
+``W.grad``; the dense gradient is kept for gradient/momentum regrowth), so the optimizer never moves a
+masked weight: with a zero gradient, SGD momentum and Adam's moments of a masked entry stay 0 and its
+update is 0 (weight decay adds wd * 0). ``engine.step()`` (1) every ``t_iter`` steps before ``t_end``
+lets the method rewire the masks, (2) then zeroes every newly masked weight and its optimizer state,
+so pruned weights are 0 and regrown ones start from their method's initial value (0, or SET's small
+random weights) with empty optimizer state. For the unmasked entries this is the arithmetic of
+masking the weights after every step, bit for bit, at a third of the cost.
 
 When the trainer says where epochs start (``step(epoch_start=...)``), a rewiring that falls due is
 carried out on the first step of the next epoch, i.e. right after the validation that ended the
@@ -182,7 +186,16 @@ class MaskEngine:
             self.grad_seen = {n: torch.zeros(p.shape, dtype=torch.bool, device=p.device)
                               for n, p in self.params.items()}
         self.rewired_total = 0
+        self.dense_grad: Dict[str, torch.Tensor] = {}  # dL/dW before masking, of the last backward pass
+        for name, p in self.params.items():
+            p.register_hook(self._grad_hook(name))
         self.apply()
+
+    def _grad_hook(self, name: str):
+        def hook(grad: torch.Tensor) -> torch.Tensor:
+            self.dense_grad[name] = grad
+            return grad * self.masks[name]
+        return hook
 
     def _initial_mask(self, name: str, shape) -> torch.Tensor:
         density = self.target_density[name]
@@ -212,14 +225,14 @@ class MaskEngine:
         self.t += 1
         if self.grad_ema:
             mu = self.config.momentum
-            for name, p in self.params.items():
-                if p.grad is not None:
-                    self.grad_ema[name].mul_(mu).add_(p.grad, alpha=1.0 - mu)
+            for name in self.params:
+                g = self.dense_grad.get(name)
+                if g is not None:
+                    self.grad_ema[name].mul_(mu).add_(g, alpha=1.0 - mu)
         for name, seen in self.grad_seen.items():
-            g = self.params[name].grad
+            g = self.dense_grad.get(name)
             if g is not None:
                 seen |= g != 0
-        self.apply()
         rewired = 0
         if self.method.rewire is not None:
             if self._due(self.t):
@@ -270,9 +283,10 @@ class MaskEngine:
         if rule == "random":
             return random_scores(p.shape, self.generator).to(p.device)
         if rule == "gradient":
-            if p.grad is None:
-                raise RuntimeError("gradient regrowth needs the gradient of the last step: call step() before zero_grad()")
-            return p.grad.abs()
+            g = self.dense_grad.get(name)
+            if g is None:
+                raise RuntimeError("gradient regrowth needs the gradient of the last step: call step() after backward()")
+            return g.abs()
         return self.grad_ema[name].abs()
 
     # -- measurements -----------------------------------------------------------------------------
