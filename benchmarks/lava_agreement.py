@@ -11,8 +11,11 @@ four trained with ``--weight-bits 8`` (quantisation-aware: weights on the 8-bit 
 holds; ``*_q8_s0``). Each is run by ``esl simulate`` (:func:`export.simulate.simulate`) with every
 backend: ``snntorch`` (float32), ``lava`` (Loihi 2 floating-point models), ``lava-fixed`` (bit-accurate
 fixed point) and ``netx`` (the lava-dl HDF5 file, loaded by ``netx.hdf5.Network``).
-The reference is snnTorch in float64. Writes ``lava_agreement.md`` and ``lava_agreement.json`` into
-``--results`` and prints the table.
+The reference is snnTorch in float64. A second table does the same for the dense MLP trained with TET
+on a membrane readout (``--loss tet --readout membrane``, the run ``readout_tet_membrane_s0`` of
+``benchmarks/readout_results.py``) on the backends that support it (``snntorch``, ``lava``): agreement
+of the hidden layer's spikes, of the readout voltages' argmax, and the largest voltage difference.
+Writes ``lava_agreement.md`` and ``lava_agreement.json`` into ``--results`` and prints the tables.
 """
 from __future__ import annotations
 
@@ -38,9 +41,13 @@ RUNS = [("mlp dense", "dense_s0", "mlp", "dense", None), ("mlp ESL 10%", "esl_s0
         ("convnet ESL 10%, 8-bit QAT", "convnet_esl_q8_s0", "convnet", "esl", 8)]
 
 
-def ensure_run(folder: Path, model: str, method: str, bits, epochs: int, retrain: bool = False) -> Path:
+MEMBRANE_RUN = ("mlp dense, TET, membrane readout", "readout_tet_membrane_s0")
+MEMBRANE_BACKENDS = ("snntorch", "lava")
+
+
+def ensure_run(folder: Path, model: str, method: str, bits, epochs: int, retrain: bool = False, **kw) -> Path:
     cfg = TrainConfig(model=model, epochs=epochs, seed=0, weight_bits=bits,
-                      sparsity=SparsityConfig(method=method, density=1.0 if method == "dense" else 0.1))
+                      sparsity=SparsityConfig(method=method, density=1.0 if method == "dense" else 0.1), **kw)
     C.load_or_train(cfg, folder, retrain)
     return folder / "checkpoint.pt"
 
@@ -53,6 +60,15 @@ def table(rows: list) -> str:
                               C.fmt(100 * (r["accuracy"] - r["snntorch_accuracy"]), "+.2f"),
                               f"{r['output_agreement']:.3f}", f"{r['min_layer_agreement']:.3f}",
                               f"{r['identical_outputs']:.2f}", f"{r['samples_per_s']:.1f}"] for r in rows))
+
+
+def membrane_table(rows: list) -> str:
+    head = ["model", "backend", "accuracy %", "snnTorch float64 %", "hidden spike agreement %",
+            "readout argmax agreement %", "max abs voltage difference", "samples/s"]
+    return C.md_table(head, ([r["model"], r["backend"], f"{100 * r['accuracy']:.2f}",
+                              f"{100 * r['snntorch_accuracy']:.2f}", f"{r['min_layer_agreement']:.3f}",
+                              f"{r['readout_argmax_agreement']:.3f}", f"{r['readout_max_abs_diff']:.2e}",
+                              f"{r['samples_per_s']:.1f}"] for r in rows))
 
 
 def main(argv=None) -> list:
@@ -70,7 +86,16 @@ def main(argv=None) -> list:
                          "min_layer_agreement": min(r.layer_agreement.values())})
             print(f"{label:16s} {backend:10s} acc {100 * r.accuracy:6.2f} (ref {100 * r.snntorch_accuracy:6.2f})  "
                   f"output agreement {r.output_agreement:8.3f} %", file=sys.stderr, flush=True)
-    return C.publish(NAME, rows, table(rows), a, __file__, argv)
+    label, folder = MEMBRANE_RUN
+    ckpt = ensure_run(Path(a.out) / folder, "mlp", "dense", None, a.epochs, a.retrain, loss="tet", readout="membrane")
+    mem_rows = []
+    for backend in (b for b in a.backends if b in MEMBRANE_BACKENDS):
+        r = simulate(ckpt, backend, "digits", a.limit, progress=False)
+        # layer_agreement holds the spiking (hidden) layers only; the readout is judged by its voltages
+        mem_rows.append({"model": label, "run": str(ckpt), **r.to_dict(),
+                         "min_layer_agreement": min(r.layer_agreement.values())})
+    markdown = table(rows) + "\nMembrane readout (hidden layer spikes; readout voltages):\n\n" + membrane_table(mem_rows)
+    return C.publish(NAME, rows + mem_rows, markdown, a, __file__, argv)
 
 
 if __name__ == "__main__":

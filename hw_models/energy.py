@@ -155,9 +155,11 @@ def parse_overrides(items: Iterable[str], constants: EnergyConstants = EnergyCon
             raise EslError(f"--const {name}: {text!r} is not a number") from None
         values[name] = value
     try:
-        return constants.with_overrides(values)
+        out = constants.with_overrides(values)
+        out.core  # the core the table describes must be one the mapper can build trees on
     except ValueError as e:
         raise EslError(f"--const: {e}") from None
+    return out
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,12 @@ class CoreSpec:
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{k} must be a positive integer, got {v!r}")
+        # adder and splitter trees merge / fan out at most `axons` / `neurons` per level: with 1 a level
+        # makes no progress (the trees would never end), so a core needs at least 2 of each
+        for k in ("axons", "neurons"):
+            if getattr(self, k) < 2:
+                raise ValueError(f"{k} per core must be at least 2 (partial-sum and splitter trees need a fan "
+                                 f"of 2 or more), got {getattr(self, k)}")
 
     @property
     def synapses(self) -> int:
@@ -215,8 +221,11 @@ def adder_tree(fan_ins: np.ndarray, axons: int) -> Tuple[np.ndarray, int, int]:
     Returns ``(item_axons, extra_neurons, levels)``: the axon count of every adder neuron to place (top
     adders and sub-adders), the sub-adder neurons beyond the layer's own (top) neurons, and the adder
     levels. c <= A inputs: one adder, one level. c > A: ceil(c/A) sub-adders of <= A inputs feed the
-    next level (each level one tick).
+    next level (each level one tick). Terminates: for A >= 2 and c > A, ceil(c/A) < c, so every level
+    shrinks each remaining fan-in.
     """
+    if axons < 2:
+        raise ValueError(f"an adder tree needs at least 2 axons per core, got {axons}")
     cur = np.asarray(fan_ins, dtype=np.int64)
     items: List[np.ndarray] = []
     extra, levels = 0, 0
@@ -242,8 +251,11 @@ def splitter_tree(copies: np.ndarray, neurons: int) -> Tuple[np.ndarray, int]:
 
     Returns ``(item_neurons, levels)``: every splitter axon with the number of splitter neurons it drives
     (<= N), and the splitter levels. k <= N: one axon driving k neurons, one level. k > N: the k neurons
-    hang off ceil(k / N) axons, whose feeds are split again (one tick per level).
+    hang off ceil(k / N) axons, whose feeds are split again (one tick per level). Terminates: for
+    N >= 2 and k > N, ceil(k/N) < k.
     """
+    if neurons < 2:
+        raise ValueError(f"a splitter tree needs at least 2 neurons per core, got {neurons}")
     cur = np.asarray(copies, dtype=np.int64)
     cur = cur[cur >= 2]
     items: List[np.ndarray] = []

@@ -63,3 +63,24 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_checkpoint(tmp_path, 
         train(TrainConfig(epochs=3, sparsity=SparsityConfig(method="esl")), out, progress=False)
     from esl_deploy.checkpoint import read_checkpoint
     assert read_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+
+
+@pytest.mark.parametrize("const", ["truenorth.axons_per_core=1", "truenorth.neurons_per_core=1"])
+def test_energy_core_of_fan_one_is_refused_at_once(tmp_path, capsys, const):
+    import time
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", out, "--no-progress")
+    assert code == 0, err
+    t0 = time.perf_counter()
+    code, _, err = run_cli(capsys, "energy", out / "checkpoint.pt", "--dataset", "digits", "--const", const)
+    assert_user_error(code, err, "at least 2")
+    assert time.perf_counter() - t0 < 60
+
+
+def test_trees_refuse_a_fan_of_one():
+    from hw_models.truenorth import adder_tree, splitter_tree
+    import numpy as np
+    with pytest.raises(ValueError):
+        adder_tree(np.array([5]), 1)
+    with pytest.raises(ValueError):
+        splitter_tree(np.array([5]), 1)
