@@ -47,6 +47,9 @@ def export_file(source: Union[str, os.PathLike], to: str, out: Union[str, os.Pat
     if to not in TARGETS:
         raise EslError(f"unknown export format {to!r}; choose one of: {', '.join(TARGETS)}")
     out = Path(out)
+    if out.exists() and Path(source).exists() and out.resolve() == Path(source).resolve():
+        raise EslError(f"the output {out} is the source file itself; choose another -o (--force never replaces "
+                       f"the file being exported)")
     if out.exists() and not force:
         raise EslError(f"{out} already exists; pass --force to overwrite it")
     model = load_source(source)

@@ -84,3 +84,14 @@ def test_trees_refuse_a_fan_of_one():
         adder_tree(np.array([5]), 1)
     with pytest.raises(ValueError):
         splitter_tree(np.array([5]), 1)
+
+
+def test_export_onto_its_own_source_is_refused_even_with_force(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", out, "--no-progress")
+    assert code == 0, err
+    ckpt = out / "checkpoint.pt"
+    before = ckpt.read_bytes()
+    code, _, err = run_cli(capsys, "export", ckpt, "--to", "nir", "-o", ckpt, "--force")
+    assert_user_error(code, err, "source")
+    assert ckpt.read_bytes() == before
