@@ -24,6 +24,7 @@ from .errors import EslError
 FORMAT = "esl-deploy-checkpoint"
 VERSION = 1
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"  # first bytes of every HDF5 file (NIR, Lava, netx)
+ZIP_MAGIC = b"PK\x03\x04"           # first bytes of a zip file (torch.save's format)
 REQUIRED = ("format", "version", "config", "model_spec", "model", "best", "epoch")
 
 
@@ -43,7 +44,16 @@ def read_checkpoint(path: Path) -> Dict[str, Any]:
         raise EslError(f"{path} is an HDF5 file (NIR, Lava or netx export), not a checkpoint; pass the run's "
                        f"checkpoint.pt, or a NIR graph named *.nir")
     if not zipfile.is_zipfile(path):
+        if head[:4] == ZIP_MAGIC:  # a zip file's start without its end: cut short
+            raise EslError(f"corrupt or truncated checkpoint {path}: the zip archive is incomplete")
         raise EslError(f"{path} is not a checkpoint (a PyTorch zip file) nor a NIR graph")
+    try:  # CRC-32 of every member: torch's reader does not check them, so flipped bytes would load
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise EslError(f"corrupt or truncated checkpoint {path}: {e}") from None
+    if bad is not None:
+        raise EslError(f"corrupt checkpoint {path}: member {bad} fails its CRC-32 check")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, bad pickle, a pickle that is not plain tensors and containers

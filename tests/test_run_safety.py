@@ -95,3 +95,32 @@ def test_export_onto_its_own_source_is_refused_even_with_force(tmp_path, capsys)
     code, _, err = run_cli(capsys, "export", ckpt, "--to", "nir", "-o", ckpt, "--force")
     assert_user_error(code, err, "source")
     assert ckpt.read_bytes() == before
+
+
+def _flip_inside_best_weights(ckpt):
+    import zipfile
+    with zipfile.ZipFile(ckpt) as z:
+        infos = sorted((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: -i.file_size)
+        target = infos[0]  # the largest tensor: a first-layer weight (model or best model)
+    raw = bytearray(ckpt.read_bytes())
+    start = target.header_offset + 30 + len(target.filename.encode()) + len(target.extra)
+    mid = start + target.file_size // 2
+    raw[mid:mid + 8] = bytes(b ^ 0xFF for b in raw[mid:mid + 8])
+    ckpt.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_corrupt_checkpoints_are_named_corrupt(tmp_path, capsys, damage):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", out, "--no-progress")
+    assert code == 0, err
+    ckpt = out / "checkpoint.pt"
+    if damage == "flip":
+        _flip_inside_best_weights(ckpt)
+    else:
+        ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    for cmd in (["export", ckpt, "--to", "nir", "-o", tmp_path / "m.nir"],
+                ["simulate", ckpt, "--backend", "snntorch", "--dataset", "digits"]):
+        code, _, err = run_cli(capsys, *cmd)
+        assert_user_error(code, err, "corrupt")
+    assert not (tmp_path / "m.nir").exists()
