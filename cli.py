@@ -26,20 +26,11 @@ def _register_commands() -> None:
 
     esl.add_command(train_cmd, "train")
     esl.add_command(export_cmd, "export")
-    try:  # written by the Lava work; present once that lands
-        from export.simulate_cli import simulate_cmd
-    except ModuleNotFoundError as e:
-        if e.name != "export.simulate_cli":
-            raise
-    else:
-        esl.add_command(simulate_cmd, "simulate")
-    try:
-        from hw_models.cli import energy_cmd
-    except ModuleNotFoundError as e:
-        if e.name != "hw_models.cli":
-            raise
-    else:
-        esl.add_command(energy_cmd, "energy")
+    from export.simulate_cli import simulate_cmd
+    from hw_models.cli import energy_cmd
+
+    esl.add_command(simulate_cmd, "simulate")
+    esl.add_command(energy_cmd, "energy")
 
 
 def fail(message: str) -> "NoReturn":  # type: ignore[name-defined]
@@ -55,11 +46,13 @@ def main(argv=None) -> None:
     except EslError as e:
         fail(str(e))
     except click.exceptions.Abort:
-        fail("aborted")
+        fail("aborted (an esl train run continues from its last completed epoch with --resume)")
     except click.ClickException as e:
         fail(e.format_message())
     except KeyboardInterrupt:
-        fail("interrupted")
+        fail("interrupted (an esl train run continues from its last completed epoch with --resume)")
+    except OSError as e:  # the environment, not the program: a disk, a permission, a file system
+        fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def load(path: str | Path) -> SpikingNet:
         model = build_model(spec)
         model.load_state_dict(state["best"]["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise EslError(f"{path}: checkpoint does not match its model: {str(e).splitlines()[0]}") from None
+        raise EslError(f"{path}: checkpoint does not match its model: {_first_reason(e)}") from None
     with torch.no_grad():
         params = dict(model.named_parameters())
         for name, mask in state["best"]["masks"].items():
@@ -43,3 +43,14 @@ def load(path: str | Path) -> SpikingNet:
         "best_epoch": state["best"]["epoch"], "val_acc": state["best"]["val_acc"],
     }
     return model.eval()
+
+
+def _first_reason(e: Exception) -> str:
+    """One line saying what mismatched: torch's load_state_dict puts the reasons on the lines after a
+    header ("Error(s) in loading state_dict for ...:"), e.g. "size mismatch for layers.1.weight: ..."."""
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        reasons = "; ".join(lines[1:3])
+        return reasons[:300] + (" ..." if len(lines) > 3 or len(reasons) > 300 else "")
+    return lines[0][:300] if lines else type(e).__name__
+

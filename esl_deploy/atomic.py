@@ -3,6 +3,11 @@
 The writer fills a temporary file in the destination's own folder (same file system, so the final
 ``os.replace`` is an atomic rename); on any error the temporary file is removed and the destination
 is left untouched. Outputs get ordinary permissions (0644; ``mkstemp`` makes them private).
+
+A write that the file system refuses (read-only ``EROFS``, full ``ENOSPC`` -- which ``torch.save``
+reports as a ``RuntimeError`` -- a name too long ``ENAMETOOLONG``, no permission) is a user error:
+one :class:`EslError` line naming the file and the reason. :func:`check_free_space` lets a writer
+that cannot fail cleanly on a full disk (h5py can crash) refuse beforehand.
 """
 from __future__ import annotations
 
@@ -24,23 +29,46 @@ def atomic_write(path: PathLike, write: Callable[[Path], None], *, parents: bool
     """
     dest = Path(path)
     folder = dest.parent if str(dest.parent) else Path(".")
-    if parents:
-        folder.mkdir(parents=True, exist_ok=True)
-    if not folder.is_dir():
-        raise EslError(f"output folder does not exist: {folder}")
-    if dest.is_dir():
-        raise EslError(f"output path is a folder: {dest}")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
+    try:
+        if parents:
+            folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            raise EslError(f"output folder does not exist: {folder}")
+        if dest.is_dir():
+            raise EslError(f"output path is a folder: {dest}")
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name[:200]}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise EslError(f"cannot write {dest}: {_reason(e)}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise EslError(f"cannot write {dest}: {_reason(e)}") from None
+        if isinstance(e, RuntimeError) and "writ" in str(e).lower():  # torch.save's stream writer
+            raise EslError(f"cannot write {dest}: {str(e).strip().splitlines()[-1][:160]} "
+                           f"(is the disk full or read-only?)") from None
         raise
     return dest
+
+
+def _reason(e: OSError) -> str:
+    return e.strerror or str(e) or type(e).__name__
+
+
+def check_free_space(folder: PathLike, need_bytes: int) -> None:
+    """Refuse (EslError) when ``folder``'s file system has less than ``need_bytes`` (+ 1 MiB) free."""
+    import shutil
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < need_bytes + (1 << 20):
+        raise EslError(f"not enough free space in {folder}: {free:,} bytes free, about {need_bytes:,} needed")
 
 
 def atomic_write_bytes(path: PathLike, write: Callable[[BinaryIO], object]) -> None:

@@ -45,12 +45,13 @@ import numpy as np
 import scipy.sparse as sp
 
 import esl_deploy  # noqa: F401  (installs the lava import hook before any lava import)
+from esl_deploy.atomic import atomic_write, check_free_space
 from esl_deploy.errors import EslError
 
-from esl_deploy.atomic import atomic_write
 from .lava_convert import LavaNet, convert
 from .lava_fixed import BIAS_EXP, DECAY_UNITY, WEIGHT_MIXED_MAX, WEIGHT_SIGNED_MAX, check_net_widths, quantize
 from .lava_run import INPUT_MESSAGE_BITS, LavaResult, _from_columns, _to_columns, import_lava
+from .nir_export import graph_nbytes
 
 FORMAT = "esl-netx"
 FORMAT_VERSION = 1
@@ -170,6 +171,9 @@ def write_netx(graph: nir.NIRGraph, path: Union[str, os.PathLike], *, input_max:
     converter's limits, plus: a non-convolutional layer with image-shaped neurons).
     """
     net = netx_net(graph, input_max=input_max, input_frac_bits=input_frac_bits)
+    # integer weights are stored as int64: up to 8 bytes per float32 byte of the graph, and h5py may
+    # crash rather than raise on a full disk, so refuse beforehand
+    check_free_space(Path(path).parent if str(Path(path).parent) else ".", 2 * graph_nbytes(graph) + (1 << 16))
     return atomic_write(path, lambda tmp: write_netx_file(net, tmp))
 
 

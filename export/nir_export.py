@@ -48,7 +48,7 @@ from esl_deploy.masks import sparsifiable
 from esl_deploy.models import BasicBlock, SpikingNet
 from esl_deploy.neurons import LI, LIF
 
-from esl_deploy.atomic import atomic_write
+from esl_deploy.atomic import atomic_write, check_free_space
 
 __all__: List[str] = ["DT", "fold_batchnorm", "graph_metadata", "li_node", "lif_node", "storable_metadata",
                       "to_nir", "weight_density", "write_nir"]
@@ -170,7 +170,21 @@ def to_nir(model: SpikingNet, meta: Optional[dict] = None, *, dt: float = DT) ->
 def write_nir(model: SpikingNet, path, meta: Optional[dict] = None, *, dt: float = DT) -> Path:
     """Write ``to_nir(model, meta)`` to ``path`` atomically with ``nir.write``; returns the path."""
     graph = to_nir(model, meta, dt=dt)
+    check_free_space(Path(path).parent if str(Path(path).parent) else ".", 2 * graph_nbytes(graph))
     return atomic_write(path, lambda tmp: nir.write(tmp, graph))
+
+
+def graph_nbytes(graph: nir.NIRGraph) -> int:
+    """Bytes of the arrays in ``graph``'s nodes: about what its HDF5 file needs (h5py can crash, not
+    raise, on a full disk, so writers check the free space against this first)."""
+    total = 0
+    for node in graph.nodes.values():
+        for value in vars(node).values():
+            if isinstance(value, np.ndarray):
+                total += value.nbytes
+            elif isinstance(value, nir.NIRGraph):
+                total += graph_nbytes(value)
+    return total
 
 
 def graph_metadata(model: SpikingNet, meta: dict, dt: float) -> Dict[str, Any]:

@@ -7,13 +7,13 @@ the allowed chips before running anything, counts the activity on the data and c
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from torch import nn
+
+from esl_deploy.atomic import atomic_write_bytes
 
 from .energy import HARDWARE, EnergyConstants, HardwareEnergy, energies, energy_ratio, hardware_list
 from .sops import ActivityReport, count_activity
@@ -202,16 +202,10 @@ def plot_energy(report: EnergyReport, path: str | os.PathLike) -> Path:
                  fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
+    try:  # the project's one atomic writer: same folder, 0644, renamed into place
+        atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=120))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -124,3 +124,89 @@ def test_corrupt_checkpoints_are_named_corrupt(tmp_path, capsys, damage):
         code, _, err = run_cli(capsys, *cmd)
         assert_user_error(code, err, "corrupt")
     assert not (tmp_path / "m.nir").exists()
+
+
+@pytest.fixture(scope="module")
+def trained_ckpt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wr") / "run"
+    train(TrainConfig(epochs=1), out, progress=False)
+    return out / "checkpoint.pt"
+
+
+def _erofs(*a, **k):
+    import errno
+    raise OSError(errno.EROFS, "Read-only file system")
+
+
+@pytest.mark.parametrize("cmd", ["export", "energy-plot", "train"])
+def test_read_only_file_system_is_one_line(tmp_path, capsys, monkeypatch, trained_ckpt, cmd):
+    import esl_deploy.atomic as atomic
+    monkeypatch.setattr(atomic.os, "replace", _erofs)
+    args = {"export": ["export", trained_ckpt, "--to", "nir", "-o", tmp_path / "m.nir"],
+            "energy-plot": ["energy", trained_ckpt, "--dataset", "digits", "--plot", tmp_path / "e.png"],
+            "train": ["train", "--epochs", "1", "--out", tmp_path / "r", "--no-progress"]}[cmd]
+    code, _, err = run_cli(capsys, *args)
+    assert_user_error(code, err, "Read-only file system")
+    assert not any(p.suffix in (".nir", ".png") for p in tmp_path.iterdir())
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_full_disk_in_torch_save_is_one_line(tmp_path, capsys, monkeypatch):
+    import torch
+
+    def full(*a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:595] . unexpected pos 64 vs 0\n"
+                           "PytorchStreamWriter failed writing file data/0: file write failed")
+    monkeypatch.setattr(torch, "save", full)
+    code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", tmp_path / "r", "--no-progress")
+    assert_user_error(code, err, "cannot write", "disk full")
+
+
+def test_name_too_long_is_one_line(tmp_path, capsys, trained_ckpt):
+    code, _, err = run_cli(capsys, "export", trained_ckpt, "--to", "nir", "-o", tmp_path / ("x" * 300 + ".nir"))
+    assert_user_error(code, err, "too long")
+
+
+def test_netx_on_a_full_disk_is_refused_before_h5py(tmp_path, capsys, monkeypatch, trained_ckpt):
+    import shutil
+    from collections import namedtuple
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 << 20, 10 << 20, 4096))
+    code, _, err = run_cli(capsys, "export", trained_ckpt, "--to", "netx", "-o", tmp_path / "m.h5")
+    assert_user_error(code, err, "not enough free space")
+    assert not (tmp_path / "m.h5").exists()
+
+
+def test_folder_left_by_a_kill_during_the_first_checkpoint_write_needs_no_force(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".checkpoint.pt.abc123.tmp").write_bytes(b"PK\x03\x04 half a checkpoint")
+    (out / LOCK_FILE).write_text("pid 1\n")
+    code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", out, "--no-progress")
+    assert code == 0, err
+    assert not list(out.glob(".*.tmp"))  # the dead writer's temporary file is gone
+
+
+def test_state_dict_mismatch_says_what_mismatched(tmp_path, capsys, trained_ckpt):
+    import torch
+    state = torch.load(trained_ckpt, weights_only=True)
+    state["best"]["model"]["layers.1.weight"] = torch.zeros(3, 3)
+    bad = tmp_path / "bad.pt"
+    torch.save(state, bad)
+    code, _, err = run_cli(capsys, "export", bad, "--to", "nir", "-o", tmp_path / "m.nir")
+    assert_user_error(code, err, "layers.1.weight")
+
+
+def test_data_dir_for_the_embedded_digits_is_refused(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", tmp_path / "r", "--data-dir", tmp_path)
+    assert_user_error(code, err, "embedded")
+
+
+def test_ctrl_c_points_to_resume(monkeypatch, capsys, tmp_path):
+    import train.trainer as trainer
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(trainer, "_train_epoch", interrupted)
+    code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", tmp_path / "r", "--no-progress")
+    assert_user_error(code, err, "--resume")

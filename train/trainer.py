@@ -164,8 +164,21 @@ def check_run_folder(out: Path, resume: bool, force: bool) -> None:
         return
     if out.exists() and not out.is_dir():
         raise EslError(f"run folder {out} exists and is not a folder")
-    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()) and not force:
+    if out.is_dir() and any(not _ours_to_ignore(p) for p in out.iterdir()) and not force:
         raise EslError(f"run folder {out} already exists; use --force to overwrite or --resume to continue")
+
+
+def _ours_to_ignore(p: Path) -> bool:
+    """The lock file, and temporary files of an atomic write cut short (``.NAME.XXXX.tmp``): a folder
+    holding only these (a run killed during its first checkpoint write) counts as empty."""
+    return p.name == LOCK_FILE or (p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file())
+
+
+def remove_stale_temp_files(out: Path) -> None:
+    """Temporary files of writers that died (called while holding the folder's lock: no live writer)."""
+    for p in out.iterdir():
+        if p.name != LOCK_FILE and _ours_to_ignore(p):
+            p.unlink(missing_ok=True)
 
 
 def lock_run_folder(out: Path):
@@ -194,12 +207,10 @@ def lock_run_folder(out: Path):
 
 
 def clear_old_run(out: Path) -> None:
-    """With ``--force``, once the new run is set up: remove the old run's files (and stale temp files)."""
+    """With ``--force``, once the new run is set up: remove the old run's files."""
     for name in RUN_FILES:
         if (out / name).exists():
             (out / name).unlink()
-    for p in out.glob(".*.tmp*"):
-        p.unlink(missing_ok=True)
 
 
 class Diverged(Exception):
@@ -217,6 +228,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
     check_run_folder(out, resume, force)
     lock = lock_run_folder(out)
     try:
+        remove_stale_temp_files(out)
         return _train_locked(cfg, out, resume=resume, force=force, progress=progress, on_epoch_end=on_epoch_end)
     finally:
         lock.close()

@@ -74,6 +74,8 @@ def load_dataset(name: str, data_dir: Optional[str | Path] = None, T: int = 8) -
     if info is None:
         raise EslError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     path = None
+    if not info.needs_dir and data_dir is not None:
+        raise EslError(f"dataset {name!r} is embedded and reads no files: drop --data-dir {data_dir}")
     if info.needs_dir:
         if data_dir is None:
             raise EslError(f"dataset {name!r} is read from local files: give --data-dir")
