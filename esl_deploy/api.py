@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .checkpoint import read_checkpoint
 from .errors import EslError
@@ -20,7 +21,7 @@ def load(path: str | Path) -> SpikingNet:
     path = Path(path)
     if path.suffix == ".nir":
         from export.nir_import import load_nir
-        return load_nir(path)
+        return check_finite(load_nir(path), path)
     state = read_checkpoint(path)
     try:
         spec = ModelSpec.from_dict(state["model_spec"])
@@ -42,7 +43,16 @@ def load(path: str | Path) -> SpikingNet:
         "layer_density": state["best"]["layer_density"], "model_spec": state["model_spec"],
         "best_epoch": state["best"]["epoch"], "val_acc": state["best"]["val_acc"],
     }
-    return model.eval()
+    return check_finite(model.eval(), path)
+
+
+def check_finite(model: nn.Module, path: Path) -> nn.Module:
+    """Refuse (EslError) a network with a NaN or infinite parameter or buffer: no export or simulator
+    can represent it, and it comes from a diverged run."""
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise EslError(f"{path}: {name} holds NaN or infinite values (a diverged training run?)")
+    return model
 
 
 def _first_reason(e: Exception) -> str:

@@ -40,6 +40,7 @@ from esl_deploy.models import BasicBlock, MultiStep, SpikingNet
 from esl_deploy.neurons import LI, LIF
 
 from esl_deploy.atomic import atomic_write
+from esl_deploy.resources import check_memory
 
 OPSET = 17
 
@@ -157,6 +158,11 @@ def to_onnx(model: SpikingNet, path: Union[str, os.PathLike], T: int, batch: int
     if meta is None:
         meta = getattr(model, "meta", None) or {}
     wrapper = UnrolledNet(model).cpu()
+    # the traced graph holds every step's nodes: ~40 KB per layer and step (measured: an MLP of 4 steps
+    # took 15.8 GB at T = 100000), plus the weights a few times over
+    params = sum(p.numel() for p in model.parameters())
+    check_memory(int(T) * len(wrapper.steps) * 40_000 + 16 * params, f"ONNX export unrolled over T={T} steps",
+                 hint="export fewer steps (-T)")
     dummy = torch.zeros(int(T), int(batch), *model.spec.input_shape)
     out_name = "membrane" if getattr(model.spec, "readout", "spikes") == "membrane" else "spikes"
 

@@ -68,6 +68,8 @@ class Constant:
             raise ValueError(f"{self.name} must be a positive finite number, got {v!r}")
         if self.integer and v != int(v):
             raise ValueError(f"{self.name} must be a positive integer, got {v!r}")
+        if self.integer and v > 2 ** 31 - 1:
+            raise ValueError(f"{self.name} must be at most 2^31 - 1, got {v!r}")
 
 
 CONSTANTS: Tuple[Constant, ...] = (

@@ -210,3 +210,45 @@ def test_ctrl_c_points_to_resume(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(trainer, "_train_epoch", interrupted)
     code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", tmp_path / "r", "--no-progress")
     assert_user_error(code, err, "--resume")
+
+
+@pytest.mark.parametrize("to", ["nir", "netx", "onnx"])
+def test_non_finite_weights_are_refused_on_export(tmp_path, capsys, trained_ckpt, to):
+    import torch
+    state = torch.load(trained_ckpt, weights_only=True)
+    w = state["best"]["model"]["layers.1.weight"]
+    w[w != 0] = w[w != 0].clone().fill_(float("nan"))[0]
+    bad = tmp_path / "nan.pt"
+    torch.save(state, bad)
+    code, _, err = run_cli(capsys, "export", bad, "--to", to, "-o", tmp_path / f"m.{to}")
+    assert_user_error(code, err, "NaN")
+    code, _, err = run_cli(capsys, "simulate", bad, "--backend", "snntorch", "--dataset", "digits")
+    assert_user_error(code, err, "NaN")
+
+
+def test_magnitude_pruning_is_correct_under_nan_weights():
+    import torch
+    from train.rewire import prune_magnitude
+    w = torch.tensor([[0.5, float("nan"), -0.1, 2.0, float("nan"), 0.3]])
+    mask = torch.ones_like(w, dtype=torch.bool)
+    kept = prune_magnitude(w, mask, torch.tensor([3]))
+    assert int(kept.sum()) == 3  # exactly k pruned, whatever the values
+    assert not kept[0, 1] and not kept[0, 4]  # NaN weights go first: they are not a learned magnitude
+
+
+@pytest.mark.parametrize("opt", [["--T", "100000"], ["--width", "1e6"], ["--batch-size", "100000000"]])
+def test_training_that_cannot_fit_in_memory_is_refused_up_front(tmp_path, capsys, opt):
+    code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", tmp_path / "r", "--no-progress", *opt)
+    assert_user_error(code, err, "GiB")
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_onnx_unrolled_beyond_memory_is_refused(tmp_path, capsys, trained_ckpt):
+    code, _, err = run_cli(capsys, "export", trained_ckpt, "--to", "onnx", "-T", "100000000", "-o", tmp_path / "m.onnx")
+    assert_user_error(code, err, "GiB")
+
+
+@pytest.mark.parametrize("device", ["mps", "cuda:7", "meta"])
+def test_devices_that_cannot_train_are_one_line(tmp_path, capsys, device):
+    code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", tmp_path / "r", "--device", device)
+    assert_user_error(code, err)

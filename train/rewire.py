@@ -29,7 +29,9 @@ def _rank_ascending(scores: torch.Tensor) -> torch.Tensor:
 def prune_magnitude(weight: torch.Tensor, mask: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Remove the ``k[r]`` smallest-|w| active entries of each row of the (R, C) ``mask``."""
     k = torch.minimum(k.to(mask.device), mask.sum(dim=1))
-    scores = torch.where(mask, weight.detach().abs().float(), torch.full_like(weight, float("inf"), dtype=torch.float))
+    mag = weight.detach().abs().float()
+    mag = torch.where(torch.isnan(mag), torch.full_like(mag, -float("inf")), mag)  # NaN: no magnitude, pruned first
+    scores = torch.where(mask, mag, torch.full_like(mag, float("inf")))
     drop = _rank_ascending(scores) < k[:, None]
     return mask & ~drop
 

@@ -37,6 +37,7 @@ from esl_deploy.datasets import load_dataset, to_time_major
 from esl_deploy.env import environment
 from esl_deploy.errors import EslError
 from esl_deploy.models import ModelSpec, SpikingNet, build_model
+from esl_deploy.resources import check_memory
 
 from .config import TrainConfig, config_diff
 from .losses import compute_loss, predict
@@ -51,9 +52,14 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise EslError("--device cuda requested but no CUDA device is available")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise EslError(f"unknown device {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise EslError(f"--device {name}: training runs on cpu or cuda")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise EslError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -127,6 +133,22 @@ def _densities(engine: MaskEngine) -> dict:
     nz, nz_layer = engine.weight_density()
     return {"density": nz, "mask_density": engine.density(), "layer_density": nz_layer,
             "layer_mask_density": engine.layer_density()}
+
+
+def estimate_train_bytes(spec: ModelSpec, cfg: TrainConfig) -> int:
+    """A rough peak-memory estimate of training, made without building the full network.
+
+    The network is built at ``width <= 1`` (cheap) and scaled: parameters ~ width^2, neurons ~ width.
+    Parameters cost ~6 float32 copies (weight, gradient, dense gradient, two Adam moments, mask and
+    regrowth state); activations ~6 float32 tensors per neuron and step of a batch kept for BPTT.
+    """
+    from esl_deploy.neurons import LI, LIF
+    w0 = min(1.0, spec.width)
+    small = build_model(ModelSpec(**{**spec.to_dict(), "width": w0}))
+    params = sum(p.numel() for p in small.parameters()) * (spec.width / w0) ** 2
+    neurons = sum(int(np.prod(m.neuron_shape)) for m in small.modules() if isinstance(m, (LIF, LI)))
+    neurons = neurons * spec.width / w0 + int(np.prod(spec.input_shape))
+    return int(params * 4 * 6 + cfg.T * cfg.batch_size * neurons * 4 * 6)
 
 
 def kept_model(epoch: int, val_acc: float, state: dict, engine: MaskEngine, dens: dict) -> dict:
@@ -246,6 +268,7 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
     try:
         spec = ModelSpec(cfg.model, data.input_shape, data.num_classes, width=cfg.width, beta=beta,
                          threshold=cfg.threshold, readout=cfg.readout)
+        check_memory(estimate_train_bytes(spec, cfg), "training")
         model = build_model(spec).to(device)
     except ValueError as e:
         raise EslError(f"model {cfg.model!r} on {cfg.dataset} {data.input_shape}: {e}") from None
