@@ -91,3 +91,10 @@ def test_simulate_options(existing, capsys, limit, backend):
     code, _, err = run_cli(capsys, "simulate", run / "checkpoint.pt", "--backend", backend, "--dataset", "digits",
                            "--limit", lim)
     _check(code, err, run, before, t0)
+
+
+def test_fuzzing_stayed_within_bounded_memory():
+    """After the fuzz tests in this process: the peak resident memory stayed far below the machine's."""
+    import resource
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # ru_maxrss is in KiB on Linux
+    assert peak_gib < 8, f"peak RSS {peak_gib:.1f} GiB"

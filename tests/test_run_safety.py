@@ -252,3 +252,34 @@ def test_onnx_unrolled_beyond_memory_is_refused(tmp_path, capsys, trained_ckpt):
 def test_devices_that_cannot_train_are_one_line(tmp_path, capsys, device):
     code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", tmp_path / "r", "--device", device)
     assert_user_error(code, err)
+
+
+def test_empty_out_is_not_the_current_directory(capsys):
+    code, _, err = run_cli(capsys, "train", "--epochs", "1", "--out", "")
+    assert_user_error(code, err, "--out")
+
+
+def test_resume_on_a_read_only_folder_fails_before_training(tmp_path, capsys, monkeypatch):
+    import errno
+    import train.trainer as trainer
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--epochs", "2", "--out", out, "--no-progress")
+    assert code == 0, err
+    state_before = (out / "checkpoint.pt").read_bytes()
+
+    def read_only(path, *a, **k):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+    monkeypatch.setattr(trainer, "open", read_only, raising=False)  # the lock file is the first write
+    epochs = []
+    monkeypatch.setattr(trainer, "_train_epoch", lambda *a, **k: epochs.append(1))
+    code, _, err = run_cli(capsys, "train", "--epochs", "3", "--out", out, "--resume", "--no-progress")
+    assert_user_error(code, err, "Read-only")
+    assert epochs == [] and (out / "checkpoint.pt").read_bytes() == state_before
+
+
+def test_energy_plot_has_ordinary_permissions(tmp_path, capsys, trained_ckpt):
+    import stat
+    png = tmp_path / "e.png"
+    code, _, err = run_cli(capsys, "energy", trained_ckpt, "--dataset", "digits", "--plot", png)
+    assert code == 0, err
+    assert stat.S_IMODE(png.stat().st_mode) == 0o644
