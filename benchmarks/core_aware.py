@@ -65,8 +65,8 @@ def table(res: dict) -> str:
             r = rows[kind]
             vs = C.comparison_cells(r["vs_free"]) if "vs_free" in r else ["-"] * len(C.COMPARISON_HEADER)
             body.append([model, "core-aware" if kind == "core_aware" else "unconstrained",
-                         C.pm([x["test_acc"] for x in r["runs"]]), *vs, f"{r['mean_cores_naive']:g}",
-                         f"{r['mean_cores_sparse']:g}", f"{r['mean_cores_lower_bound']:g}",
+                         C.pm([x["test_acc"] for x in r["runs"]]), *vs, f"{r['mean_cores_naive']:.3g}",
+                         f"{r['mean_cores_sparse']:.3g}", f"{r['mean_cores_lower_bound']:.3g}",
                          f"{r['max_cores_over_lower_bound']:.2f}"])
     return (f"ESL at 10 % density on digits, {res['epochs']} epochs, seeds {' '.join(map(str, res['seeds']))}; "
             f"cores are means over the seeds.\n\n" + C.md_table(head, body) + "\n" + C.verdict_note(res["n_test"]))

@@ -432,7 +432,8 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
                        f"vth = {vth} < {VTH_MIN} integer steps (scale {scale:.4g})")
     dv = int(min(round((1.0 - neuron.beta) * DECAY_UNITY), DECAY_UNITY - 1))
     # bias_exp 6 (netx's fixed choice): one bias unit is one a_in unit; 7 doubles the range (groups == 2)
-    bias_exp = BIAS_EXP if bmax * scale <= BIAS_MANT_MAX else BIAS_EXP + 1
+    # (the bias limit may bind the scale at exactly 4095 / bmax: compare with a rounding tolerance)
+    bias_exp = BIAS_EXP if groups == 1 or bmax * scale <= BIAS_MANT_MAX * (1 + 1e-9) else BIAS_EXP + 1
     bias_units = scale / 2 ** (bias_exp - BIAS_EXP)
     bias_mant = np.clip(np.round(neuron.bias * bias_units), -BIAS_MANT_MAX - 1, BIAS_MANT_MAX).astype(np.int64)
     norm = float(np.linalg.norm(ref))

@@ -18,11 +18,12 @@ in joules. Formulas, with the per-sample counts of :class:`hw_models.sops.Activi
 
       E = e_sop * (ACs + MACs)  +  e_active * U_active  +  e_inactive * (U - U_active)
 
-  e_sop = 23.6 pJ per synaptic op; U = LIF neurons * T updates; U_active = updates in which the neuron
-  spiked (our reading of "active"); e_active / e_inactive = 81 / 52 pJ. The export targets Loihi 2,
-  for which no per-operation energy table has been published (Intel's 2021 brief gives cores,
-  neurons and synapses, not pJ per op), so the hardware is called ``loihi`` and reported as Loihi 1:
-  it prices the activity with the first chip's figures, not Loihi 2's.
+  e_sop = 23.6 pJ per synaptic op; U = neurons (LIF, and a membrane readout's LI) * T updates;
+  U_active = updates in which the neuron spiked (our reading of "active"); e_active / e_inactive =
+  81 / 52 pJ. The export targets Loihi 2, for which no per-operation energy table has been published
+  (Intel's 2021 brief gives cores, neurons and synapses, not pJ per op), so the hardware is called
+  ``loihi`` and reported as Loihi 1: it prices the activity with the first chip's figures, not
+  Loihi 2's.
 - **45 nm** (Horowitz, ISSCC 2014)::
 
       E_SNN = e_mac * MACs + e_ac * ACs          E_ANN = e_mac * dense MACs

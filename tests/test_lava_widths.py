@@ -251,3 +251,23 @@ def test_netx_net_respects_the_widths_and_refuses_unrepresentable_weights(tmp_pa
     layer.fixed.weight.data[0] = 3  # an odd mixed-sign weight: Lava's Dense would drop its lowest bit
     with pytest.raises(EslError, match=r"^layer 'lif': weights in .* leave netx's 8-bit synapse"):
         write_netx_file(net, tmp_path / "odd.net")
+
+
+def test_bias_limit_binding_the_scale_keeps_netx_bias_exp():
+    """When the 13-bit bias limit sets the scale (scale = 4095 / max|b|), float rounding of
+    max|b| * scale must not push one group's bias_exp to 7 (netx needs 6)."""
+    import nir
+    import numpy as np
+    from export.lava_convert import convert
+    from export.lava_fixed import BIAS_EXP, quantize
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        bmax = float(rng.uniform(0.05, 3.0))
+        w = rng.normal(0, 0.01, (7, 5)).astype(np.float32)
+        b = rng.uniform(-bmax, bmax, 7).astype(np.float32)
+        b[0] = bmax
+        g = nir.NIRGraph.from_list(nir.Affine(weight=w, bias=b),
+                                   nir.LIF(tau=np.full(7, 1e-3), r=np.full(7, 10.0), v_leak=np.zeros(7),
+                                           v_threshold=np.full(7, 0.5)))
+        net = quantize(convert(g), groups=1)
+        assert all(layer.fixed.bias_exp == BIAS_EXP for layer in net.layers), trial

@@ -283,3 +283,16 @@ def test_energy_plot_has_ordinary_permissions(tmp_path, capsys, trained_ckpt):
     code, _, err = run_cli(capsys, "energy", trained_ckpt, "--dataset", "digits", "--plot", png)
     assert code == 0, err
     assert stat.S_IMODE(png.stat().st_mode) == 0o644
+
+
+def test_the_memory_estimate_does_not_move_the_seeded_initialisation():
+    import torch
+    from esl_deploy.models import ModelSpec, build_model
+    from train.trainer import estimate_train_bytes
+    spec = ModelSpec("mlp", (1, 8, 8), 10)
+    torch.manual_seed(0)
+    estimate_train_bytes(spec, TrainConfig())
+    a = build_model(spec).state_dict()
+    torch.manual_seed(0)
+    b = build_model(spec).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

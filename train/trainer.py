@@ -144,7 +144,8 @@ def estimate_train_bytes(spec: ModelSpec, cfg: TrainConfig) -> int:
     """
     from esl_deploy.neurons import LI, LIF
     w0 = min(1.0, spec.width)
-    small = build_model(ModelSpec(**{**spec.to_dict(), "width": w0}))
+    with torch.random.fork_rng(devices=[]):  # building it must not move the seeded RNG of the real model
+        small = build_model(ModelSpec(**{**spec.to_dict(), "width": w0}))
     params = sum(p.numel() for p in small.parameters()) * (spec.width / w0) ** 2
     neurons = sum(int(np.prod(m.neuron_shape)) for m in small.modules() if isinstance(m, (LIF, LI)))
     neurons = neurons * spec.width / w0 + int(np.prod(spec.input_shape))
