@@ -486,14 +486,8 @@ def _uniform(name: str, kind: str, what: str, values: np.ndarray) -> float:
     return lo
 
 
-def _neuron_params(name: str, node, shape: Tuple[int, ...], dt: float):
-    """(beta, threshold, gain per neuron, leak bias per neuron) of a LIF/IF node whose input is ``shape``."""
-    kind = type(node).__name__
-    thr = np.asarray(node.v_threshold, dtype=np.float64)
-    if thr.size != _size(shape) and thr.size != 1:
-        raise EslError(f"node {name!r} ({kind}) has {thr.size} neurons but its input has shape {shape}")
-    n = _size(shape)
-
+def _per_neuron(name: str, kind: str, n: int):
+    """A function broadcasting a node parameter (scalar or one value per neuron) to ``n`` float64 values."""
     def bc(a) -> np.ndarray:
         a = np.asarray(a, dtype=np.float64)
         if a.size == 1:
@@ -501,6 +495,29 @@ def _neuron_params(name: str, node, shape: Tuple[int, ...], dt: float):
         if a.size != n:
             raise EslError(f"node {name!r} ({kind}): a parameter has {a.size} values for {n} neurons")
         return a.ravel().copy()
+    return bc
+
+
+def _leaky_params(name: str, kind: str, node, bc, dt: float):
+    """(beta, gain, leak bias) of the Euler step of a leaky node: k = dt/tau, beta = 1 - k (uniform),
+    gain = k r, leak = k v_leak."""
+    tau = bc(node.tau)
+    if np.any(tau <= 0):
+        raise EslError(f"node {name!r} ({kind}): tau must be positive")
+    k = dt / tau
+    if np.any(k > 1):
+        raise EslError(f"node {name!r} ({kind}): dt/tau > 1 (tau < dt = {dt:g}); the Euler step is unstable")
+    beta = _snap32(_uniform(name, kind, "beta (1 - dt/tau)", 1.0 - k))
+    return beta, _snap_one(k * bc(node.r)), k * bc(node.v_leak)
+
+
+def _neuron_params(name: str, node, shape: Tuple[int, ...], dt: float):
+    """(beta, threshold, gain per neuron, leak bias per neuron) of a LIF/IF node whose input is ``shape``."""
+    kind = type(node).__name__
+    thr = np.asarray(node.v_threshold, dtype=np.float64)
+    if thr.size != _size(shape) and thr.size != 1:
+        raise EslError(f"node {name!r} ({kind}) has {thr.size} neurons but its input has shape {shape}")
+    bc = _per_neuron(name, kind, _size(shape))
 
     v_reset = node.v_reset if node.v_reset is not None else 0.0
     if np.any(bc(v_reset) != 0):
@@ -510,15 +527,7 @@ def _neuron_params(name: str, node, shape: Tuple[int, ...], dt: float):
         raise EslError(f"node {name!r} ({kind}): negative threshold {threshold:g} is not supported")
     if isinstance(node, nir.IF):
         return 1.0, threshold, _snap_one(bc(node.r) * dt), np.zeros(_size(shape))
-    tau = bc(node.tau)
-    if np.any(tau <= 0):
-        raise EslError(f"node {name!r} ({kind}): tau must be positive")
-    k = dt / tau
-    if np.any(k > 1):
-        raise EslError(f"node {name!r} ({kind}): dt/tau > 1 (tau < dt = {dt:g}); the Euler step is unstable")
-    beta = _snap32(_uniform(name, kind, "beta (1 - dt/tau)", 1.0 - k))
-    gain = _snap_one(k * bc(node.r))
-    leak = k * bc(node.v_leak)
+    beta, gain, leak = _leaky_params(name, kind, node, bc, dt)
     return beta, threshold, gain, leak
 
 
@@ -526,25 +535,10 @@ def _readout_params(name: str, node, shape: Tuple[int, ...], dt: float):
     """(beta, gain per neuron, leak bias per neuron) of a LI/I readout node whose input is ``shape``."""
     kind = type(node).__name__
     n = _size(shape)
-
-    def bc(a) -> np.ndarray:
-        a = np.asarray(a, dtype=np.float64)
-        if a.size == 1:
-            return np.full(n, float(a.ravel()[0]))
-        if a.size != n:
-            raise EslError(f"node {name!r} ({kind}): a parameter has {a.size} values for {n} neurons")
-        return a.ravel().copy()
-
+    bc = _per_neuron(name, kind, n)
     if isinstance(node, nir.I):
         return 1.0, _snap_one(bc(node.r) * dt), np.zeros(n)
-    tau = bc(node.tau)
-    if np.any(tau <= 0):
-        raise EslError(f"node {name!r} ({kind}): tau must be positive")
-    k = dt / tau
-    if np.any(k > 1):
-        raise EslError(f"node {name!r} ({kind}): dt/tau > 1 (tau < dt = {dt:g}); the Euler step is unstable")
-    beta = _snap32(_uniform(name, kind, "beta (1 - dt/tau)", 1.0 - k))
-    return beta, _snap_one(k * bc(node.r)), k * bc(node.v_leak)
+    return _leaky_params(name, kind, node, bc, dt)
 
 
 def _fold_conv(ops: List[_Op]):

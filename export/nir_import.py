@@ -65,13 +65,7 @@ def lif_parameters(node: nir.NIRNode, dt: float, name: str = "?") -> Tuple[np.nd
     if np.any(np.asarray(node.v_reset) != 0):
         raise EslError(f"{label}: not supported: v_reset != 0 (esl_deploy neurons reset to 0)")
     if isinstance(node, nir.LIF):
-        tau = np.asarray(node.tau, dtype=np.float64)
-        if np.any(np.asarray(node.v_leak) != 0):
-            raise EslError(f"{label}: not supported: v_leak != 0")
-        if not np.all(tau >= dt):
-            raise EslError(f"{label}: tau must be at least dt = {dt:g} (beta = 1 - dt/tau in [0, 1])")
-        beta = 1.0 - dt / tau
-        gain = np.asarray(node.r, dtype=np.float64) * dt / tau
+        beta, gain = _leak_and_gain(node, dt, label)
     else:
         beta = np.ones_like(thr)
         gain = np.asarray(node.r, dtype=np.float64) * dt
@@ -82,6 +76,25 @@ def lif_parameters(node: nir.NIRNode, dt: float, name: str = "?") -> Tuple[np.nd
     if not np.all(thr > 0):
         raise EslError(f"{label}: v_threshold must be positive")
     return beta, thr
+
+
+def _leak_and_gain(node: nir.NIRNode, dt: float, label: str) -> Tuple[np.ndarray, np.ndarray]:
+    """``beta = 1 - dt/tau`` and input gain ``r dt / tau`` of a leaky NIR node (LIF, LI); v_leak must be 0."""
+    tau = np.asarray(node.tau, dtype=np.float64)
+    if np.any(np.asarray(node.v_leak) != 0):
+        raise EslError(f"{label}: not supported: v_leak != 0")
+    if not np.all(tau >= dt):
+        raise EslError(f"{label}: tau must be at least dt = {dt:g} (beta = 1 - dt/tau in [0, 1])")
+    return 1.0 - dt / tau, np.asarray(node.r, dtype=np.float64) * dt / tau
+
+
+def _neuron_shaped(a: np.ndarray, b: np.ndarray, *, shape, label: str):
+    """Two per-neuron parameter arrays (or scalars) as arrays of the layer's neuron ``shape``."""
+    if a.ndim == 0:
+        a, b = np.full(shape, float(a)), np.full(shape, float(b))
+    if a.shape != shape:
+        raise EslError(f"{label}: {a.shape} neurons follow a layer of shape {shape}")
+    return a, b
 
 
 def li_parameters(node: nir.NIRNode, dt: float, name: str = "?") -> Tuple[np.ndarray, np.ndarray]:
@@ -95,13 +108,7 @@ def li_parameters(node: nir.NIRNode, dt: float, name: str = "?") -> Tuple[np.nda
     """
     label = f"node {name!r} of type {type(node).__name__}"
     if isinstance(node, nir.LI):
-        tau = np.asarray(node.tau, dtype=np.float64)
-        if np.any(np.asarray(node.v_leak) != 0):
-            raise EslError(f"{label}: not supported: v_leak != 0")
-        if not np.all(tau >= dt):
-            raise EslError(f"{label}: tau must be at least dt = {dt:g} (beta = 1 - dt/tau in [0, 1])")
-        beta = 1.0 - dt / tau
-        gain = np.asarray(node.r, dtype=np.float64) * dt / tau
+        beta, gain = _leak_and_gain(node, dt, label)
     else:
         gain = np.asarray(node.r, dtype=np.float64) * dt
         beta = np.ones_like(gain)
@@ -357,22 +364,14 @@ def _layer(node: nir.NIRNode, name: str, shape: Tuple[int, ...], dt: float) -> n
         start, end = int(node.start_dim), int(node.end_dim)
         return nn.Flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end)
     if isinstance(node, (nir.LI, nir.I)):
-        beta, gain = li_parameters(node, dt, name)
-        if beta.ndim == 0:
-            beta, gain = np.full(shape, float(beta)), np.full(shape, float(gain))
-        if beta.shape != shape:
-            raise EslError(f"{label}: {beta.shape} neurons follow a layer of shape {shape}")
+        beta, gain = _neuron_shaped(*li_parameters(node, dt, name), shape=shape, label=label)
         li = LI(shape, beta=float(beta.flat[0]))
         with torch.no_grad():
             li.beta.copy_(_f32(beta))
         li._nir_gain = gain  # folded into the preceding layer by from_nir, then removed
         return li
     if isinstance(node, (nir.LIF, nir.IF)):
-        beta, thr = lif_parameters(node, dt, name)
-        if beta.ndim == 0:
-            beta, thr = np.full(shape, float(beta)), np.full(shape, float(thr))
-        if beta.shape != shape:
-            raise EslError(f"{label}: {beta.shape} neurons follow a layer of shape {shape}")
+        beta, thr = _neuron_shaped(*lif_parameters(node, dt, name), shape=shape, label=label)
         lif = LIF(shape, beta=float(beta.flat[0]), threshold=float(thr.flat[0]))
         with torch.no_grad():
             lif.beta.copy_(_f32(beta))

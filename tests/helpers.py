@@ -1,4 +1,6 @@
 """Shared test helpers: run ``esl`` in-process and check the one-line user-error convention."""
+import numpy as np
+
 import cli
 
 
@@ -21,3 +23,10 @@ def assert_user_error(code, err, *words):
     assert "Traceback" not in err
     for w in words:
         assert w in lines[0], lines[0]
+
+
+def digit_like_input(T, B, seed=0):
+    """Random 'images' with pixel values k/16, like the digits data set, as (T, B, 1, 8, 8)."""
+    g = np.random.default_rng(seed)
+    x = g.integers(0, 17, size=(B, 1, 8, 8)) / 16.0
+    return np.broadcast_to(x, (T,) + x.shape).copy()

@@ -28,6 +28,8 @@ from export.nir_export import to_nir, write_nir
 from export.simulate import simulate, snntorch_spikes
 from export.simulate_cli import simulate_cmd
 
+from helpers import digit_like_input
+
 DT = 1e-4
 
 
@@ -84,12 +86,6 @@ def small_model(name, width, seed=0, gain=3.0):
                 m.weight.mul_(gain)
     return model.eval()
 
-
-def digit_like_input(T, B, seed=0):
-    """Random 'images' with pixel values k/16, like the digits data set, as (T, B, 1, 8, 8)."""
-    g = np.random.default_rng(seed)
-    x = g.integers(0, 17, size=(B, 1, 8, 8)) / 16.0
-    return np.broadcast_to(x, (T,) + x.shape).copy()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from export.nir_import import from_nir, load_nir
 from export.simulate import simulate, snntorch_run
 from train.losses import compute_loss, predict
 
+from helpers import digit_like_input
+
 DT = 1e-4
 
 
@@ -37,11 +39,6 @@ def membrane_mlp(width=0.05, seed=0, gain=3.0, input_shape=(1, 8, 8)):
                 m.weight.mul_(gain)
     return model.eval()
 
-
-def digit_like_input(T, B, seed=0):
-    g = np.random.default_rng(seed)
-    x = g.integers(0, 17, size=(B, 1, 8, 8)) / 16.0
-    return np.broadcast_to(x, (T,) + x.shape).copy()
 
 
 def chain(*named, input_shape):
