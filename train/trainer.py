@@ -192,7 +192,7 @@ def check_run_folder(out: Path, resume: bool, force: bool) -> None:
 
 
 def _ours_to_ignore(p: Path) -> bool:
-    """The lock file, and temporary files of an atomic write cut short (``.NAME.XXXX.tmp``): a folder
+    """The lock file, and temporary files of an atomic write cut short (``.NAME.<random>.tmp``): a folder
     holding only these (a run killed during its first checkpoint write) counts as empty."""
     return p.name == LOCK_FILE or (p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file())
 
