@@ -41,6 +41,7 @@ class FusedLIF(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current, beta, theta, alpha):
+        ctx.set_materialize_grads(False)  # an output nobody uses (U' in forward()) brings no zero gradient
         b = beta.clamp(0, 1)
         mem = torch.zeros_like(current[0])
         spikes, mems, pre = [], [], []
@@ -51,28 +52,24 @@ class FusedLIF(torch.autograd.Function):
             pre.append(u)
             spikes.append(fired)
             mems.append(mem)
-        pre_t = torch.stack(pre)
-        ctx.save_for_backward(pre_t, b, theta)
-        ctx.alpha = alpha
-        return torch.stack(spikes).to(current.dtype), torch.stack(mems)
+        pre_t, fired_t = torch.stack(pre), torch.stack(spikes)
+        # the surrogate dS/dU of every step at once (elementwise, so the same values as step by step)
+        surrogate = alpha / 2 / (1 + (torch.pi / 2 * alpha * (pre_t - theta)).pow_(2))
+        ctx.save_for_backward(pre_t, fired_t, surrogate, b)
+        return fired_t.to(current.dtype), torch.stack(mems)
 
     @staticmethod
     def backward(ctx, g_spikes, g_mems):
-        pre, b, theta = ctx.saved_tensors
-        alpha = ctx.alpha
+        pre, fired, surrogate, b = ctx.saved_tensors
         g_cur = torch.empty_like(pre)
         g_next = torch.zeros_like(pre[0])  # dL/dU[t+1], carried backwards
         for t in range(pre.shape[0] - 1, -1, -1):
-            u = pre[t]
-            shifted = u - theta
             g_r = b * g_next                       # U'[t] feeds U[t+1] = b U'[t] + I[t+1]
             if g_mems is not None:
                 g_r = g_r + g_mems[t]
-            g_s = -u * g_r                         # U' = U - S U
-            if g_spikes is not None:
-                g_s = g_s + g_spikes[t]
-            surr = alpha / 2 / (1 + (torch.pi / 2 * alpha * shifted).pow_(2)) * g_s
-            g_next = g_r.masked_fill_(shifted > 0, 0.0).add_(surr)   # (1 - S) g_r + dS/dU g_s
+            u_g = pre[t] * g_r                     # U' = U - S U: dL/dS = -U g_r (+ the spike's own gradient)
+            g_s = torch.neg(u_g) if g_spikes is None else g_spikes[t] - u_g
+            g_next = g_r.masked_fill_(fired[t], 0.0).add_(surrogate[t] * g_s)   # (1 - S) g_r + dS/dU g_s
             g_cur[t] = g_next
         return g_cur, None, None, None
 
