@@ -14,7 +14,7 @@ from torch import nn
 
 from esl_deploy.errors import EslError
 
-from .energy import HW_CHOICES, EnergyConstants, parse_overrides
+from .energy import CONVENTIONS, HW_CHOICES, EnergyConstants, parse_overrides
 from .truenorth import STRATEGIES
 
 
@@ -62,12 +62,15 @@ def load_source(path: str) -> nn.Module:
               help="Refuse a model that needs more TrueNorth chips than this.")
 @click.option("--const", "consts", multiple=True, metavar="NAME=VALUE",
               help="Override a hardware constant (repeatable), e.g. --const truenorth.sop_pj=26.")
+@click.option("--convention", type=click.Choice(CONVENTIONS), default="papers", show_default=True,
+              help="papers: SOPs x energy per op per device (the ESL/PQ papers' comparison); chip: dynamic energy "
+                   "without the static floor + static power of the occupied chips.")
 @click.option("--list-constants", is_flag=True, help="Print the table of constants with sources and exit.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of rate encoding.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG bar chart here.")
 def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encoding, strategy, max_chips, consts,
-               list_constants, seed, as_json, plot):
+               convention, list_constants, seed, as_json, plot):
     """Count synaptic operations on a data set, map the network onto TrueNorth cores and estimate its
     energy on TrueNorth, Loihi and 45 nm CMOS against the dense ANN on a V100-class GPU."""
     from esl_deploy.datasets import load_dataset
@@ -100,7 +103,7 @@ def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encodi
     report = energy_report(model, splits.test, T=int(T), encoding=encoding, temporal=splits.temporal,
                            source=str(source), dataset=dataset, hardware=hardware, constants=constants,
                            strategy=strategy, max_chips=max_chips, limit=limit, batch_size=batch_size, seed=seed,
-                           progress=not as_json and sys.stderr.isatty())
+                           progress=not as_json and sys.stderr.isatty(), convention=convention)
     if plot:
         plot_energy(report, plot)
     if as_json:

@@ -4,16 +4,29 @@ All constants live in :data:`CONSTANTS`, one record each with its unit and sourc
 overridden (``esl energy --const NAME=VALUE``). Every energy is per sample (one inference of T steps),
 in joules. Formulas, with the per-sample counts of :class:`hw_models.sops.ActivityReport`:
 
+Two conventions, named and never mixed (``CONVENTIONS``; ``esl energy --convention``):
+
+- ``papers`` (default): one energy per operation per device, the way the ESL-SNNs and PQ-index papers
+  compare: ``E_SNN = SOPs * e_op(hardware)``, ``E_ANN = FLOPs * e_flop(GPU)``. TrueNorth's 26 pJ per
+  synaptic event is the chip's *total* power over its event rate (Merolla 2014: 72 mW at 20 Hz and 128
+  active synapses per neuron), so it already holds the static floor: nothing is added to it.
+- ``chip``: a chip model. Dynamic energy per event without the floor, derived from the same figures,
+  plus the static power of the chips the network occupies for the run's duration, for every device that
+  has a published static figure (TrueNorth: the 42 mW floor per chip; no such figure is used for Loihi
+  1 or the GPU, whose rows are the same in both conventions apart from Loihi's neuron updates, which
+  the chip model charges and the papers' convention does not).
+
 - **TrueNorth** (Merolla et al. 2014; Akopyan et al. 2015)::
 
-      E = e_sop * (ACs + MACs)  +  P_core * cores * (T + L) * t_tick
+      papers:  E = e_sop * (ACs + MACs)
+      chip:    E = e_dyn * (ACs + MACs)  +  P_floor * chips * (T + L) * t_tick
+               e_dyn = (P_total - P_floor) / (N_chip * f * k) = (72 - 42) mW / (1,048,576 x 20 Hz x 128)
 
-  e_sop = 26 pJ per synaptic event; P_core = 42 mW / 4096 = 10.25 uW static power per core; cores and
+  e_sop = 26 pJ per synaptic event; e_dyn = 11.2 pJ; P_floor = 42 mW per chip (0.70 V, 0 Hz); chips and
   L (latency in ticks) from :func:`hw_models.truenorth.map_network`; t_tick = 1 ms. A sample occupies
   T ticks of input plus L ticks for the last input to reach the output. MACs (analog input) are charged
   as one synaptic event each: TrueNorth cannot take graded input, so this is a lower bound for directly
-  encoded input. Splitter and partial-sum neuron traffic is not charged dynamically (their cores are in
-  the static term).
+  encoded input. Splitter and partial-sum neuron traffic is not charged dynamically.
 - **Loihi 1** (Davies et al. 2018, Table 2: pre-silicon SDF and SPICE figures for the first Loihi)::
 
       E = e_sop * (ACs + MACs)  +  e_active * U_active  +  e_inactive * (U - U_active)
@@ -48,6 +61,7 @@ from .sops import ActivityReport
 from .truenorth import CoreSpec, NetworkMapping
 
 HARDWARE = ("truenorth", "loihi", "gpu", "45nm")
+CONVENTIONS = ("papers", "chip")
 HW_CHOICES = HARDWARE + ("all",)
 
 
@@ -76,10 +90,15 @@ class Constant:
 CONSTANTS: Tuple[Constant, ...] = (
     Constant("truenorth.sop_pj", 26.0, "pJ per synaptic event",
              "Merolla et al., Science 345:668 (2014), p.7: 26 pJ per synaptic event (0.775 V, 20 Hz, 128 synapses)"),
-    Constant("truenorth.static_uw_per_core", 42e3 / 4096, "uW per core",
-             "derived: 42 mW chip floor at 0.70 V, 0 Hz, 0 synapses (Merolla 2014; Akopyan et al., IEEE TCAD "
-             "34:1537 (2015)) / 4096 cores = 10.25 uW"),
     Constant("truenorth.tick_ms", 1.0, "ms per tick", "Merolla et al. 2014: 1 kHz global synchronisation (1 ms tick)"),
+    Constant("truenorth.floor_mw", 42.0, "mW per chip",
+             "Merolla et al. 2014 / Akopyan et al. 2015: 42 mW at 0.70 V, 0 Hz, 0 synapses (static + tick floor)"),
+    Constant("truenorth.total_mw", 72.0, "mW per chip",
+             "Merolla et al. 2014, p.7: 72 mW total at 0.775 V, 20 Hz, 128 active synapses per neuron (the 26 pJ "
+             "operating point)"),
+    Constant("truenorth.ref_rate_hz", 20.0, "Hz", "Merolla et al. 2014, p.7: 20 Hz mean rate of the 26 pJ figure"),
+    Constant("truenorth.ref_synapses", 128.0, "synapses per neuron",
+             "Merolla et al. 2014, p.7: 128 active synapses per neuron of the 26 pJ figure"),
     Constant("truenorth.axons_per_core", 256, "axons", "Merolla et al. 2014; Akopyan et al. 2015: 256 x 256 crossbar",
              integer=True),
     Constant("truenorth.neurons_per_core", 256, "neurons", "Merolla et al. 2014; Akopyan et al. 2015: 256 neurons/core",
@@ -134,6 +153,13 @@ class EnergyConstants:
         """The TrueNorth core described by the table."""
         return CoreSpec(axons=int(self["truenorth.axons_per_core"]), neurons=int(self["truenorth.neurons_per_core"]),
                         cores_per_chip=int(self["truenorth.cores_per_chip"]))
+
+    @property
+    def truenorth_dynamic_j(self) -> float:
+        """Energy per synaptic event without the static floor: (P_total - P_floor) / event rate of a chip."""
+        neurons = self["truenorth.cores_per_chip"] * self["truenorth.neurons_per_core"]
+        rate = neurons * self["truenorth.ref_rate_hz"] * self["truenorth.ref_synapses"]
+        return max(self["truenorth.total_mw"] - self["truenorth.floor_mw"], 0.0) * 1e-3 / rate
 
     @property
     def gpu_j_per_flop(self) -> float:
@@ -196,24 +222,41 @@ PJ = 1e-12
 
 
 def truenorth_energy(activity: ActivityReport, mapping: NetworkMapping,
-                     constants: EnergyConstants = EnergyConstants()) -> HardwareEnergy:
-    """``E = e_sop * (ACs + MACs) + P_core * cores * (T + L) * t_tick`` per sample (module docstring)."""
-    e_sop = constants["truenorth.sop_pj"] * PJ
-    p_core = constants["truenorth.static_uw_per_core"] * 1e-6
+                     constants: EnergyConstants = EnergyConstants(), convention: str = "papers") -> HardwareEnergy:
+    """Per sample: ``papers``: ``E = e_sop * (ACs + MACs)``; ``chip``: ``E = e_dyn * (ACs + MACs) +
+    P_floor * chips * (T + L) * t_tick`` (module docstring)."""
+    _check_convention(convention)
     ticks = activity.T + mapping.latency_ticks
+    where = f"{mapping.cores} cores, {mapping.chips} chip(s), {ticks} ticks of {constants['truenorth.tick_ms']:g} ms"
+    if convention == "papers":
+        e_sop = constants["truenorth.sop_pj"] * PJ
+        return HardwareEnergy("truenorth", "snn", dynamic_j=e_sop * activity.ops, static_j=0.0,
+                              per_layer_j={l.name: e_sop * l.ops for l in activity.layers},
+                              note=f"papers' convention: 26 pJ per event holds the static floor; {where}")
+    e_dyn = constants.truenorth_dynamic_j
     seconds = ticks * constants["truenorth.tick_ms"] * 1e-3
-    per_layer = {l.name: e_sop * l.ops for l in activity.layers}
-    for m in mapping.layers:
-        per_layer[m.name] = per_layer.get(m.name, 0.0) + p_core * m.cores * seconds
-    return HardwareEnergy("truenorth", "snn", dynamic_j=e_sop * activity.ops,
-                          static_j=p_core * mapping.cores * seconds, per_layer_j=per_layer,
-                          note=f"{mapping.cores} cores, {mapping.chips} chip(s), {ticks} ticks of "
-                               f"{constants['truenorth.tick_ms']:g} ms")
+    static = constants["truenorth.floor_mw"] * 1e-3 * mapping.chips * seconds
+    return HardwareEnergy("truenorth", "snn", dynamic_j=e_dyn * activity.ops, static_j=static,
+                          per_layer_j={l.name: e_dyn * l.ops for l in activity.layers},
+                          note=f"chip model: {e_dyn / PJ:.2f} pJ per event without the floor + "
+                               f"{constants['truenorth.floor_mw']:g} mW per occupied chip; {where}")
 
 
-def loihi_energy(activity: ActivityReport, constants: EnergyConstants = EnergyConstants()) -> HardwareEnergy:
-    """``E = e_sop * (ACs + MACs) + e_active * U_active + e_inactive * (U - U_active)`` per sample."""
+def _check_convention(convention: str) -> None:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown energy convention {convention!r}; choose one of: {', '.join(CONVENTIONS)}")
+
+
+def loihi_energy(activity: ActivityReport, constants: EnergyConstants = EnergyConstants(),
+                 convention: str = "papers") -> HardwareEnergy:
+    """Per sample: ``papers``: ``E = e_sop * (ACs + MACs)``; ``chip``: that ``+ e_active * U_active +
+    e_inactive * (U - U_active)`` (no static figure of Loihi is used)."""
+    _check_convention(convention)
     e_sop = constants["loihi.sop_pj"] * PJ
+    if convention == "papers":
+        return HardwareEnergy("loihi", "snn", dynamic_j=e_sop * activity.ops, static_j=0.0,
+                              per_layer_j={l.name: e_sop * l.ops for l in activity.layers},
+                              note="Loihi 1 figures (Davies 2018), papers' convention: synaptic ops only")
     updates, active = activity.neuron_updates, activity.active_updates
     neurons = (constants["loihi.update_active_pj"] * active
                + constants["loihi.update_inactive_pj"] * (updates - active)) * PJ
@@ -257,19 +300,19 @@ def hardware_list(choices: Sequence[str]) -> Tuple[str, ...]:
 
 
 def energies(activity: ActivityReport, mapping: Optional[NetworkMapping], hardware: Sequence[str],
-             constants: EnergyConstants = EnergyConstants()) -> Dict[str, HardwareEnergy]:
-    """Energy of every hardware in ``hardware`` ('all' allowed); the GPU ANN is always included (the ratio's base).
-
-    ``mapping`` is needed for TrueNorth only.
+             constants: EnergyConstants = EnergyConstants(), convention: str = "papers") -> Dict[str, HardwareEnergy]:
+    """Energy of every hardware in ``hardware`` ('all' allowed) under one ``convention``; the GPU ANN is
+    always included (the ratio's base). ``mapping`` is needed for TrueNorth only.
     """
+    _check_convention(convention)
     out: Dict[str, HardwareEnergy] = {}
     for hw in hardware_list(hardware):
         if hw == "truenorth":
             if mapping is None:
                 raise ValueError("TrueNorth energy needs a core mapping")
-            out[hw] = truenorth_energy(activity, mapping, constants)
+            out[hw] = truenorth_energy(activity, mapping, constants, convention)
         elif hw == "loihi":
-            out[hw] = loihi_energy(activity, constants)
+            out[hw] = loihi_energy(activity, constants, convention)
         elif hw == "45nm":
             out[hw] = cmos45_energy(activity, constants)
     out["gpu"] = gpu_ann_energy(activity, constants)

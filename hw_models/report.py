@@ -16,6 +16,13 @@ from torch import nn
 from esl_deploy.atomic import atomic_write_bytes
 
 from .energy import HARDWARE, EnergyConstants, HardwareEnergy, energies, energy_ratio, hardware_list
+
+CONVENTION_TEXT = {
+    "papers": "one energy per operation per device, as the ESL-SNNs and PQ-index papers compare: SOPs x e_op, "
+              "FLOPs x e_flop; TrueNorth's 26 pJ per event already holds its static floor",
+    "chip": "chip model: dynamic energy per event without the floor, plus the static power of the occupied "
+            "chips for the run's duration (TrueNorth 42 mW per chip); Loihi adds its neuron updates",
+}
 from .sops import ActivityReport, count_activity
 from .truenorth import STRATEGIES, NetworkMapping, check_fits, map_layers
 from .unroll import synaptic_layers
@@ -33,6 +40,7 @@ class EnergyReport:
     hardware: tuple
     energies: Dict[str, HardwareEnergy]
     constants: EnergyConstants
+    convention: str = "papers"
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -91,7 +99,7 @@ class EnergyReport:
             "energy_j": {hw: e.to_dict() for hw, e in self.energies.items()},
             "ratio_ann_gpu_over_snn": {hw: (None if math.isinf(r) else r) for hw, r in self.ratios.items()},
             "activity": a.to_dict(), "mappings": {k: v.to_dict() for k, v in self.mappings.items()},
-            "constants": self.constants.to_dict(),
+            "constants": self.constants.to_dict(), "convention": self.convention,
         }
 
     def format_table(self) -> str:
@@ -119,6 +127,7 @@ class EnergyReport:
         lines.append(f"ACs (SOPs) {a.acs:,.0f} + MACs {a.macs:,.0f} per sample; dense ANN {a.ann_flops:,} FLOPs per "
                      f"sample; TrueNorth ({self.strategy} mapping): {m.cores} cores = {m.chips} chip(s), "
                      f"latency {m.latency_ticks} ticks")
+        lines.append(f"energy convention: {self.convention} ({CONVENTION_TEXT[self.convention]})")
         for hw in hw_cols:
             e = self.energies[hw]
             what = "dense ANN" if e.model == "ann" else "SNN"
@@ -137,7 +146,7 @@ class EnergyReport:
 def build_report(model: nn.Module, activity: ActivityReport, *, source: str, dataset: str,
                  hardware: Sequence[str] = ("all",), constants: EnergyConstants = EnergyConstants(),
                  strategy: str = "sparse", max_chips: Optional[int] = None,
-                 mappings: Optional[Dict[str, NetworkMapping]] = None) -> EnergyReport:
+                 mappings: Optional[Dict[str, NetworkMapping]] = None, convention: str = "papers") -> EnergyReport:
     """An :class:`EnergyReport` from an activity already counted (maps the model unless ``mappings`` is given)."""
     if mappings is None:
         mappings = map_both(model, constants, strategy, max_chips)
@@ -145,7 +154,8 @@ def build_report(model: nn.Module, activity: ActivityReport, *, source: str, dat
         check_fits(mappings[strategy], max_chips)
     return EnergyReport(source=source, dataset=dataset, strategy=strategy, activity=activity, mappings=mappings,
                         hardware=hardware_list(hardware),
-                        energies=energies(activity, mappings[strategy], hardware, constants), constants=constants)
+                        energies=energies(activity, mappings[strategy], hardware, constants, convention),
+                        constants=constants, convention=convention)
 
 
 def map_both(model: nn.Module, constants: EnergyConstants = EnergyConstants(), strategy: str = "sparse",
@@ -163,7 +173,7 @@ def energy_report(model: nn.Module, data, *, T: int, encoding: str, temporal: bo
                   source: str = "model", dataset: str = "data", hardware: Sequence[str] = ("all",),
                   constants: EnergyConstants = EnergyConstants(), strategy: str = "sparse",
                   max_chips: Optional[int] = None, limit: Optional[int] = None, batch_size: int = 256,
-                  seed: int = 0, progress: bool = False) -> EnergyReport:
+                  seed: int = 0, progress: bool = False, convention: str = "papers") -> EnergyReport:
     """Map ``model`` onto cores (refusing it early if it needs more than ``max_chips`` chips), count its
     activity on ``data`` (:func:`hw_models.sops.count_activity`) and compute the energies."""
     hardware = hardware_list(hardware)
@@ -171,7 +181,7 @@ def energy_report(model: nn.Module, data, *, T: int, encoding: str, temporal: bo
     activity = count_activity(model, data, T=T, encoding=encoding, temporal=temporal, batch_size=batch_size,
                               limit=limit, seed=seed, progress=progress)
     return build_report(model, activity, source=source, dataset=dataset, hardware=hardware, constants=constants,
-                        strategy=strategy, mappings=mappings)
+                        strategy=strategy, mappings=mappings, convention=convention)
 
 
 def plot_energy(report: EnergyReport, path: str | os.PathLike) -> Path:

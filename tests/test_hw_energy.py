@@ -45,24 +45,40 @@ def test_default_constants_and_derivations():
     assert c["truenorth.sop_pj"] == 26.0 and c["loihi.sop_pj"] == 23.6
     assert (c["loihi.update_active_pj"], c["loihi.update_inactive_pj"]) == (81.0, 52.0)
     assert (c["45nm.mac_pj"], c["45nm.ac_pj"]) == (4.6, 0.9)
-    assert c["truenorth.static_uw_per_core"] == pytest.approx(42e3 / 4096) == pytest.approx(10.25390625)
+    assert (c["truenorth.floor_mw"], c["truenorth.total_mw"]) == (42.0, 72.0)
+    # (72 - 42) mW over 1,048,576 neurons x 20 Hz x 128 synapses: the per-event energy without the floor
+    assert c.truenorth_dynamic_j == pytest.approx(30e-3 / (4096 * 256 * 20 * 128)) == pytest.approx(11.176e-12, rel=1e-4)
+    # and the same figures with the floor give back Merolla's 26 pJ (72 mW over the same event rate)
+    assert 72e-3 / (4096 * 256 * 20 * 128) == pytest.approx(26.8e-12, rel=1e-2)
     assert c.gpu_j_per_flop == pytest.approx(300 / 15.7e12) == pytest.approx(19.108e-12, rel=1e-4)
     assert c.core == CoreSpec(256, 256, 4096)
     assert all(k.source and k.unit for k in CONSTANTS)
 
 
-def test_truenorth_energy_by_hand():
-    e = truenorth_energy(_activity(), MAPPING)
-    # dynamic: 1e6 events x 26 pJ; static: 10 cores x 10.2539 uW x (8 + 2) ticks x 1 ms
-    assert e.dynamic_j == pytest.approx(26e-6)
-    assert e.static_j == pytest.approx(10 * 42e-3 / 4096 * 10 * 1e-3) == pytest.approx(1.025390625e-6)
-    assert e.per_layer_j["a"] == pytest.approx(1000 * 26e-12 + 4 * 42e-3 / 4096 * 10e-3)
+def test_truenorth_energy_by_hand_papers_convention():
+    e = truenorth_energy(_activity(), MAPPING)  # default: the papers' convention
+    # 1e6 events x 26 pJ, which already holds the static floor: nothing is added
+    assert e.dynamic_j == pytest.approx(26e-6) and e.static_j == 0.0
+    assert e.per_layer_j["a"] == pytest.approx(1000 * 26e-12)
     assert sum(e.per_layer_j.values()) == pytest.approx(e.total_j)
 
 
+def test_truenorth_energy_by_hand_chip_model():
+    e = truenorth_energy(_activity(), MAPPING, convention="chip")
+    e_dyn = 30e-3 / (4096 * 256 * 20 * 128)
+    # dynamic: 1e6 events x 11.18 pJ; static: 1 chip (10 cores) x 42 mW x (8 + 2) ticks x 1 ms
+    assert e.dynamic_j == pytest.approx(1e6 * e_dyn)
+    assert e.static_j == pytest.approx(42e-3 * 1 * 10 * 1e-3) == pytest.approx(4.2e-4)
+    two_chips = NetworkMapping(layers=(_layer("a", 4000), _layer("b", 600)))
+    assert truenorth_energy(_activity(), two_chips, convention="chip").static_j == pytest.approx(2 * 4.2e-4)
+    with pytest.raises(ValueError):
+        truenorth_energy(_activity(), MAPPING, convention="both")
+
+
 def test_loihi_energy_by_hand():
-    e = loihi_energy(_activity())
-    # 1e6 x 23.6 pJ + 50 active x 81 pJ + (800 - 50) inactive x 52 pJ
+    # papers' convention: 1e6 x 23.6 pJ; chip model: + 50 active x 81 pJ + (800 - 50) inactive x 52 pJ
+    assert loihi_energy(_activity()).total_j == pytest.approx(23.6e-6)
+    e = loihi_energy(_activity(), convention="chip")
     assert e.total_j == pytest.approx(23.6e-6 + (50 * 81 + 750 * 52) * 1e-12)
     assert e.per_layer_j["b"] == pytest.approx(999000 * 23.6e-12)
 
@@ -80,7 +96,10 @@ def test_ratios_and_hardware_selection():
     es = energies(_activity(), MAPPING, ["all"])
     assert list(es) == ["truenorth", "loihi", "45nm", "gpu"]
     assert energy_ratio(es["gpu"], es["45nm"]) == pytest.approx((1e6 * 300 / 15.7e12) / 9.037e-7)
-    assert energy_ratio(es["gpu"], es["truenorth"]) == pytest.approx(1.9108280e-5 / 2.7025390625e-5)
+    assert energy_ratio(es["gpu"], es["truenorth"]) == pytest.approx(1.9108280e-5 / 26e-6)
+    chip = energies(_activity(), MAPPING, ["all"], convention="chip")
+    assert energy_ratio(chip["gpu"], chip["truenorth"]) == pytest.approx(
+        1.9108280e-5 / (1e6 * 30e-3 / (4096 * 256 * 20 * 128) + 4.2e-4))
     assert list(energies(_activity(), None, ["loihi"])) == ["loihi", "gpu"]
     assert hardware_list(["45nm", "truenorth", "45nm"]) == ("truenorth", "45nm")
     with pytest.raises(ValueError):
@@ -217,11 +236,14 @@ def test_cli_list_constants_shows_overrides(run_esl, capsys):
     assert "truenorth.sop_pj" in out and "Merolla" in out and "[overridden; default 300]" in out
 
 
-def test_cli_strategy_sets_the_cores_behind_static_energy(run_esl):
-    # static energy = cores x 10.25 uW x (T + latency) ticks x 1 ms, with the chosen strategy's cores and latency
-    rc, out, _ = run_esl("--hw", "truenorth", "--limit", "5", "--json", "--strategy", "naive")
+def test_cli_strategy_sets_the_chips_and_latency_behind_static_energy(run_esl):
+    # chip model: static energy = chips x 42 mW x (T + latency) ticks x 1 ms, with the chosen strategy's mapping
+    rc, out, _ = run_esl("--hw", "truenorth", "--limit", "5", "--json", "--strategy", "naive", "--convention", "chip")
     d = json.loads(out)
-    naive = d["mappings"]["naive"]["cores"]
-    ticks = d["T"] + d["mappings"]["naive"]["latency_ticks"]
-    assert d["totals"]["cores"] == naive
-    assert d["energy_j"]["truenorth"]["static_j"] == pytest.approx(naive * 42e-3 / 4096 * ticks * 1e-3)
+    naive = d["mappings"]["naive"]
+    ticks = d["T"] + naive["latency_ticks"]
+    assert d["totals"]["cores"] == naive["cores"] and d["convention"] == "chip"
+    assert d["energy_j"]["truenorth"]["static_j"] == pytest.approx(d["totals"]["chips"] * 42e-3 * ticks * 1e-3)
+    rc, out, _ = run_esl("--hw", "truenorth", "--limit", "5", "--json")
+    d = json.loads(out)
+    assert d["convention"] == "papers" and d["energy_j"]["truenorth"]["static_j"] == 0.0
