@@ -84,14 +84,9 @@ def layer_densities(layers: Sequence[LayerShape], density: float, mode: str = "e
 
 
 def random_mask(shape: Sequence[int], density: float, generator: torch.Generator) -> torch.Tensor:
-    """A bool mask with exactly ``round(density * numel)`` ones at uniformly random positions."""
-    numel = 1
-    for s in shape:
-        numel *= s
-    k = int(round(density * numel))
-    mask = torch.zeros(numel, dtype=torch.bool)
-    mask[torch.randperm(numel, generator=generator)[:k]] = True
-    return mask.view(*shape)
+    """A bool mask with exactly ``round(density * numel)`` ones at uniformly random positions
+    (:func:`random_mask_within` with every position allowed: the same draws, the same mask)."""
+    return random_mask_within(torch.ones(tuple(shape), dtype=torch.bool), density, generator)
 
 
 def random_mask_within(allowed: torch.Tensor, density: float, generator: torch.Generator) -> torch.Tensor:

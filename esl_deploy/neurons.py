@@ -36,6 +36,16 @@ from snntorch import surrogate
 from torch import nn
 
 
+def _checked(neuron_shape: Sequence[int], beta: float) -> tuple:
+    """The neuron shape as a tuple of ints; ValueError for an empty/non-positive shape or beta outside [0, 1]."""
+    shape = tuple(int(s) for s in neuron_shape)
+    if not shape or any(s <= 0 for s in shape):
+        raise ValueError(f"neuron_shape must be non-empty and positive, got {neuron_shape}")
+    if not 0.0 <= beta <= 1.0 or not math.isfinite(beta):
+        raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    return shape
+
+
 class FusedLIF(torch.autograd.Function):
     """All T steps of the LIF above: ``(current (T, B, *shape), beta, theta, alpha) -> (spikes, U')``."""
 
@@ -86,11 +96,7 @@ class LIF(nn.Module):
         super().__init__()
         self.surrogate_slope = float(surrogate_slope)
         self.fused = fused
-        shape = tuple(int(s) for s in neuron_shape)
-        if not shape or any(s <= 0 for s in shape):
-            raise ValueError(f"neuron_shape must be non-empty and positive, got {neuron_shape}")
-        if not 0.0 <= beta <= 1.0 or not math.isfinite(beta):
-            raise ValueError(f"beta must lie in [0, 1], got {beta}")
+        shape = _checked(neuron_shape, beta)
         if not threshold > 0:
             raise ValueError(f"threshold must be positive, got {threshold}")
         self.neuron_shape = shape
@@ -153,11 +159,7 @@ class LI(nn.Module):
 
     def __init__(self, neuron_shape: Sequence[int], *, beta: float = 0.9):
         super().__init__()
-        shape = tuple(int(s) for s in neuron_shape)
-        if not shape or any(s <= 0 for s in shape):
-            raise ValueError(f"neuron_shape must be non-empty and positive, got {neuron_shape}")
-        if not 0.0 <= beta <= 1.0 or not math.isfinite(beta):
-            raise ValueError(f"beta must lie in [0, 1], got {beta}")
+        shape = _checked(neuron_shape, beta)
         self.neuron_shape = shape
         self.register_buffer("beta", torch.full(shape, float(beta)))
 
