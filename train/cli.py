@@ -63,12 +63,17 @@ from .pq_index import SCOPES, PQConfig
               help="Quantisation-aware training: synapse weights on a signed grid of this many bits "
                    "(8: exactly what one Loihi 2 / netx synapse holds).")
 @click.option("--device", default="cpu", help="cpu or cuda.")
+@click.option("--distributed/--no-distributed", default=None,
+              help="Train on several processes with DistributedDataParallel (NCCL on GPUs, gloo on CPUs), "
+                   "reading RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT  [default: on when started "
+                   "by torchrun]. --batch-size is the global batch; rank 0 writes the run folder.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--force", is_flag=True, help="Overwrite an existing run folder.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def train_cmd(**o):
     """Train a sparse SNN and write a run folder (checkpoint.pt, metrics.csv, summary.json, curves.png)."""
+    from .distributed import launched_by_torchrun, world_from_env
     from .trainer import train
 
     try:
@@ -85,7 +90,12 @@ def train_cmd(**o):
                           sparsity=sparsity, weight_bits=o["weight_bits"], device=o["device"])
     except ValueError as e:
         raise EslError(str(e)) from None
-    summary = train(cfg, o["out"], resume=o["resume"], force=o["force"], progress=not o["no_progress"])
+    world = None
+    if o["distributed"] or (o["distributed"] is None and launched_by_torchrun()):
+        world = world_from_env()
+    summary = train(cfg, o["out"], resume=o["resume"], force=o["force"], progress=not o["no_progress"], world=world)
+    if summary is None:  # a distributed run's rank > 0: rank 0 reports
+        return
     if o["as_json"]:
         click.echo(json.dumps(summary, indent=2))
     else:

@@ -143,8 +143,14 @@ class MaskEngine:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, config: SparsityConfig, *,
                  total_steps: int, seed: int = 0, steps_per_epoch: Optional[int] = None,
-                 feasible: Optional[Dict[str, torch.Tensor]] = None):
+                 feasible: Optional[Dict[str, torch.Tensor]] = None, mask_in_hook: bool = True,
+                 on_rewire: Optional[Callable[["MaskEngine"], None]] = None):
+        """``mask_in_hook=False``: the gradients are not masked during the backward pass; the caller calls
+        :meth:`mask_gradients` between ``backward()`` and ``optimizer.step()`` (distributed training: after
+        DDP's all-reduce, so the kept dense gradient is the global one). ``on_rewire(engine)`` is called
+        after every rewiring (the distributed trainer checks there that every process holds the same masks)."""
         self.config = config
+        self.on_rewire = on_rewire
         self.method = METHODS[config.method]
         self.optimizer = optimizer
         self.params: Dict[str, nn.Parameter] = dict(sparsifiable(model)) if self.method.sparse else {}
@@ -187,8 +193,9 @@ class MaskEngine:
                               for n, p in self.params.items()}
         self.rewired_total = 0
         self.dense_grad: Dict[str, torch.Tensor] = {}  # dL/dW before masking, of the last backward pass
-        for name, p in self.params.items():
-            p.register_hook(self._grad_hook(name))
+        if mask_in_hook:
+            for name, p in self.params.items():
+                p.register_hook(self._grad_hook(name))
         self.apply()
 
     def _grad_hook(self, name: str):
@@ -196,6 +203,15 @@ class MaskEngine:
             self.dense_grad[name] = grad
             return grad * self.masks[name]
         return hook
+
+    @torch.no_grad()
+    def mask_gradients(self) -> None:
+        """With ``mask_in_hook=False``, after the backward pass: keep W.grad as the dense gradient, and
+        W.grad <- W.grad * M (the hook's arithmetic, done once the gradient is complete)."""
+        for name, p in self.params.items():
+            if p.grad is not None:
+                self.dense_grad[name] = p.grad
+                p.grad = p.grad * self.masks[name]
 
     def _initial_mask(self, name: str, shape) -> torch.Tensor:
         density = self.target_density[name]
@@ -244,6 +260,8 @@ class MaskEngine:
                     seen.zero_()
                 self.rewired_total += rewired
                 self.apply()
+                if self.on_rewire is not None:
+                    self.on_rewire(self)
         return rewired
 
     @property

@@ -20,6 +20,7 @@ import copy
 import csv
 import io
 import json
+import math
 import random
 import shutil
 import sys
@@ -40,6 +41,9 @@ from esl_deploy.models import ModelSpec, SpikingNet, build_model
 from esl_deploy.resources import check_memory
 
 from .config import TrainConfig, config_diff
+from .distributed import (ShardedBatches, World, all_sum, broadcast_object, check_batch_size, check_same_options,
+                          close_process_group, init_process_group, process_device, rewire_check, shard_rows,
+                          together)
 from .losses import compute_loss, predict
 from .masking import MaskEngine
 from .quant import hardware_beta, quantized_state, quantized_weights
@@ -81,13 +85,14 @@ def _seeded(seed: int, *parts: int) -> torch.Generator:
 
 
 def run_model(model: SpikingNet, x: torch.Tensor, cfg: TrainConfig, temporal: bool,
-              gen: Optional[torch.Generator], device: torch.device) -> torch.Tensor:
+              gen: Optional[torch.Generator], device: torch.device, rows: Optional[tuple] = None) -> torch.Tensor:
     """The model's output (T, B, C) on a collated batch. Direct encoding presents the same input at
     every step, so the model gets it once with ``T`` (the first layer runs once per sample, see
-    :meth:`SpikingNet.forward`); rate-encoded and event input are made time-major first."""
+    :meth:`SpikingNet.forward`); rate-encoded and event input are made time-major first. ``rows``:
+    ``x`` is a shard of a larger batch (see :func:`esl_deploy.datasets.encode`)."""
     if not temporal and cfg.encoding == "direct":
         return model(x.float().to(device), T=cfg.T)
-    return model(to_time_major(x, cfg.T, cfg.encoding, temporal, gen).to(device))
+    return model(to_time_major(x, cfg.T, cfg.encoding, temporal, gen, rows).to(device))
 
 
 @torch.no_grad()
@@ -241,78 +246,133 @@ class Diverged(Exception):
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: bool = False, progress: bool = True,
-          on_epoch_end: Optional[Callable[[int, dict], None]] = None) -> dict:
+          on_epoch_end: Optional[Callable[[int, dict], None]] = None, world: Optional[World] = None) -> Optional[dict]:
     """Train as configured into run folder ``out``; returns the summary (also in summary.json).
 
     Everything is checked and set up (device, data, model, resumed state) before an old run is
     touched: with ``force`` its files are removed only once the new run is ready to train, and the
-    folder is locked against a second ``esl train`` for as long as this one runs."""
+    folder is locked against a second ``esl train`` for as long as this one runs.
+
+    ``world``: this process's place in a distributed run (:mod:`train.distributed`; from
+    :func:`~train.distributed.world_from_env` under torchrun). Rank 0 writes the run folder and returns
+    the summary; the other ranks return None."""
     out = Path(out)
-    check_run_folder(out, resume, force)
-    lock = lock_run_folder(out)
+    world = world or World()
+    if not world.distributed:
+        check_run_folder(out, resume, force)
+        lock = lock_run_folder(out)
+        try:
+            remove_stale_temp_files(out)
+            return _train_locked(cfg, out, resume=resume, force=force, progress=progress, on_epoch_end=on_epoch_end,
+                                 world=world, device=resolve_device(cfg.device))
+        finally:
+            lock.close()
+    check_batch_size(cfg.batch_size, world)  # before the rendezvous: every process stops alike, none waits
+    device = process_device(resolve_device(cfg.device), world)
     try:
-        remove_stale_temp_files(out)
-        return _train_locked(cfg, out, resume=resume, force=force, progress=progress, on_epoch_end=on_epoch_end)
+        init_process_group(world, device)
+    except (RuntimeError, ValueError) as e:  # the rendezvous failed: an address, a port, a timeout
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise EslError(f"cannot join the other training processes (rank {world.rank} of {world.size}): "
+                       f"{reason[:300]}") from None
+    lock = None
+    try:
+        check_same_options((cfg.identity(), str(out), resume, force), world)
+        with together(world):
+            if world.main:
+                check_run_folder(out, resume, force)
+                lock = lock_run_folder(out)
+                remove_stale_temp_files(out)
+        return _train_locked(cfg, out, resume=resume, force=force, progress=progress and world.main,
+                             on_epoch_end=on_epoch_end, world=world, device=device)
     finally:
-        lock.close()
+        if lock is not None:
+            lock.close()
+        close_process_group()
+
+
+def _read_resume_state(out: Path, cfg: TrainConfig) -> dict:
+    """The checkpoint to continue from, checked against ``cfg``."""
+    state = read_checkpoint(out / "checkpoint.pt")
+    diff = config_diff(state["config"], cfg.to_dict())
+    diff = [k for k in diff if k.split(".")[0] not in ("device", "data_dir")]
+    if diff:
+        raise EslError(f"--resume with a different config than the run in {out}: {', '.join(diff)} differ")
+    if state.get("summary") is not None and state["epoch"] >= cfg.epochs:
+        raise EslError(f"run in {out} already finished ({state['epoch']} epochs); nothing to resume")
+    return state
+
+
+def _data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """DDP around ``model``. On GPUs BatchNorm becomes SyncBatchNorm (statistics of the global batch, as one
+    process computes them; same parameters and state_dict keys); gloo has no SyncBatchNorm, so on CPUs
+    each process normalises by its shard's statistics and DDP hands rank 0's running statistics to all."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   broadcast_buffers=has_bn)
 
 
 def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, progress: bool,
-                  on_epoch_end: Optional[Callable[[int, dict], None]]) -> dict:
-    device = resolve_device(cfg.device)
-    data = load_dataset(cfg.dataset, cfg.data_dir, T=cfg.T)
-
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    beta = hardware_beta(cfg.beta) if cfg.weight_bits else cfg.beta  # quantisation-aware: Loihi's decay grid
-    try:
-        spec = ModelSpec(cfg.model, data.input_shape, data.num_classes, width=cfg.width, beta=beta,
-                         threshold=cfg.threshold, readout=cfg.readout)
-        check_memory(estimate_train_bytes(spec, cfg), "training")
-        model = build_model(spec).to(device)
-    except ValueError as e:
-        raise EslError(f"model {cfg.model!r} on {cfg.dataset} {data.input_shape}: {e}") from None
+                  on_epoch_end: Optional[Callable[[int, dict], None]], world: World, device: torch.device) -> Optional[dict]:
+    with together(world):
+        data = load_dataset(cfg.dataset, cfg.data_dir, T=cfg.T)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        beta = hardware_beta(cfg.beta) if cfg.weight_bits else cfg.beta  # quantisation-aware: Loihi's decay grid
+        try:
+            spec = ModelSpec(cfg.model, data.input_shape, data.num_classes, width=cfg.width, beta=beta,
+                             threshold=cfg.threshold, readout=cfg.readout)
+            check_memory(estimate_train_bytes(spec, cfg), "training")
+            model = build_model(spec).to(device)
+        except ValueError as e:
+            raise EslError(f"model {cfg.model!r} on {cfg.dataset} {data.input_shape}: {e}") from None
+        if world.distributed and device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        state = _read_resume_state(out, cfg) if resume and world.main else None
     optimizer = make_optimizer(model, cfg)
     lr_sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_gamma(cfg))
     spe = steps_per_epoch(len(data.train), cfg.batch_size)
     feasible = input_feasible(model, data, cfg)
     engine = MaskEngine(model, optimizer, cfg.sparsity, total_steps=cfg.epochs * spe, seed=cfg.seed + 1,
-                        steps_per_epoch=spe, feasible=feasible)
+                        steps_per_epoch=spe, feasible=feasible, mask_in_hook=not world.distributed,
+                        on_rewire=rewire_check(world))
     dead_inputs = sum(int((~ok).sum()) for ok in feasible.values())
 
     start_epoch, history, best, wall = 0, [], None, 0.0
     if resume:
-        state = read_checkpoint(out / "checkpoint.pt")
-        diff = config_diff(state["config"], cfg.to_dict())
-        diff = [k for k in diff if k.split(".")[0] not in ("device", "data_dir")]
-        if diff:
-            raise EslError(f"--resume with a different config than the run in {out}: {', '.join(diff)} differ")
-        if state.get("summary") is not None and state["epoch"] >= cfg.epochs:
-            raise EslError(f"run in {out} already finished ({state['epoch']} epochs); nothing to resume")
+        state = broadcast_object(state, world)  # rank 0 read it: the run folder need not be shared
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         lr_sched.load_state_dict(state["lr_scheduler"])
         engine.load_state_dict(state["engine"])
         start_epoch, history, best, wall = state["epoch"], list(state["history"]), state["best"], state["wall_time"]
-    elif force:
+    elif force and world.main:
         clear_old_run(out)
+    net = _data_parallel(model, device) if world.distributed else model
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         try:
-            row = _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress)
+            row = _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress, world=world, net=net)
         except Diverged as e:
             kept = (f"the last good checkpoint (epoch {epoch}) is kept in {out / 'checkpoint.pt'}" if epoch
                     else "no epoch finished, so nothing was saved")
             raise EslError(f"training diverged: {e} ({kept}); try a smaller --lr") from None
+        lr = optimizer.param_groups[0]["lr"]
+        lr_sched.step()
+        if not world.main:  # rank 0 validates and writes; the others go on to the next epoch's first step
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, row)
+            continue
         with quantized_weights(model, cfg.weight_bits):
             val = evaluate(model, data.val, cfg, data.temporal, device)
         dens = _densities(engine)
-        row.update(epoch=epoch + 1, val_loss=val["loss"], val_acc=val["acc"], lr=optimizer.param_groups[0]["lr"],
+        row.update(epoch=epoch + 1, val_loss=val["loss"], val_acc=val["acc"], lr=lr,
                    density=dens["density"], mask_density=dens["mask_density"],
                    **{f"density/{n}": d for n, d in dens["layer_density"].items()})
-        lr_sched.step()
         # Keep the best on validation among epochs whose sparsity is final: for pq and magnitude the
         # density still falls until the last pruning, and an earlier, denser model is not the result.
         if engine.structure_final and (best is None or val["acc"] > best["val_acc"]):
@@ -329,6 +389,8 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
                        file=sys.stderr)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
+    if not world.main:
+        return None
 
     if best is None:  # the structure never became final (a pruning still pending when the run ended)
         best = kept_model(cfg.epochs, history[-1]["val_acc"], quantized_state(model, cfg.weight_bits), engine,
@@ -347,7 +409,7 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
         "final_density": _densities(engine)["density"], "final_mask_density": engine.density(),
         "dead_inputs_excluded": dead_inputs, "untrained_dropped": best.get("untrained_dropped", 0),
         "t_iter": engine.t_iter, "rewired_total": engine.rewired_total,
-        "wall_time_s": wall, "seconds_per_epoch": wall / max(1, len(history)),
+        "wall_time_s": wall, "seconds_per_epoch": wall / max(1, len(history)), "world_size": world.size,
         "environment": environment(),
     }
     _save(out, cfg, spec, model, optimizer, lr_sched, engine, cfg.epochs, history, best, wall, summary)
@@ -356,7 +418,15 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
     return summary
 
 
-def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress) -> dict:
+def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress, *, world: Optional[World] = None,
+                 net: Optional[torch.nn.Module] = None) -> dict:
+    """One epoch of training; returns its mean loss, training accuracy and connections rewired.
+
+    With a distributed ``world`` the batches are this process's shards of the global batches
+    (:class:`~train.distributed.ShardedBatches`), ``net`` is the DDP-wrapped ``model``, and the loss,
+    accuracy and divergence check are those of the global batch (one all-reduce of two numbers per step)."""
+    if world is not None and world.distributed:
+        return _train_epoch_distributed(model, net, optimizer, engine, data, cfg, epoch, device, progress, world)
     model.train()
     loader = DataLoader(data.train, batch_size=cfg.batch_size, shuffle=True, generator=_seeded(cfg.seed, epoch, 1))
     enc_gen = _seeded(cfg.seed, epoch, 2)
@@ -376,6 +446,38 @@ def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress) -
         loss_sum += float(loss) * len(y)
         correct += int((predict(out.detach()) == y).sum())
         n += len(y)
+        bar.set_postfix(loss=f"{loss_sum / n:.4f}", acc=f"{correct / n:.3f}")
+    return {"loss": loss_sum / n, "train_acc": correct / n, "rewired": rewired}
+
+
+def _train_epoch_distributed(model, net, optimizer, engine, data, cfg, epoch, device, progress, world) -> dict:
+    """:func:`_train_epoch` on this process's shards; see :mod:`train.distributed` for the loss weighting."""
+    model.train()
+    n_train = len(data.train)
+    loader = DataLoader(data.train, batch_sampler=ShardedBatches(n_train, cfg.batch_size,
+                                                                 _seeded(cfg.seed, epoch, 1), world))
+    enc_gen = _seeded(cfg.seed, epoch, 2)
+    loss_sum, correct, n, rewired = 0.0, 0, 0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress, unit="batch")
+    for i, (x, y) in enumerate(bar):
+        shard = shard_rows(min(cfg.batch_size, n_train - i * cfg.batch_size), world)
+        y = y.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        with quantized_weights(model, cfg.weight_bits):  # straight-through: gradients of the grid weights
+            out = run_model(net, x, cfg, data.temporal, enc_gen, device, rows=(shard.start, shard.total))
+            loss = compute_loss(cfg.loss, out, y, cfg.tet_lambda, readout=cfg.readout)
+            hits = (predict(out.detach()) == y).sum() if shard.rows else torch.zeros((), device=device)
+            step = all_sum(torch.stack([loss.detach() * shard.weight, hits.to(loss.dtype)]), world)
+            global_loss = float(step[0]) / world.size
+            if not math.isfinite(global_loss):
+                raise Diverged(f"loss is {global_loss} at epoch {epoch + 1}, step {i + 1}")
+            (loss * shard.weight if shard.weight != 1.0 else loss).backward()
+        engine.mask_gradients()  # after DDP's all-reduce: the dense gradient kept is the global one
+        optimizer.step()
+        rewired += engine.step(epoch_start=i == 0)
+        loss_sum += global_loss * shard.total
+        correct += int(step[1])
+        n += shard.total
         bar.set_postfix(loss=f"{loss_sum / n:.4f}", acc=f"{correct / n:.3f}")
     return {"loss": loss_sum / n, "train_acc": correct / n, "rewired": rewired}
 

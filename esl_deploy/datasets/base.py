@@ -43,11 +43,16 @@ def split_train_val(train: Dataset, val_fraction: float = 0.1, seed: int = SPLIT
     return Subset(train, perm[n_val:]), Subset(train, perm[:n_val])
 
 
-def encode(x: torch.Tensor, T: int, mode: str, generator: torch.Generator | None = None) -> torch.Tensor:
+def encode(x: torch.Tensor, T: int, mode: str, generator: torch.Generator | None = None,
+           rows: Tuple[int, int] | None = None) -> torch.Tensor:
     """Turn a batch of static inputs (B, ...) in [0, 1] into T time steps (T, B, ...).
 
     - ``direct``: the analog value is presented at every step, x_t = x (the first layer then does MACs).
     - ``rate``: Bernoulli spikes, x_t ~ Bernoulli(clamp(x, 0, 1)), independent over t (binary input).
+
+    ``rows = (start, total)``: ``x`` is rows ``start .. start + B`` of a batch of ``total`` (one process's
+    shard, see :mod:`train.distributed`); the uniform draws are made for the whole batch and this part is
+    used, so the shards together get exactly the encoding of the whole batch.
     """
     if T < 1:
         raise ValueError(f"T must be at least 1, got {T}")
@@ -55,16 +60,21 @@ def encode(x: torch.Tensor, T: int, mode: str, generator: torch.Generator | None
         return x.unsqueeze(0).expand(T, *x.shape).contiguous()
     if mode == "rate":
         p = x.clamp(0.0, 1.0).unsqueeze(0).expand(T, *x.shape)
-        u = torch.rand(p.shape, generator=generator, device="cpu").to(p.device)
+        if rows is None:
+            u = torch.rand(p.shape, generator=generator, device="cpu")
+        else:
+            start, total = rows
+            u = torch.rand((T, total) + tuple(x.shape[1:]), generator=generator, device="cpu")[:, start:start + len(x)]
+        u = u.to(p.device)
         return (u < p).to(x.dtype)
     raise ValueError(f"unknown encoding {mode!r}; choose one of: {', '.join(ENCODINGS)}")
 
 
 def to_time_major(x: torch.Tensor, T: int, mode: str, temporal: bool,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+                  generator: torch.Generator | None = None, rows: Tuple[int, int] | None = None) -> torch.Tensor:
     """A collated batch -> (T, B, ...): encode static input, or transpose event frames (B, T, ...)."""
     if temporal:
         if x.shape[1] != T:
             raise ValueError(f"event frames have {x.shape[1]} time bins but T={T}")
         return x.transpose(0, 1).float()
-    return encode(x.float(), T, mode, generator)
+    return encode(x.float(), T, mode, generator, rows)
