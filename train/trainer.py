@@ -420,38 +420,16 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
 
 def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress, *, world: Optional[World] = None,
                  net: Optional[torch.nn.Module] = None) -> dict:
-    """One epoch of training; returns its mean loss, training accuracy and connections rewired.
+    """One epoch of training; returns its mean loss, training accuracy, connections rewired and seconds.
 
     With a distributed ``world`` the batches are this process's shards of the global batches
-    (:class:`~train.distributed.ShardedBatches`), ``net`` is the DDP-wrapped ``model``, and the loss,
+    (:class:`~train.distributed.ShardedBatches`: with one process, exactly the batches of a shuffled
+    DataLoader), ``net`` is the DDP-wrapped ``model``, each shard's loss is weighted (see
+    :mod:`train.distributed`), the gradients are masked after DDP's all-reduce, and the loss,
     accuracy and divergence check are those of the global batch (one all-reduce of two numbers per step)."""
-    if world is not None and world.distributed:
-        return _train_epoch_distributed(model, net, optimizer, engine, data, cfg, epoch, device, progress, world)
-    model.train()
-    loader = DataLoader(data.train, batch_size=cfg.batch_size, shuffle=True, generator=_seeded(cfg.seed, epoch, 1))
-    enc_gen = _seeded(cfg.seed, epoch, 2)
-    loss_sum, correct, n, rewired = 0.0, 0, 0, 0
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress, unit="batch")
-    for i, (x, y) in enumerate(bar):
-        y = y.to(device)
-        optimizer.zero_grad(set_to_none=True)
-        with quantized_weights(model, cfg.weight_bits):  # straight-through: gradients of the grid weights
-            out = run_model(model, x, cfg, data.temporal, enc_gen, device)
-            loss = compute_loss(cfg.loss, out, y, cfg.tet_lambda, readout=cfg.readout)
-            if not torch.isfinite(loss):
-                raise Diverged(f"loss is {float(loss)} at epoch {epoch + 1}, step {i + 1}")
-            loss.backward()
-        optimizer.step()
-        rewired += engine.step(epoch_start=i == 0)
-        loss_sum += float(loss) * len(y)
-        correct += int((predict(out.detach()) == y).sum())
-        n += len(y)
-        bar.set_postfix(loss=f"{loss_sum / n:.4f}", acc=f"{correct / n:.3f}")
-    return {"loss": loss_sum / n, "train_acc": correct / n, "rewired": rewired}
-
-
-def _train_epoch_distributed(model, net, optimizer, engine, data, cfg, epoch, device, progress, world) -> dict:
-    """:func:`_train_epoch` on this process's shards; see :mod:`train.distributed` for the loss weighting."""
+    t0 = time.perf_counter()
+    world = world or World()
+    net = net or model
     model.train()
     n_train = len(data.train)
     loader = DataLoader(data.train, batch_sampler=ShardedBatches(n_train, cfg.batch_size,
@@ -472,14 +450,16 @@ def _train_epoch_distributed(model, net, optimizer, engine, data, cfg, epoch, de
             if not math.isfinite(global_loss):
                 raise Diverged(f"loss is {global_loss} at epoch {epoch + 1}, step {i + 1}")
             (loss * shard.weight if shard.weight != 1.0 else loss).backward()
-        engine.mask_gradients()  # after DDP's all-reduce: the dense gradient kept is the global one
+        if world.distributed:
+            engine.mask_gradients()  # after DDP's all-reduce: the dense gradient kept is the global one
         optimizer.step()
         rewired += engine.step(epoch_start=i == 0)
         loss_sum += global_loss * shard.total
         correct += int(step[1])
         n += shard.total
         bar.set_postfix(loss=f"{loss_sum / n:.4f}", acc=f"{correct / n:.3f}")
-    return {"loss": loss_sum / n, "train_acc": correct / n, "rewired": rewired}
+    return {"loss": loss_sum / n, "train_acc": correct / n, "rewired": rewired,
+            "train_seconds": time.perf_counter() - t0}
 
 
 def _save(out, cfg, spec, model, optimizer, lr_sched, engine, epoch, history, best, wall, summary) -> None:
