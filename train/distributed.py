@@ -31,6 +31,7 @@ import hashlib
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
@@ -124,9 +125,14 @@ def backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
+COLLECTIVE_TIMEOUT = timedelta(minutes=30)  # the others wait this long for rank 0's validation and checkpoint
+
+
 def init_process_group(world: World, device: torch.device) -> None:
-    """Join the other processes (``env://`` rendezvous at MASTER_ADDR:MASTER_PORT)."""
-    dist.init_process_group(backend_for(device), rank=world.rank, world_size=world.size)
+    """Join the other processes (``env://`` rendezvous at MASTER_ADDR:MASTER_PORT). One timeout for both
+    backends (NCCL's default is 10 minutes): while rank 0 validates and writes the checkpoint the other
+    processes wait in the next step's all-reduce."""
+    dist.init_process_group(backend_for(device), rank=world.rank, world_size=world.size, timeout=COLLECTIVE_TIMEOUT)
 
 
 def close_process_group() -> None:
