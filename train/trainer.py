@@ -283,12 +283,15 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
                 check_run_folder(out, resume, force)
                 lock = lock_run_folder(out)
                 remove_stale_temp_files(out)
-        return _train_locked(cfg, out, resume=resume, force=force, progress=progress and world.main,
-                             on_epoch_end=on_epoch_end, world=world, device=device)
+        summary = _train_locked(cfg, out, resume=resume, force=force, progress=progress and world.main,
+                                on_epoch_end=on_epoch_end, world=world, device=device)
     finally:
         if lock is not None:
             lock.close()
-        close_process_group()
+    # Only after success: on an error every rank reports at once, and the group ends with the process
+    # (tearing it down first can wait for a rank that already stopped, and torchrun ends the others).
+    close_process_group()
+    return summary
 
 
 def _read_resume_state(out: Path, cfg: TrainConfig) -> dict:
