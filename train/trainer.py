@@ -13,6 +13,10 @@ Density everywhere means the density of weights that are not 0 (``density``: wha
 what ``esl energy`` counts); the mask density (``mask_density``: connections the method holds) is
 reported beside it. The first layer's inputs that are 0 in every training sample are kept out of the
 masks (``SparsityConfig.exclude_dead_inputs``): their weights could never learn.
+
+On several processes (``torchrun``; ``train(..., world=...)``) the same loop trains each process's shard
+of every global batch under DistributedDataParallel and rank 0 alone validates and writes the run
+folder; :mod:`train.distributed` says how the result stays that of one process.
 """
 from __future__ import annotations
 
