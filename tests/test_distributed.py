@@ -18,7 +18,8 @@ import torch
 from esl_deploy.checkpoint import read_checkpoint
 from esl_deploy.errors import EslError
 from helpers import assert_user_error, run_cli
-from train.distributed import (DIGEST_LOG, ShardedBatches, World, mask_digest, shard_rows, world_from_env)
+from train.distributed import (DIGEST_LOG, ShardedBatches, World, mask_digest, peer_lost, shard_rows,
+                               world_from_env)
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 8
@@ -221,3 +222,10 @@ def test_masking_after_the_backward_pass_equals_the_hook():
         assert torch.equal(g_hook[n], g_after[n]), n
     for n in d_hook:
         assert torch.equal(d_hook[n], d_after[n]), n
+
+
+def test_the_error_of_a_collective_whose_peer_died_is_recognised():
+    died = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:525] Read error [127.0.0.1]:31908: "
+                        "Connection reset by peer")
+    assert peer_lost(died)
+    assert not peer_lost(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) and not peer_lost(ValueError())

@@ -140,6 +140,14 @@ def close_process_group() -> None:
         dist.destroy_process_group()
 
 
+PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "Broken pipe")
+
+
+def peer_lost(e: BaseException) -> bool:
+    """True for the error a collective raises when another process died (gloo's socket errors)."""
+    return isinstance(e, RuntimeError) and any(s in str(e) for s in PEER_LOST)
+
+
 # -- the shard of a global batch -----------------------------------------------------------------------
 
 @dataclass(frozen=True)

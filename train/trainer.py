@@ -46,7 +46,7 @@ from esl_deploy.resources import check_memory
 
 from .config import TrainConfig, config_diff
 from .distributed import (ShardedBatches, World, all_sum, broadcast_object, check_batch_size, check_same_options,
-                          close_process_group, init_process_group, process_device, rewire_check, shard_rows,
+                          close_process_group, init_process_group, peer_lost, process_device, rewire_check, shard_rows,
                           together)
 from .losses import compute_loss, predict
 from .masking import MaskEngine
@@ -289,6 +289,11 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
                 remove_stale_temp_files(out)
         summary = _train_locked(cfg, out, resume=resume, force=force, progress=progress and world.main,
                                 on_epoch_end=on_epoch_end, world=world, device=device)
+    except RuntimeError as e:
+        if not peer_lost(e):
+            raise
+        raise EslError(f"rank {world.rank}: another training process stopped (torchrun's report names it); the run "
+                       f"continues from its last completed epoch with --resume") from None
     finally:
         if lock is not None:
             lock.close()
