@@ -40,6 +40,8 @@ def inspect_cmd(run, plots, as_json):
     if fan is not None:
         click.echo(f"  first layer: {fan['inputs_used_start']} of {fan['inputs']} inputs connected at the start, "
                    f"{fan['inputs_used_kept']} kept")
+    else:
+        click.echo("  first sparse layer does not read the flattened input (a convolution): no fan-out image")
     surv = [r["survival"] for r in rep["rewirings"] if r["survival"] is not None]
     click.echo(f"  {len(rep['rewirings'])} rewirings, {rep['total_grown']} connections grown"
                + (f", {100 * sum(surv) / len(surv):.1f} % of regrown ones kept by the next rewiring (mean)"
