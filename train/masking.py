@@ -196,6 +196,9 @@ class MaskEngine:
         self.dense_grad: Dict[str, torch.Tensor] = {}  # dL/dW before masking, of the last backward pass
         for name, p in self.params.items():
             p.register_hook(self._grad_hook(name))
+        if hasattr(optimizer, "use_masks"):  # train.sparse_adam.MaskedAdam: update the masked entries only
+            names = {id(p): n for n, p in self.params.items()}
+            optimizer.use_masks(lambda p: self.masks[names[id(p)]] if id(p) in names else None)
         self.apply()
 
     def _grad_hook(self, name: str):

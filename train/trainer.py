@@ -43,6 +43,7 @@ from .config import TrainConfig, config_diff
 from .losses import compute_loss, predict
 from .masking import MaskEngine
 from .quant import hardware_beta, quantized_state, quantized_weights
+from .sparse_adam import MaskedAdam
 from .structure import PLOT_FILES, write_structure_plots
 
 RUN_FILES = ("checkpoint.pt", "metrics.csv", "summary.json", "curves.png", "config.toml") + PLOT_FILES
@@ -65,11 +66,12 @@ def resolve_device(name: str) -> torch.device:
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (momentum) or Adam, with the multi-tensor (``foreach``) implementation: the same arithmetic as
-    the per-tensor loop, bit for bit, in fewer kernel calls."""
+    the per-tensor loop, bit for bit, in fewer kernel calls. Adam is :class:`~train.sparse_adam.MaskedAdam`,
+    which the mask engine tells its masks: the same weights, computed on the masks' entries only."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                foreach=True)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    return MaskedAdam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
 
 
 def lr_gamma(cfg: TrainConfig) -> float:
