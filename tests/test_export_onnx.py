@@ -11,8 +11,8 @@ import torch
 from esl_deploy.errors import EslError
 from esl_deploy.masks import random_mask, sparsifiable
 from esl_deploy.models import ModelSpec, build_model
-from export.nir_export import write_nir
-from export.onnx_export import UnrolledNet, lif_unrolled, run_onnx, to_onnx
+from export.nir.write import write_nir
+from export.onnx import UnrolledNet, lif_unrolled, run_onnx, to_onnx
 
 SPECS = {
     "mlp": ModelSpec("mlp", (1, 8, 8), 10, width=0.05),

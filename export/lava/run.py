@@ -1,10 +1,10 @@
-"""Run a :class:`~export.lava_convert.LavaNet` in Lava: one compiled network for a whole evaluation set.
+"""Run a :class:`~export.lava.convert.LavaNet` in Lava: one compiled network for a whole evaluation set.
 
-See :mod:`export.lava_convert` for the timing (one step of latency per synapse layer, ``B*T + L``
+See :mod:`export.lava.convert` for the timing (one step of latency per synapse layer, ``B*T + L``
 steps) and the reset between samples (``LIFReset`` with ``reset_interval = T`` and a per-layer
-offset). Spikes are recorded by :class:`export.lava_procs.spike_recorder.SpikeRecorder`. A membrane-readout
+offset). Spikes are recorded by :class:`export.lava.procs.spike_recorder.SpikeRecorder`. A membrane-readout
 network (last layer a NIR ``LI``/``I`` node, ``LavaNet.readout == "membrane"``) ends in a
-:class:`export.lava_procs.voltage_recorder.VoltageLIFReset` with ``vth = inf``: its voltage ``v`` is
+:class:`export.lava.procs.voltage_recorder.VoltageLIFReset` with ``vth = inf``: its voltage ``v`` is
 recorded every step (floating point only) and returned as ``LavaResult.voltage``, shifted by the same
 latency as the spikes.
 """
@@ -24,8 +24,8 @@ import esl_deploy  # noqa: F401  (installs the lava import hook before any lava 
 from esl_deploy._lava_compat import import_lava  # noqa: F401  (re-exported)
 from esl_deploy.errors import EslError
 
-from .lava_convert import MODES, LavaLayer, LavaNet, lava_order
-from .lava_fixed import encode_input, split_weights
+from .convert import MODES, LavaLayer, LavaNet, lava_order
+from .fixed import encode_input, split_weights
 
 INPUT_MESSAGE_BITS = 16   # num_message_bits of the first synapse (graded input)
 
@@ -118,7 +118,7 @@ def _neuron_process(layer: LavaLayer, mode: str, T: int, index: int, voltage: Op
     if voltage is not None:
         if mode != "float":
             raise EslError("voltages are recorded in Lava floating point only")
-        from .lava_procs.voltage_recorder import VoltageLIFReset
+        from .procs.voltage_recorder import VoltageLIFReset
 
         bias = n.bias.transpose(tuple(reversed(range(len(n.shape)))))
         return VoltageLIFReset(shape=shape, du=1.0, dv=1.0 - n.beta, vth=n.threshold, bias_mant=bias.copy(),
@@ -160,7 +160,7 @@ def run(net: LavaNet, x: np.ndarray, *, mode: str = "float", record: str = "all"
     from lava.magma.core.run_conditions import RunSteps
     from lava.proc.io.source import RingBuffer as Source
 
-    from .lava_procs.spike_recorder import SpikeRecorder
+    from .procs.spike_recorder import SpikeRecorder
 
     if mode == "fixed" and net.readout == "membrane":
         raise EslError("the membrane readout (LI) runs in Lava floating point only; use mode 'float'")
