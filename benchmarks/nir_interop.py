@@ -47,14 +47,14 @@ def measure(label: str, ckpt: Path, reader: str, flavour: bool, x, ours, folder:
         row["loads"] = True
         theirs = run_loaded(reader, net, x)
     except Exception as e:  # the reader's own failure is the measurement
-        row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:90]}"
+        row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:60]}"
         return row
     row.update(runs=True, **compare(theirs, ours).to_dict())
     return row
 
 
-def table(rows: list) -> str:
-    head = ["model", "reader", "file", "loads", "runs (batch 360)", "output spike agreement %",
+def table(rows: list, batch: int) -> str:
+    head = ["model", "reader", "file", "loads", f"runs (batch {batch})", "output spike agreement %",
             "samples identical %", "predictions equal %", "steps with > 1 spike"]
     yes = lambda v: "yes" if v else "no"  # noqa: E731
     return C.md_table(head, ([r["model"], r["reader"], f"`{r['file']}`", yes(r["loads"]),
@@ -81,7 +81,7 @@ def main(argv=None) -> list:
                     print(f"{label:26s} {reader:9s} {r['file']:16s} "
                           + (f"agreement {r['spikes']:8.3f} %" if r["runs"] else f"fails: {r['error']}"),
                           file=sys.stderr, flush=True)
-    return C.publish(NAME, rows, table(rows), a, __file__, argv)
+    return C.publish(NAME, rows, table(rows, x.shape[1]), a, __file__, argv)
 
 
 if __name__ == "__main__":

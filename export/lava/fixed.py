@@ -64,8 +64,8 @@ per threshold) raises :class:`~esl_deploy.errors.EslError` naming the layer and 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Union
+from dataclasses import replace
+from typing import Dict, List, Optional
 
 import numpy as np
 import scipy.sparse as sp

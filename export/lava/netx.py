@@ -37,7 +37,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Union
+from typing import Callable, Optional, Union
 
 import h5py
 import nir
@@ -50,7 +50,8 @@ from esl_deploy.errors import EslError
 
 from .convert import LavaNet, convert
 from .fixed import BIAS_EXP, DECAY_UNITY, WEIGHT_MIXED_MAX, WEIGHT_SIGNED_MAX, check_net_widths, quantize
-from .run import INPUT_MESSAGE_BITS, LavaResult, _from_columns, _to_columns, import_lava
+from .run import (INPUT_MESSAGE_BITS, LavaResult, _to_columns, import_lava, read_recording, record_spikes,
+                  run_in_chunks)
 from ..nir.write import graph_nbytes
 
 FORMAT = "esl-netx"
@@ -200,11 +201,8 @@ def run_netx(path: Union[str, os.PathLike], x: np.ndarray, *, record: str = "all
     import_lava()
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
         from lava.lib.dl.netx.hdf5 import Network  # lava-dl prints CUDA/Prophesee notices on import
-    from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.source import RingBuffer as Source
-
-    from .procs.spike_recorder import SpikeRecorder
 
     path = Path(path)
     _check_file(path)
@@ -247,39 +245,13 @@ def run_netx(path: Union[str, os.PathLike], x: np.ndarray, *, record: str = "all
         t0 = time.perf_counter()
         source = Source(data=cols)
         source.s_out.connect(net.inp)
-        recorders = []
-        for index, block in enumerate(blocks, start=1):
-            if record == "all" or index == L:
-                shape = tuple(block.neuron.s_out.shape)
-                file = os.path.join(tmp, f"layer{index}.u8")
-                np.memmap(file, dtype=np.uint8, mode="w+", shape=(steps,) + shape).flush()
-                rec = SpikeRecorder(shape=shape, steps=steps, path=file)
-                block.neuron.s_out.connect(rec.a_in)
-                recorders.append((index, file, shape))
+        recorders = [(index,) + record_spikes(block.neuron.s_out, tmp, index, steps)
+                     for index, block in enumerate(blocks, start=1) if record == "all" or index == L]
         build_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        cfg = Loihi2SimCfg(select_tag="fixed_pt")
-        done_steps, done_samples = 0, 0
-        try:
-            while done_steps < steps:
-                n = min(max(1, chunk) * T, steps - done_steps)
-                source.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
-                done_steps += n
-                finished = min(B, max(0, (done_steps - L) // T))
-                if progress is not None and finished > done_samples:
-                    progress(finished - done_samples)
-                done_samples = finished
-        finally:
-            source.stop()
-        run_s = time.perf_counter() - t0
-        out_names: List[str] = []
-        spikes: List[np.ndarray] = []
-        for index, file, shape in recorders:
-            buf = np.fromfile(file, dtype=np.uint8).reshape((steps,) + shape)
-            window = np.moveaxis(buf[index:index + B * T], 0, -1)
-            torch_shape = tuple(reversed(shape))
-            out_names.append(names[index - 1])
-            spikes.append(np.ascontiguousarray(_from_columns(window, torch_shape, T, B)))
+        run_s = run_in_chunks(source, Loihi2SimCfg(select_tag="fixed_pt"), steps=steps, T=T, B=B, L=L, chunk=chunk,
+                              progress=progress)
+        out_names = [names[index - 1] for index, _, _ in recorders]
+        spikes = [read_recording(file, np.uint8, shape, index, T, B) for index, file, shape in recorders]
     return LavaResult(names=out_names, spikes=spikes, steps=steps, build_s=build_s, run_s=run_s)
 
 
