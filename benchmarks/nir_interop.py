@@ -47,7 +47,8 @@ def measure(label: str, ckpt: Path, reader: str, flavour: bool, x, ours, folder:
         row["loads"] = True
         theirs = run_loaded(reader, net, x)
     except Exception as e:  # the reader's own failure is the measurement
-        row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:60]}"
+        text = str(e).splitlines()[0] if str(e) else ""
+        row["error"] = f"{type(e).__name__}: {text if len(text) <= 60 else text[:60].rsplit(' ', 1)[0] + ' ...'}"
         return row
     row.update(runs=True, **compare(theirs, ours).to_dict())
     return row

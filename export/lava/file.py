@@ -14,7 +14,7 @@ produce, so :func:`read_lava` rebuilds the same :class:`~export.lava.convert.Lav
                     du = 1, dv = 1 - beta, vth = threshold, bias_mant = bias
       fixed/        scale, input_scale, du, dv, vth, bias_exp, bias_mant, split_exp, weight (integers,
                     same layout as synapse/weight; split_exp k > 0: two 8-bit synapse groups
-                    hi * 2^k + lo, see lava_fixed.split_weights), attrs: quantisation errors
+                    hi * 2^k + lo, see export.lava.fixed.split_weights), attrs: quantisation errors
 
 Lava itself stores images as (W, H, C): the matrices are permuted and conv kernels flipped and
 transposed to (C_out, kW, kH, C_in) when the processes are built (:mod:`export.lava.run`).

@@ -47,7 +47,7 @@ weights        8 bits + sign                ``Dense``/``Sparse`` ``weights`` ``p
                                             ``precision=8`` (not clipped by Lava: we use the Dense grid);
                                             netx: ``netx/utils.py`` ``optimize_weight_bits`` clips mixed-sign
                                             weights to [-256, 254] and keeps 8-bit values exactly
-graded input   16-bit signed message        our ``num_message_bits = 16`` (``lava_run.INPUT_MESSAGE_BITS``,
+graded input   16-bit signed message        our ``num_message_bits = 16`` (``export.lava.run.INPUT_MESSAGE_BITS``,
                                             netx ``input_message_bits``)
 =============  ===========================  ==================================================================
 

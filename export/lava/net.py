@@ -35,7 +35,7 @@ INPUT_FRAC_BITS_MAX = 8   # graded input x is sent as round(x * 2^m), m <= 8
 SPLIT_EXP_MAX = 7         # split weights: hi * 2^k + lo with k <= 7 keeps |lo| <= 128 inside 8 bits
 VTH_MIN = 16              # fewer integer steps per threshold than this: the layer does not fit (EslError)
 
-# quantity -> (lowest, highest, where Lava declares it); see the module docstring
+# quantity -> (lowest, highest, where Lava declares it); see the docstring of export.lava.fixed
 WIDTHS: Dict[str, tuple] = {
     "a_in": (-A_IN_MAX - 1, A_IN_MAX, "16-bit signed: LIF a_in, Dense/Sparse a_out (precision=16)"),
     "u": (-UV_LIMIT + 1, UV_LIMIT - 1, "24-bit signed: LIF u (precision=24)"),
@@ -89,7 +89,7 @@ class FixedLayer:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Description
+# Records
 # ----------------------------------------------------------------------------------------------------
 
 @dataclass(kw_only=True)
@@ -141,8 +141,8 @@ class SynapseLayer:
 class NeuronLayer:
     """One LIF population: torch-order ``shape``, one ``beta`` and ``threshold``, per-neuron ``bias``.
 
-    ``node_type`` ``LI``/``I``: the non-spiking membrane readout (``threshold = inf``, see the module
-    docstring); :attr:`spiking` is False and its voltage, not its spikes, is the output."""
+    ``node_type`` ``LI``/``I``: the non-spiking membrane readout (``threshold = inf``, see
+    :mod:`export.lava.convert`); :attr:`spiking` is False and its voltage, not its spikes, is the output."""
 
     name: str
     node_type: str
@@ -253,4 +253,8 @@ def pool_matrix(in_shape: Sequence[int], kernel, stride, padding, scale: float) 
     return conv_matrix(ones, in_shape, stride, padding, (1, 1), c)
 
 
-__all__ = ['ACT_SHIFT', 'A_IN_MAX', 'BIAS_EXP', 'BIAS_MANT_MAX', 'DECAY_UNITY', 'DEFAULT_DT', 'FixedLayer', 'INPUT_FRAC_BITS_MAX', 'INPUT_INT_MAX', 'LavaLayer', 'LavaNet', 'NeuronLayer', 'READOUT_NODE_TYPES', 'READOUT_VTH', 'SPLIT_EXP_MAX', 'SYNAPSE_KINDS', 'SynapseLayer', 'UV_LIMIT', 'VTH_MAX', 'VTH_MIN', 'VTH_TARGET', 'WEIGHT_MIXED_MAX', 'WEIGHT_SIGNED_MAX', 'WIDTHS', 'conv_matrix', 'lava_order', 'pool_matrix']
+__all__ = ["ACT_SHIFT", "A_IN_MAX", "BIAS_EXP", "BIAS_MANT_MAX", "DECAY_UNITY", "DEFAULT_DT", "FixedLayer",
+           "INPUT_FRAC_BITS_MAX", "INPUT_INT_MAX", "LavaLayer", "LavaNet", "NeuronLayer",
+           "READOUT_NODE_TYPES", "READOUT_VTH", "SPLIT_EXP_MAX", "SYNAPSE_KINDS", "SynapseLayer", "UV_LIMIT",
+           "VTH_MAX", "VTH_MIN", "VTH_TARGET", "WEIGHT_MIXED_MAX", "WEIGHT_SIGNED_MAX", "WIDTHS",
+           "conv_matrix", "lava_order", "pool_matrix"]

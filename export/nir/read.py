@@ -218,7 +218,7 @@ def nir_meta(model: SpikingNet, metadata: Dict[str, Any], node_index: Dict[str, 
 
 def metadata_from_hdf5(value: Any) -> Any:
     """Plain Python values from what ``nir.read`` returns: numpy scalars -> int/float/bool, numeric
-    arrays -> lists, byte strings -> str; dicts recurse. Inverse of ``nir_export.storable_metadata``."""
+    arrays -> lists, byte strings -> str; dicts recurse. Inverse of ``export.nir.write.storable_metadata``."""
     if isinstance(value, dict):
         return {str(k): metadata_from_hdf5(v) for k, v in value.items()}
     if isinstance(value, bytes):
