@@ -163,3 +163,24 @@ def test_cli_writes_a_flavour_and_refuses_it_for_other_formats(esl, tmp_path):
     code, _, err = esl("export", src, "--to", "onnx", "--for", "norse", "-o", tmp_path / "n.onnx")
     assert_user_error(code, err, "--for norse", "--to nir")
     assert not (tmp_path / "n.onnx").exists()
+
+
+def test_bias_free_linear_layers_become_affine_and_norse_runs_them(tmp_path):
+    """Norse 1.1.0 builds NIR ``Linear`` with in and out swapped and Sinabs has no ``Linear``: the flavours
+    write ``Affine`` with a zero bias, the same map."""
+    from export.nir.write import lif_node
+
+    w = np.random.default_rng(0).uniform(0, 1, (3, 4)).astype(np.float32)
+    graph = nir.NIRGraph.from_list(nir.Input(np.array([4])), nir.Linear(weight=w),
+                                   lif_node(np.full(3, 0.9), np.full(3, 1.0)), nir.Output(np.array([3])))
+    graph.metadata = {"dt": 1e-4}
+    folded = fold_pools(walk(graph))
+    (affine,) = [n for n in folded.values() if isinstance(n, nir.Affine)]
+    np.testing.assert_array_equal(affine.weight, w)
+    np.testing.assert_array_equal(affine.bias, np.zeros(3, np.float32))
+    x = np.random.default_rng(1).uniform(0, 1, (6, 5, 4)).astype(np.float32)
+    with torch.no_grad():
+        ours = from_nir(graph)(torch.from_numpy(x)).numpy()
+    nir.write(tmp_path / "n.nir", flavour(graph, "norse"))
+    assert ours.sum() > 0
+    np.testing.assert_array_equal(run_reader("norse", tmp_path / "n.nir", x), ours)

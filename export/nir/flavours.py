@@ -53,11 +53,17 @@ _WEIGHTED = (nir.Affine, nir.Linear, nir.Conv2d)
 def fold_pools(chain: Chain) -> Dict[str, nir.NIRNode]:
     """The chain's nodes with every ``AvgPool2d`` written as ``SumPool2d`` and its factor ``1/(kh kw)``
     multiplied into the weights (not the bias) of the next ``Affine``/``Linear``/``Conv2d``: ``W (sum/k) =
-    (W/k) sum``. A pooling that no weighted node follows before the next neuron node is refused."""
+    (W/k) sum``; every ``Linear`` as an ``Affine`` with a zero bias (Norse builds ``Linear`` transposed,
+    Sinabs not at all). Refused: a pooling that no weighted node follows before the next neuron node, and
+    a padded one (Norse's and Sinabs' ``SumPool2d`` drop the padding)."""
     nodes: Dict[str, nir.NIRNode] = {}
     pending, pool_name = 1.0, None
     for step in chain.steps:
         node = step.node
+        if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)) and np.any(np.asarray(node.padding) != 0):
+            raise EslError(f"{step.label}: padded pooling is not supported by the reader flavours")
+        if isinstance(node, nir.Linear):
+            node = _scaled(node, np.float64(1.0), bias=False)
         if isinstance(node, nir.AvgPool2d):
             nodes[step.name] = nir.SumPool2d(kernel_size=np.asarray(node.kernel_size), stride=np.asarray(node.stride),
                                              padding=np.asarray(node.padding))
