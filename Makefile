@@ -47,6 +47,8 @@ results: $(STAMP)
 	$(BIN)/python benchmarks/readout_results.py --epochs 40 --seeds 0 1 2
 	$(BIN)/python benchmarks/energy_table.py --epochs 40
 	$(BIN)/python benchmarks/lava_agreement.py --epochs 40
+	$(BIN)/python benchmarks/structure_results.py --epochs 40 --mnist-epochs 10
+	$(BIN)/python benchmarks/nir_interop.py --epochs 40
 	$(BIN)/python benchmarks/bench_distributed.py
 	$(BIN)/python benchmarks/readme_tables.py --write
 

@@ -51,8 +51,10 @@ from .distributed import (ShardedBatches, World, all_sum, broadcast_object, chec
 from .losses import compute_loss, predict
 from .masking import MaskEngine
 from .quant import hardware_beta, quantized_state, quantized_weights
+from .sparse_adam import MaskedAdam
+from .structure import PLOT_FILES, write_structure_plots
 
-RUN_FILES = ("checkpoint.pt", "metrics.csv", "summary.json", "curves.png")
+RUN_FILES = ("checkpoint.pt", "metrics.csv", "summary.json", "curves.png", "config.toml") + PLOT_FILES
 EVAL_SEED = 12345  # rate-encoded evaluation uses a fixed stream, so accuracies are comparable
 
 
@@ -72,11 +74,12 @@ def resolve_device(name: str) -> torch.device:
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (momentum) or Adam, with the multi-tensor (``foreach``) implementation: the same arithmetic as
-    the per-tensor loop, bit for bit, in fewer kernel calls."""
+    the per-tensor loop, bit for bit, in fewer kernel calls. Adam is :class:`~train.sparse_adam.MaskedAdam`,
+    which the mask engine tells its masks: the same weights, computed on the masks' entries only."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                foreach=True)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    return MaskedAdam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
 
 
 def lr_gamma(cfg: TrainConfig) -> float:
@@ -250,12 +253,14 @@ class Diverged(Exception):
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: bool = False, progress: bool = True,
-          on_epoch_end: Optional[Callable[[int, dict], None]] = None, world: Optional[World] = None) -> Optional[dict]:
+          on_epoch_end: Optional[Callable[[int, dict], None]] = None, options_file: Optional[str] = None,
+          world: Optional[World] = None) -> Optional[dict]:
     """Train as configured into run folder ``out``; returns the summary (also in summary.json).
 
     Everything is checked and set up (device, data, model, resumed state) before an old run is
     touched: with ``force`` its files are removed only once the new run is ready to train, and the
-    folder is locked against a second ``esl train`` for as long as this one runs.
+    folder is locked against a second ``esl train`` for as long as this one runs. ``options_file`` (the
+    command line's options as TOML) is written to ``config.toml`` once the run starts.
 
     ``world``: this process's place in a distributed run (:mod:`train.distributed`; from
     :func:`~train.distributed.world_from_env` under torchrun). Rank 0 writes the run folder and returns
@@ -268,7 +273,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
         try:
             remove_stale_temp_files(out)
             return _train_locked(cfg, out, resume=resume, force=force, progress=progress, on_epoch_end=on_epoch_end,
-                                 world=world, device=resolve_device(cfg.device))
+                                 options_file=options_file, world=world, device=resolve_device(cfg.device))
         finally:
             lock.close()
     check_batch_size(cfg.batch_size, world)  # before the rendezvous: every process stops alike, none waits
@@ -288,7 +293,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
                 lock = lock_run_folder(out)
                 remove_stale_temp_files(out)
         summary = _train_locked(cfg, out, resume=resume, force=force, progress=progress and world.main,
-                                on_epoch_end=on_epoch_end, world=world, device=device)
+                                on_epoch_end=on_epoch_end, options_file=options_file, world=world, device=device)
     except RuntimeError as e:
         if not peer_lost(e):
             raise
@@ -327,9 +332,10 @@ def _data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Mod
 
 
 def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, progress: bool,
-                  on_epoch_end: Optional[Callable[[int, dict], None]], world: World, device: torch.device) -> Optional[dict]:
+                  on_epoch_end: Optional[Callable[[int, dict], None]], options_file: Optional[str], world: World,
+                  device: torch.device) -> Optional[dict]:
     with together(world):
-        data = load_dataset(cfg.dataset, cfg.data_dir, T=cfg.T)
+        data = load_dataset(cfg.dataset, cfg.data_dir, T=cfg.T, frame_size=cfg.frame_size)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -363,6 +369,8 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
         start_epoch, history, best, wall = state["epoch"], list(state["history"]), state["best"], state["wall_time"]
     elif force and world.main:
         clear_old_run(out)
+    if options_file is not None and world.main:
+        atomic_write_text(out / "config.toml", options_file)
     net = _data_parallel(model, device) if world.distributed else model
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -427,6 +435,9 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
     _save(out, cfg, spec, model, optimizer, lr_sched, engine, cfg.epochs, history, best, wall, summary)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     _plot_curves(out / "curves.png", history, cfg)
+    if engine.masks:
+        write_structure_plots(out, {"engine": engine.state_dict(), "best": best, "model_spec": spec.to_dict(),
+                                    "config": cfg.to_dict()})
     return summary
 
 
