@@ -26,7 +26,8 @@ from torch import nn
 from esl_deploy.masks import random_mask_within  # noqa: F401  (re-exported: core-aware helpers)
 
 from .cores import CoreSpec, axon_blocks  # noqa: F401  (axon_blocks re-exported)
-from .truenorth import map_layer
+from .packing import PackLayer, pack_network
+from .truenorth import as_csr
 
 
 def _group_sizes(out_features: int, blocks: int, neurons: int) -> np.ndarray:
@@ -120,14 +121,14 @@ def window_of(allowed: torch.Tensor, axons: int = 256) -> int:
 
 def relaxed_window(out_features: int, in_features: int, density: float, core: CoreSpec = CoreSpec(), *,
                    max_fill: float = 0.9, seed: int = 0) -> int:
-    """The widest window c whose masks map onto no more cores than the narrowest pattern's.
+    """The widest window c whose masks pack onto no more cores than the narrowest pattern's.
 
     A narrow window exists only to save cores. Where it saves none (a small layer such as a 10-neuron
     output layer, whose partial sums all fit in the cores its inputs need anyway) it only takes freedom
     from the rewiring. This picks, by bisection over c in [c_min, b], the largest c for which a random
-    mask of ``density`` inside ``core_groups(..., window=c)`` maps (:func:`hw_models.truenorth.map_layer`,
-    sparse strategy, seeded, so the choice is deterministic) onto at most the cores of one inside the
-    c_min pattern. Cores grow with c (more partial sums), which is what the bisection assumes.
+    mask of ``density`` inside ``core_groups(..., window=c)`` packs (:func:`hw_models.packing.pack_network`,
+    the placement ``esl energy`` reports; seeded, so the choice is deterministic) onto at most the cores
+    of one inside the c_min pattern. Cores grow with c (more partial sums), which is what the bisection assumes.
     """
     kw = dict(axons=core.axons, neurons=core.neurons, density=density, max_fill=max_fill)
     narrow = core_groups(out_features, in_features, **kw)
@@ -136,7 +137,8 @@ def relaxed_window(out_features: int, in_features: int, density: float, core: Co
     def cores(c: int) -> int:
         allowed = core_groups(out_features, in_features, window=c, **kw)
         mask = random_mask_within(allowed, density, torch.Generator().manual_seed(seed))
-        return map_layer(mask.numpy(), "sparse", core).cores
+        layer = PackLayer("layer", as_csr(mask.numpy()), source_on_chip=True)
+        return pack_network([layer], core).cores
 
     target = cores(lo)
     while lo < hi:  # invariant: cores(lo) <= target
