@@ -421,7 +421,7 @@ def _merge(items: List[_LayerItems], core: CoreSpec, local_search: int) -> Tuple
 
     best = _account(items, split(bins), core)
     best_bins = bins
-    for _ in range(local_search):
+    for _ in range(local_search if best_bins.size else 0):
         nb = int(best_bins.max()) + 1
         if nb <= 1:
             break
