@@ -15,7 +15,7 @@ from torch import nn
 from esl_deploy.errors import EslError
 
 from .energy import CONVENTIONS, HW_CHOICES, EnergyConstants, parse_overrides
-from .truenorth import STRATEGIES
+from .report import ENERGY_STRATEGIES
 
 
 def load_source(path: str) -> nn.Module:
@@ -56,8 +56,9 @@ def load_source(path: str) -> nn.Module:
 @click.option("--T", "T", type=click.IntRange(min=1), default=None, help="Time steps (default: the model's).")
 @click.option("--encoding", type=click.Choice(("direct", "rate")), default=None,
               help="Input encoding of static data (default: the model's).")
-@click.option("--strategy", type=click.Choice(STRATEGIES), default="sparse", show_default=True,
-              help="TrueNorth placement used for the energy (the table shows both).")
+@click.option("--strategy", type=click.Choice(ENERGY_STRATEGIES), default="packed", show_default=True,
+              help="TrueNorth placement used for the energy: packed (layers share cores) or per-layer naive / sparse "
+                   "(the report shows all and the lower bound).")
 @click.option("--max-chips", type=click.IntRange(min=1), default=None,
               help="Refuse a model that needs more TrueNorth chips than this.")
 @click.option("--const", "consts", multiple=True, metavar="NAME=VALUE",

@@ -50,7 +50,7 @@ better of the two: ``lower bound <= packed <= per-layer``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -281,14 +281,21 @@ class PackedMapping:
     latency_ticks: int
     core_axons: Tuple[int, ...] = ()
     core_neurons: Tuple[int, ...] = ()
+    core: CoreSpec = field(default_factory=CoreSpec)
 
     def __post_init__(self):
         if not self.lower_bound <= self.cores <= self.per_layer_cores:
             raise ValueError(f"packed cores {self.cores} must lie in [lower bound {self.lower_bound}, "
                              f"per-layer {self.per_layer_cores}]")
 
+    @property
+    def chips(self) -> int:
+        """ceil(cores / cores_per_chip)."""
+        return ceil_div(self.cores, self.core.cores_per_chip)
+
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["chips"] = self.chips
         d["layer_placements"] = list(self.layer_placements)
         d["core_axons"], d["core_neurons"] = list(self.core_axons), list(self.core_neurons)
         return d
@@ -495,9 +502,9 @@ def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Option
                              placement="per-layer", layer_placements=tuple(l.placement for l in per.layers),
                              partial_sum_neurons=sum(l.partial_sum_neurons for l in per.layers),
                              splitter_neurons=sum(l.splitter_neurons for l in per.layers), relay_axons=0,
-                             latency_ticks=per.latency_ticks)
+                             latency_ticks=per.latency_ticks, core=core)
     return PackedMapping(cores=result.cores, lower_bound=lb, per_layer_cores=per_layer_cores, placement="packed",
                          layer_placements=names, partial_sum_neurons=result.partial,
                          splitter_neurons=result.splitters, relay_axons=result.relays,
                          latency_ticks=result.latency, core_axons=tuple(int(x) for x in result.axons),
-                         core_neurons=tuple(int(x) for x in result.neurons))
+                         core_neurons=tuple(int(x) for x in result.neurons), core=core)
