@@ -140,21 +140,33 @@ def network_lower_bound(layers, core: CoreSpec = CoreSpec()) -> NetworkBound:
 
 @dataclass
 class _LayerItems:
-    """A layer's compute placement: items, their block (a per-layer core) and every synapse's item."""
+    """A layer's compute placement: items, their block (a per-layer core) and every synapse's item.
+
+    ``block_keys``: the distinct (block, source) pairs, as ``block * sources + source``; the adder
+    items, partial-sum neurons, adder levels and orphans follow from the items alone.
+    """
 
     layer: PackLayer
     pl: _Placement
     block_axons: np.ndarray    # (blocks,) distinct sources of each block
     block_neurons: np.ndarray  # (blocks,) items of each block
+    block_keys: np.ndarray
+    adder_items: np.ndarray
+    partial: int
+    adder_levels: int
+    orphans: int
 
 
-def _layer_items(layer: PackLayer, pl: _Placement) -> _LayerItems:
+def _layer_items(layer: PackLayer, pl: _Placement, core: CoreSpec) -> _LayerItems:
     m = layer.mask
     syn_block = pl.item_core[pl.syn_item]
     keys = np.unique(syn_block * np.int64(m.shape[1]) + m.indices)
     axons = np.bincount(keys // m.shape[1], minlength=pl.cores)
     neurons = np.bincount(pl.item_core, minlength=pl.cores)
-    return _LayerItems(layer, pl, axons.astype(np.int64), neurons.astype(np.int64))
+    per = np.bincount(pl.item_neuron, minlength=m.shape[0])
+    a_items, sub, levels = adder_tree(per[per >= 2], core.axons)
+    return _LayerItems(layer, pl, axons.astype(np.int64), neurons.astype(np.int64), keys, a_items,
+                       int(per[per >= 2].sum()) + sub, levels, int((per == 0).sum()))
 
 
 def _source_core_segments(m: sp.csr_matrix, prev: _LayerItems, A: int) -> np.ndarray:
@@ -325,95 +337,124 @@ def _tree_depth(counts: Sequence[int]) -> int:
     return depth
 
 
-def _account(items: List[_LayerItems], block_bin: List[np.ndarray], core: CoreSpec) -> _Result:
-    """Exact resources of a placement: compute items in their bins, then adders, splitters and orphans."""
+def _place_splitters(keys: np.ndarray, nbins: int, free_a: np.ndarray, free_n: np.ndarray, core: CoreSpec):
+    """Splitters of one layer's on-chip sources (``keys`` = sorted ``source * nbins + bin``), in place.
+
+    Returns (splitter neurons, relay axons, tree depth). Every source with k >= 2 axon cores first tries
+    to put its k - 1 splitters on the one of its cores with the most free neurons (depth 1; done for all
+    such sources at once, in source order per core); the rest are spread over its cores, then relay
+    cores (a free axon and >= 2 free neurons), then new splitter cores.
+    """
+    A, N = core.axons, core.neurons
+    src, bins = keys // nbins, keys % nbins
+    if src.size == 0:
+        return free_a, free_n, 0, 0, 0
+    starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
+    counts = np.diff(np.r_[starts, src.size])
+    need = counts - 1
+    todo = np.flatnonzero(need > 0)
+    splitters = int(need.sum())
+    depth = 1 if todo.size else 0
+    # vectorised first pass: the best core (most free neurons) of every source, accepted per core in order
+    order = np.lexsort((-free_n[bins], src))
+    best = bins[order[starts]]
+    cand = todo[free_n[best[todo]] >= need[todo]]
+    if cand.size:
+        o = np.argsort(best[cand], kind="stable")
+        c_sorted, d_sorted = best[cand][o], need[cand][o]
+        first = np.r_[True, c_sorted[1:] != c_sorted[:-1]]
+        csum = np.cumsum(d_sorted)
+        base = np.maximum.accumulate(np.where(first, csum - d_sorted, 0))
+        ok = (csum - base) <= free_n[c_sorted]
+        np.subtract.at(free_n, c_sorted[ok], d_sorted[ok])
+        done = np.zeros(counts.size, dtype=bool)
+        done[cand[o][ok]] = True
+        todo = todo[~done[todo]]
+    relays = 0
+    for s in todo.tolist():
+        cb = bins[starts[s]:starts[s] + counts[s]]
+        left = int(need[s])
+        placed = []
+        for c in cb[np.argsort(-free_n[cb], kind="stable")].tolist():
+            t = min(left, int(free_n[c]))
+            if t > 0:
+                free_n[c] -= t
+                left -= t
+                placed.append(t)
+            if left == 0:
+                break
+        while left > 0:  # relay: a core with a free axon and >= 2 free neurons joins K_j
+            spare = np.flatnonzero((free_a >= 1) & (free_n >= 2))
+            if spare.size:
+                c = int(spare[np.argmax(free_n[spare])])
+            else:  # a new splitter core
+                free_a, free_n = np.append(free_a, A), np.append(free_n, N)
+                c = free_n.size - 1
+            free_a[c] -= 1
+            relays += 1
+            splitters += 1  # the relay's own axon is fed by one more splitter
+            left += 1
+            t = min(left, int(free_n[c]))
+            free_n[c] -= t
+            left -= t
+            placed.append(t)
+        depth = max(depth, _tree_depth(placed))
+    return free_a, free_n, splitters, relays, depth
+
+
+def _account(items: List[_LayerItems], block_bin: List[np.ndarray], core: CoreSpec, exact: bool = True) -> _Result:
+    """Resources of a placement: compute items in their bins, then adders, splitters and orphans.
+
+    ``exact=False`` (for ranking candidates) prices the splitters by count: sum (k_j - 1) neurons that
+    fill the free neurons first and then new cores of N - 1.
+    """
     A, N = core.axons, core.neurons
     nbins = int(max(int(b.max()) + 1 if b.size else 0 for b in block_bin))
     axons = np.zeros(nbins, dtype=np.int64)
     neurons = np.zeros(nbins, dtype=np.int64)
-    adders, partial, orphans, latency = [], 0, 0, 0
-    sources = []  # per on-chip layer: (sorted source ids, their bins)
-    levels = []
+    sources = []
+    partial = orphans = 0
+    levels = 0
     for li, b in zip(items, block_bin):
-        m, pl = li.layer.mask, li.pl
-        item_bin = b[pl.item_core]
-        neurons += np.bincount(item_bin, minlength=nbins)
-        syn_bin = item_bin[pl.syn_item]
-        keys = np.unique(m.indices.astype(np.int64) * nbins + syn_bin)
+        n_src = li.layer.mask.shape[1]
+        neurons += np.bincount(b, weights=li.block_neurons, minlength=nbins).astype(np.int64)
+        keys = np.unique((li.block_keys % n_src) * nbins + b[li.block_keys // n_src])
         axons += np.bincount(keys % nbins, minlength=nbins)
-        per = np.bincount(pl.item_neuron, minlength=m.shape[0])
-        a_items, sub, lv = adder_tree(per[per >= 2], A)
-        adders.append(a_items)
-        partial += int(per[per >= 2].sum()) + sub
-        orphans += int((per == 0).sum())
-        levels.append(1 + lv)
-        if li.layer.source_on_chip:
-            sources.append(keys)
-    free_a, free_n = pack_into(np.concatenate(adders) if adders else np.zeros(0, np.int64), A - axons, N - neurons,
-                               A, N)
-    # splitters: |K_j| - 1 per on-chip source, on its axon cores first (most free neurons first)
-    splitters = relays = 0
-    depth_by_layer = [0] * len(items)
-    on = [i for i, li in enumerate(items) if li.layer.source_on_chip]
-    for li_idx, keys in zip(on, sources):
-        src, bins = keys // nbins, keys % nbins
-        starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
-        counts = np.diff(np.r_[starts, src.size])
-        need_idx = np.flatnonzero(counts >= 2)
-        # fast path: every source's demand fits in its own cores' free neurons, placed one core at a time
-        for s in need_idx.tolist():
-            cb = bins[starts[s]:starts[s] + counts[s]]
-            need = int(counts[s]) - 1
-            splitters += need
-            order = cb[np.argsort(-free_n[cb], kind="stable")]
-            placed = []
-            for c in order.tolist():
-                t = min(need, int(free_n[c]))
-                if t > 0:
-                    free_n[c] -= t
-                    need -= t
-                    placed.append(t)
-                if need == 0:
-                    break
-            while need > 0:  # relay: a core with a free axon and >= 2 free neurons joins K_j
-                cand = np.flatnonzero((free_a >= 1) & (free_n >= 2))
-                if cand.size:
-                    c = int(cand[np.argmax(free_n[cand])])
-                else:  # a new splitter core
-                    free_a, free_n = np.append(free_a, A), np.append(free_n, N)
-                    c = free_n.size - 1
-                free_a[c] -= 1
-                relays += 1
-                splitters += 1          # the relay's own axon is fed by one more splitter
-                need += 1
-                t = min(need, int(free_n[c]))
-                free_n[c] -= t
-                need -= t
-                placed.append(t)
-            depth_by_layer[li_idx] = max(depth_by_layer[li_idx], _tree_depth(placed))
-    latency = sum(levels) + sum(depth_by_layer)
+        partial += li.partial
+        orphans += li.orphans
+        levels += 1 + li.adder_levels
+        sources.append(keys if li.layer.source_on_chip else None)
+    adders = [li.adder_items for li in items]
+    free_a, free_n = pack_into(np.concatenate(adders), A - axons, N - neurons, A, N)
+    splitters = relays = depth_sum = 0
+    if not exact:
+        for keys in sources:
+            if keys is not None and keys.size:
+                src = keys // nbins
+                splitters += int(src.size - np.unique(src).size)
+        short = max(0, splitters + orphans - int(free_n.sum()))
+        cores = int(free_n.size) + ceil_div(short, N - 1)
+        return _Result(cores, A - free_a, N - free_n, partial, splitters, 0, levels)
+    for keys in sources:
+        if keys is not None:
+            free_a, free_n, sp_, rl, dp = _place_splitters(keys, nbins, free_a, free_n, core)
+            splitters, relays, depth_sum = splitters + sp_, relays + rl, depth_sum + dp
     extra = max(0, orphans - int(free_n.sum()))
-    cores = int(free_n.size) + ceil_div(extra, N)
-    used_a = A - free_a
-    used_n = N - free_n
+    used_a, used_n = A - free_a, N - free_n
     if extra:
-        used_a = np.append(used_a, np.zeros(ceil_div(extra, N), np.int64))
-        left = extra
-        add = []
-        for _ in range(ceil_div(extra, N)):
-            add.append(min(left, N))
-            left -= add[-1]
-        used_n = np.append(used_n, add)
+        k = ceil_div(extra, N)
+        used_a = np.append(used_a, np.zeros(k, np.int64))
+        used_n = np.append(used_n, np.minimum(N, extra - N * np.arange(k)))
     else:  # orphans into free slots, first fit
-        room = free_n.copy()
-        take = np.minimum(room, np.maximum(orphans - (np.cumsum(room) - room), 0))
+        take = np.minimum(free_n, np.maximum(orphans - (np.cumsum(free_n) - free_n), 0))
         used_n = used_n + take
     if (used_a > A).any() or (used_n > N).any() or (used_a < 0).any():
         raise AssertionError("packed placement exceeds a core's axons or neurons")
-    return _Result(cores, used_a, used_n, partial, splitters, relays, latency)
+    return _Result(int(used_n.size), used_a, used_n, partial, splitters, relays, levels + depth_sum)
 
 
-def _merge(items: List[_LayerItems], core: CoreSpec, local_search: int) -> Tuple[_Result, List[np.ndarray]]:
+def _merge(items: List[_LayerItems], core: CoreSpec, local_search: int,
+           exact: bool = True) -> Tuple[_Result, List[np.ndarray]]:
     """First-fit decreasing of every layer's blocks into shared cores, then local search on the emptiest cores."""
     A, N = core.axons, core.neurons
     a = np.concatenate([li.block_axons for li in items])
@@ -426,7 +467,7 @@ def _merge(items: List[_LayerItems], core: CoreSpec, local_search: int) -> Tuple
     def split(b):
         return [b[offsets[i]:offsets[i + 1]] for i in range(len(items))]
 
-    best = _account(items, split(bins), core)
+    best = _account(items, split(bins), core, exact)
     best_bins = bins
     for _ in range(local_search if best_bins.size else 0):
         nb = int(best_bins.max()) + 1
@@ -448,7 +489,7 @@ def _merge(items: List[_LayerItems], core: CoreSpec, local_search: int) -> Tuple
         if not ok:
             break
         moved = np.unique(moved, return_inverse=True)[1]
-        r = _account(items, split(moved), core)
+        r = _account(items, split(moved), core, exact)
         if r.cores >= best.cores:
             break
         best, best_bins = r, moved
@@ -475,7 +516,7 @@ def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Option
     chosen: List[_LayerItems] = []
 
     def cost(trial):
-        r, _ = _merge(trial, core, local_search=0)
+        r, _ = _merge(trial, core, local_search=0, exact=False)
         return (r.cores, r.latency, int(r.axons.sum())), (A - r.axons, N - r.neurons)
 
     A, N = core.axons, core.neurons
@@ -483,11 +524,11 @@ def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Option
     for i, layer in enumerate(pls):
         best = None
         for pl in _candidates(layer, chosen[-1] if chosen else None, core, free):
-            mine = _layer_items(layer, pl)
+            mine = _layer_items(layer, pl, core)
             trial = chosen + [mine]
             c, room = cost(trial)
             if lookahead and i + 1 < len(pls):  # the next layer's best candidate decides (source cores)
-                c = min(cost(trial + [_layer_items(pls[i + 1], q)])[0]
+                c = min(cost(trial + [_layer_items(pls[i + 1], q, core)])[0]
                         for q in _candidates(pls[i + 1], mine, core, room))
             if best is None or c < best[0]:
                 best = (c, mine)

@@ -7,7 +7,7 @@ the allowed chips before running anything, counts the activity on the data and c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -25,6 +25,7 @@ CONVENTION_TEXT = {
 }
 from .packing import PackedMapping, pack_network
 from .sops import ActivityReport, count_activity
+from .tn_weights import TnWeightsReport, truenorth_weights_report
 from .truenorth import STRATEGIES, NetworkMapping, check_fits, map_layers
 from .unroll import synaptic_layers
 
@@ -46,6 +47,7 @@ class EnergyReport:
     constants: EnergyConstants
     convention: str = "papers"
     packed: Optional[PackedMapping] = None
+    tn_weights: Optional[TnWeightsReport] = None
 
     def __post_init__(self):
         if self.strategy not in ENERGY_STRATEGIES:
@@ -108,6 +110,7 @@ class EnergyReport:
             "ratio_ann_gpu_over_snn": {hw: (None if math.isinf(r) else r) for hw, r in self.ratios.items()},
             "activity": a.to_dict(), "mappings": {k: v.to_dict() for k, v in self.mappings.items()},
             "packed": self.packed.to_dict(),
+            "truenorth_weights": self.tn_weights.to_dict() if self.tn_weights else None,
             "constants": self.constants.to_dict(), "convention": self.convention,
         }
 
@@ -141,6 +144,8 @@ class EnergyReport:
                      f"packed {p.cores} ({p.placement}; {p.splitter_neurons} splitter, {p.partial_sum_neurons} "
                      f"partial-sum neurons), lower bound {p.lower_bound} (any placement, layers sharing cores; "
                      f"packed / bound {p.cores / max(p.lower_bound, 1):.2f})")
+        if self.tn_weights is not None:
+            lines.append(self.tn_weights.format())
         lines.append(f"energy convention: {self.convention} ({CONVENTION_TEXT[self.convention]})")
         for hw in hw_cols:
             e = self.energies[hw]
@@ -194,15 +199,25 @@ def energy_report(model: nn.Module, data, *, T: int, encoding: str, temporal: bo
                   source: str = "model", dataset: str = "data", hardware: Sequence[str] = ("all",),
                   constants: EnergyConstants = EnergyConstants(), strategy: str = "packed",
                   max_chips: Optional[int] = None, limit: Optional[int] = None, batch_size: int = 256,
-                  seed: int = 0, progress: bool = False, convention: str = "papers") -> EnergyReport:
+                  seed: int = 0, progress: bool = False, convention: str = "papers",
+                  truenorth_weights: Optional[str] = None) -> EnergyReport:
     """Map ``model`` onto cores (refusing it early if it needs more than ``max_chips`` chips), count its
-    activity on ``data`` (:func:`hw_models.sops.count_activity`) and compute the energies."""
+    activity on ``data`` (:func:`hw_models.sops.count_activity`) and compute the energies.
+    ``truenorth_weights`` ('duplicate' or 'cluster'): also run the fidelity check of TrueNorth's weight
+    rule (:func:`hw_models.tn_weights.truenorth_weights_report`) on the same data."""
     hardware = hardware_list(hardware)
     mappings, packed = map_all(model, constants, strategy, max_chips)
     activity = count_activity(model, data, T=T, encoding=encoding, temporal=temporal, batch_size=batch_size,
                               limit=limit, seed=seed, progress=progress)
-    return build_report(model, activity, source=source, dataset=dataset, hardware=hardware, constants=constants,
-                        strategy=strategy, mappings=mappings, convention=convention, packed=packed)
+    report = build_report(model, activity, source=source, dataset=dataset, hardware=hardware, constants=constants,
+                          strategy=strategy, mappings=mappings, convention=convention, packed=packed)
+    if truenorth_weights is None:
+        return report
+    tn = truenorth_weights_report(model, synaptic_layers(model), data, mode=truenorth_weights, T=T, encoding=encoding,
+                                  temporal=temporal, accuracy_float=activity.accuracy, packed_cores=packed.cores,
+                                  core=constants.core, batch_size=batch_size, limit=limit, seed=seed,
+                                  progress=progress)
+    return replace(report, tn_weights=tn)
 
 
 def plot_energy(report: EnergyReport, path: str | os.PathLike) -> Path:
