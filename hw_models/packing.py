@@ -250,8 +250,9 @@ def _candidates(layer: PackLayer, prev: Optional[_LayerItems], core: CoreSpec,
     out = [_naive(m, rows, core)]
     for name, seg in segs:
         out.append(_segments(m, rows, core, seg, name))
-        out.append(_grouped(m, rows, core, seg, "grouped" + name[len("segments"):] if name.startswith("segments")
-                            else "grouped-" + name))
+        if m.nnz <= GROUPED_SYNAPSES:  # grouped placement is a loop over items: small layers only
+            out.append(_grouped(m, rows, core, seg, "grouped" + name[len("segments"):] if name.startswith("segments")
+                                else "grouped-" + name))
     out += [_spread(pl, core, 1) for pl in out if pl.name.startswith("segments")]
     return [pl for pl in out if pl.cores > 0] or out[:1]
 
@@ -497,6 +498,7 @@ def _merge(items: List[_LayerItems], core: CoreSpec, local_search: int,
 
 
 LOOKAHEAD_SYNAPSES = 2_000_000  # up to this many synapses a layer's candidate is chosen with the next layer's
+GROUPED_SYNAPSES = 2_000_000   # larger layers skip the grouped candidates (the per-layer result still bounds)
 
 
 def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Optional[int] = None,
