@@ -60,6 +60,9 @@ Lower bound (:func:`lower_bound`), for any placement under the rules above::
 
 Every placement of the mapper respects the per-core limits and places at least these resources, so
 ``lower_bound <= cores`` always. A network's bound is the sum of its layers' bounds (one layer per core).
+This bound holds only under the per-layer rules above; TrueNorth lets layers share cores and puts
+splitters on the source's own axon cores: :mod:`hw_models.packing` packs whole networks under those
+rules and gives the lower bound that holds for any such placement (it is never above this one's cores).
 """
 from __future__ import annotations
 

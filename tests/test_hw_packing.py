@@ -214,7 +214,7 @@ def test_bound_packed_per_layer_order_on_random_nets(seed):
     rng = np.random.default_rng(100 + seed)
     core = CoreSpec() if seed % 2 else CoreSpec(axons=16, neurons=8)
     scale = 1 if seed % 2 else 8
-    sizes = [int(rng.integers(8, 900)) // scale + 1 for _ in range(int(rng.integers(2, 5)))]
+    sizes = [int(rng.integers(8, 600)) // scale + 1 for _ in range(int(rng.integers(2, 5)))]
     masks = [rng.random((sizes[k + 1], sizes[k])) < rng.uniform(0.01, 0.5) for k in range(len(sizes) - 1)]
     if seed % 3 == 0:
         masks[0][rng.random(sizes[1]) < 0.3] = False  # orphan neurons
