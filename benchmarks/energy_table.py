@@ -62,9 +62,10 @@ def ensure(run: Path, epochs: int, retrain: bool) -> None:
     C.load_or_train(cfg, run, retrain)
 
 
-def _energy_json(run: Path, convention: str) -> dict:
-    r = subprocess.run([sys.executable, "-m", "cli", "energy", str(run.resolve() / "checkpoint.pt"), "--hw", "all",
-                        "--json", "--convention", convention], cwd=C.ROOT, capture_output=True, text=True)
+def energy_json(run: Path, *args: str) -> dict:
+    """`esl energy RUN/checkpoint.pt --json ARGS` (default --hw all), parsed."""
+    r = subprocess.run([sys.executable, "-m", "cli", "energy", str(run.resolve() / "checkpoint.pt"), "--json", *args],
+                       cwd=C.ROOT, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{run}: {r.stderr.strip()}")
     return json.loads(r.stdout)
@@ -74,7 +75,7 @@ def row(run: Path) -> dict:
     """One run's counts, cores and energies in both conventions (``esl energy --convention papers|chip``)."""
     out = {"run": str(run)}
     for conv in ("papers", "chip"):
-        d = _energy_json(run, conv)
+        d = energy_json(run, "--hw", "all", "--convention", conv)
         t, e = d["totals"], d["energy_j"]
         out.update({"dataset": d["dataset"], "accuracy": d["accuracy"], "synapses": t["synapses"], "acs": t["acs"],
                     "macs": t["macs"], "cores_naive": t["cores_naive"], "cores_sparse": t["cores_sparse"],
@@ -108,15 +109,20 @@ def table(rows: list) -> str:
         "Loihi 1 adds its neuron updates.\n")
 
 
-def main(argv=None):
-    ap = C.parser(__doc__, seeds=False)
+def run_table(name: str, doc: str, defaults, row_fn, table_fn, script: str, argv=None):
+    """A per-run table: parse the options, train the default runs that are missing, one row per run, publish."""
+    ap = C.parser(doc, seeds=False)
     ap.add_argument("runs", nargs="*", type=Path, help="run folders (default: the DEFAULT runs under --out)")
     a = ap.parse_args(argv)
-    runs = a.runs or [Path(a.out) / name for name in (*DEFAULT, *MNIST)]
+    runs = a.runs or [Path(a.out) / n for n in defaults]
     for r in runs:
         ensure(r, a.epochs, a.retrain)
-    rows = [row(r) for r in runs]
-    return C.publish(NAME, rows, table(rows), a, __file__, argv)
+    rows = [row_fn(r) for r in runs]
+    return C.publish(name, rows, table_fn(rows), a, script, argv)
+
+
+def main(argv=None):
+    return run_table(NAME, __doc__, (*DEFAULT, *MNIST), row, table, __file__, argv)
 
 
 if __name__ == "__main__":

@@ -13,33 +13,23 @@ one type per source, no duplication) on the run's whole test set. Writes ``truen
 """
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
-from energy_table import MNIST, ensure  # noqa: E402
+from energy_table import MNIST, energy_json, run_table  # noqa: E402
 
 NAME = "truenorth_weights"
 DEFAULT = ("esl_s0", "mlp2_esl_s0", "mlp2_esl_core_s0", *MNIST)
 MODES = ("duplicate", "cluster")
 
 
-def _energy(run: Path, mode: str) -> dict:
-    r = subprocess.run([sys.executable, "-m", "cli", "energy", str(run.resolve() / "checkpoint.pt"), "--hw", "truenorth",
-                        "--json", "--truenorth-weights", mode], cwd=C.ROOT, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"{run}: {r.stderr.strip()}")
-    return json.loads(r.stdout)
-
-
 def row(run: Path) -> dict:
     out = {"run": str(run)}
     for mode in MODES:
-        d = _energy(run, mode)
+        d = energy_json(run, "--hw", "truenorth", "--truenorth-weights", mode)
         tn = d["truenorth_weights"]
         out["dataset"], out["accuracy_float"] = d["dataset"], tn["accuracy_float"]
         out[mode] = {"accuracy": tn["accuracy_truenorth"], "extra_axons": tn["extra_axons"],
@@ -71,14 +61,7 @@ def table(rows: list) -> str:
 
 
 def main(argv=None):
-    ap = C.parser(__doc__, seeds=False)
-    ap.add_argument("runs", nargs="*", type=Path, help="run folders (default: the DEFAULT runs under --out)")
-    a = ap.parse_args(argv)
-    runs = a.runs or [Path(a.out) / name for name in DEFAULT]
-    for r in runs:
-        ensure(r, a.epochs, a.retrain)
-    rows = [row(r) for r in runs]
-    return C.publish(NAME, rows, table(rows), a, __file__, argv)
+    return run_table(NAME, __doc__, DEFAULT, row, table, __file__, argv)
 
 
 if __name__ == "__main__":

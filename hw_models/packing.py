@@ -57,8 +57,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .cores import CoreSpec, ceil_div
-from .truenorth import (_grouped, _naive, _Placement, _rows, _segments, _segments_of, adder_tree, as_csr,
-                        map_layer, pack_into)
+from .truenorth import (LowerBound, _grouped, _naive, _Placement, _rows, _segments, _segments_of, adder_tree,
+                        as_csr, map_layer, pack_into)
 
 
 @dataclass(frozen=True)
@@ -94,25 +94,8 @@ def pack_layers_of(layers) -> List[PackLayer]:
 # Lower bound
 # ----------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class NetworkBound:
-    """Resources every packed placement needs (module docstring) and the cores they imply."""
-
-    neurons: int
-    axons: int
-    synapses: int
-    neuron_cores: int
-    axon_cores: int
-    synapse_cores: int
-
-    def __post_init__(self):
-        for k, v in asdict(self).items():
-            if v < 0:
-                raise ValueError(f"lower bound {k} must be non-negative, got {v}")
-
-    @property
-    def cores(self) -> int:
-        return max(self.neuron_cores, self.axon_cores, self.synapse_cores)
+# the network bound has the per-layer bound's fields (neurons, axons, crossbar bits and the cores each implies)
+NetworkBound = LowerBound
 
 
 def network_lower_bound(layers, core: CoreSpec = CoreSpec()) -> NetworkBound:
