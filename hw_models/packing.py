@@ -19,6 +19,9 @@ Merolla et al. 2014 incl. SM S4, Akopyan et al. 2015). A core has A axons and N 
    splitters share the root's axon with the compute neurons there (the direct path is delayed by the
    splitter's tick with TrueNorth's axonal delay). Off-chip inputs are sent by the host to every axon
    that needs them: no splitters.
+4. Layers are costed as reading their own sources: two layers reading the same spike source (a residual
+   block's conv1 and its shortcut convolution) count separate axons for it. The bound holds for
+   placements that do the same; sharing those axons could save cores below it.
 
 Lower bound (:func:`network_lower_bound`), for every placement under these rules, with f_i the fan-in
 of neuron i, F_j the fan-out (synapses) of source j of a layer, ``adder_tree`` the resources of rule 2::
