@@ -55,12 +55,14 @@ def test_duplicated_mask_and_model_copy():
     t = np.array([[0, 3, -1], [-1, 3, 1]])
     d = duplicated_mask(m, t)
     assert d.shape == (2, 12) and sorted(zip(*d.nonzero())) == [(0, 0), (0, 7), (1, 7), (1, 9)]
+    torch.manual_seed(0)
     lin = nn.Sequential(nn.Linear(6, 5))
     with torch.no_grad():
         lin[0].weight.mul_(torch.rand(5, 6) < 0.7)
     tn, stats, types = apply_truenorth_weights(lin, "duplicate")
-    assert torch.equal(tn[0].weight != 0, lin[0].weight != 0) and not torch.equal(tn[0].weight, lin[0].weight) \
-        or stats[0].rel_error == 0.0
-    assert stats[0].duplicated_sources >= stats[0].sources and types["0"].shape == (5, 6)
+    # no synapse appears (one may round to 0), at most 4 distinct weights per neuron, the original is kept
+    assert not tn[0].weight[lin[0].weight == 0].any() and 0 < stats[0].rel_error < 0.2
+    assert all(torch.unique(row[row != 0]).numel() <= 4 for row in tn[0].weight)
+    assert stats[0].sources <= stats[0].duplicated_sources <= 4 * stats[0].sources and types["0"].shape == (5, 6)
     with pytest.raises(ValueError):
         apply_truenorth_weights(lin, "float")
