@@ -488,11 +488,13 @@ GROUPED_SYNAPSES = 2_000_000   # larger layers skip the grouped candidates (the 
 
 
 def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Optional[int] = None,
-                 local_search: int = 8) -> PackedMapping:
+                 local_search: int = 8, parts_out: Optional[dict] = None) -> PackedMapping:
     """Pack a whole network's layers onto shared cores (module docstring) and state its lower bound.
 
     ``layers``: :class:`hw_models.unroll.SynapticLayer` (or :class:`PackLayer`) records in network
-    order. ``per_layer_cores``: the per-layer sparse mapping's cores, if already known.
+    order. ``per_layer_cores``: the per-layer sparse mapping's cores, if already known. ``parts_out``:
+    a dict that receives, per layer name, the part (item) of every synapse in CSR order when the packed
+    placement is used (each part is one TrueNorth neuron: a whole neuron or one of its partial sums).
     """
     pls = pack_layers_of(layers)
     if not pls:
@@ -524,6 +526,8 @@ def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Option
         free = cost(chosen)[1]
     result, _ = _merge(chosen, core, local_search=local_search)
     names = tuple(li.pl.name for li in chosen)
+    if parts_out is not None and result.cores < per_layer_cores:
+        parts_out.update({li.layer.name: li.pl.syn_item for li in chosen})
     if result.cores >= per_layer_cores:
         from .truenorth import map_layers
         per = map_layers(pls, "sparse", core)

@@ -82,19 +82,30 @@ def _integer(levels: np.ndarray) -> Tuple[np.ndarray, float]:
     return np.clip(np.round(levels / s), -WEIGHT_MAX, WEIGHT_MAX), s
 
 
-def duplicate_rows(w: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """``duplicate`` mode on a (neurons, sources) matrix: (TrueNorth weights, type of every synapse; -1 = none)."""
+def duplicate_rows(w: np.ndarray, parts: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """``duplicate`` mode on a (neurons, sources) matrix: (TrueNorth weights, type of every synapse; -1 = none).
+
+    ``parts`` (optional, one entry per nonzero of ``w`` in row-major order): the TrueNorth neuron (a
+    partial sum of the placement) that holds each synapse; each part gets its own 4 levels, all parts of
+    a neuron share its integer scale (so its adder weights its parts alike).
+    """
     out = np.zeros_like(w, dtype=np.float64)
     types = np.full(w.shape, -1, dtype=np.int64)
+    start = 0
     for n in range(w.shape[0]):
         nz = np.flatnonzero(w[n])
         if nz.size == 0:
             continue
-        lv = four_levels(w[n, nz])
-        S, s = _integer(lv)
-        t = np.argmin(np.abs(w[n, nz][:, None] - lv[None, :]), axis=1)
-        out[n, nz] = S[t] * s
-        types[n, nz] = t
+        part = parts[start:start + nz.size] if parts is not None else np.zeros(nz.size, dtype=np.int64)
+        start += nz.size
+        groups = [np.flatnonzero(part == p) for p in np.unique(part)]
+        levels = [four_levels(w[n, nz[g]]) for g in groups]
+        s = max(float(np.abs(lv).max()) for lv in levels) / WEIGHT_MAX or 1.0
+        for g, lv in zip(groups, levels):
+            S = np.clip(np.round(lv / s), -WEIGHT_MAX, WEIGHT_MAX)
+            t = np.argmin(np.abs(w[n, nz[g]][:, None] - lv[None, :]), axis=1)
+            out[n, nz[g]] = S[t] * s
+            types[n, nz[g]] = t
     return out, types
 
 
@@ -150,9 +161,12 @@ class TnWeightLayer:
         return asdict(self)
 
 
-def apply_truenorth_weights(model: nn.Module, mode: str = "duplicate") -> Tuple[nn.Module, List[TnWeightLayer], dict]:
+def apply_truenorth_weights(model: nn.Module, mode: str = "duplicate",
+                            parts: Optional[dict] = None) -> Tuple[nn.Module, List[TnWeightLayer], dict]:
     """A copy of ``model`` whose Linear / Conv2d weights follow TrueNorth's rule, per-layer stats, and the
-    type of every synapse (name -> (out, in) int array, -1 = no synapse; a conv kernel as (out, in*k*k))."""
+    type of every synapse (name -> (out, in) int array, -1 = no synapse; a conv kernel as (out, in*k*k)).
+    ``parts``: name -> part of every synapse (:func:`hw_models.packing.pack_network`'s ``parts_out``) for
+    the Linear layers the placement splits into partial sums (``duplicate`` mode)."""
     if mode not in MODES:
         raise ValueError(f"unknown TrueNorth weight mode {mode!r}; choose one of: {', '.join(MODES)}")
     tn = copy.deepcopy(model)
@@ -162,7 +176,10 @@ def apply_truenorth_weights(model: nn.Module, mode: str = "duplicate") -> Tuple[
             continue
         w = mod.weight.detach().cpu().double().numpy()
         flat = w.reshape(w.shape[0], -1)
-        new, t = (duplicate_rows if mode == "duplicate" else cluster_columns)(flat)
+        part = (parts or {}).get(name) if isinstance(mod, nn.Linear) else None
+        if part is not None and part.size != int((flat != 0).sum()):
+            part = None
+        new, t = duplicate_rows(flat, part) if mode == "duplicate" else cluster_columns(flat)
         with torch.no_grad():
             mod.weight.copy_(torch.from_numpy(new.reshape(w.shape)).to(mod.weight))
         nz = flat != 0
@@ -226,7 +243,9 @@ def truenorth_weights_report(model: nn.Module, layers, data, *, mode: str = "dup
     from .sops import count_activity
 
     core = core or CoreSpec()
-    tn, stats, types = apply_truenorth_weights(model, mode)
+    parts: dict = {}
+    pack_network(layers, core, parts_out=parts)
+    tn, stats, types = apply_truenorth_weights(model, mode, parts)
     acc = count_activity(tn, data, T=T, encoding=encoding, temporal=temporal, batch_size=batch_size, limit=limit,
                          seed=seed, progress=progress).accuracy
     extra = sum(l.duplicated_sources - l.sources for l in stats)
