@@ -23,8 +23,10 @@ def _register_commands() -> None:
     """Add every command; each lives in its own package and only parses options."""
     from export.cli import export_cmd
     from train.cli import train_cmd
+    from train.inspect_cli import inspect_cmd
 
     esl.add_command(train_cmd, "train")
+    esl.add_command(inspect_cmd, "inspect")
     esl.add_command(export_cmd, "export")
     from export.simulate_cli import simulate_cmd
     from hw_models.cli import energy_cmd

@@ -2,9 +2,9 @@
 sample, and both against snnTorch, measured in one run.
 
 - snnTorch: the network on CPU in float32, batches of 256 (:func:`export.simulate.snntorch_spikes`).
-- Lava, one network: :func:`export.lava_run.run`, every sample back to back in one compiled network
+- Lava, one network: :func:`export.lava.run.run`, every sample back to back in one compiled network
   (``LIFReset`` between samples), build + compile + run + read-back all counted.
-- Lava, per sample: :func:`export.lava_run.run_per_sample` on the first ``--per-sample`` samples,
+- Lava, per sample: :func:`export.lava.run.run_per_sample` on the first ``--per-sample`` samples,
   a fresh network compiled for every sample (what a naive harness does); its spikes must equal the
   one-network run's on those samples.
 
@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import esl_deploy  # noqa: E402  (lava import hook)
 from esl_deploy.models import ModelSpec, build_model  # noqa: E402
-from export.lava_convert import convert  # noqa: E402
-from export.lava_fixed import exact_frac_bits, quantize  # noqa: E402
-from export.lava_run import import_lava, run, run_per_sample  # noqa: E402
-from export.nir_export import to_nir  # noqa: E402
+from export.lava.convert import convert  # noqa: E402
+from export.lava.fixed import exact_frac_bits, quantize  # noqa: E402
+from export.lava.run import import_lava, run, run_per_sample  # noqa: E402
+from export.nir.write import to_nir  # noqa: E402
 from export.simulate import encoded_inputs, load_network, snntorch_spikes  # noqa: E402
 
 

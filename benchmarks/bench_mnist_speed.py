@@ -12,8 +12,9 @@ affects all alike (rounds x batches each; the median seconds per batch of each i
   step, Adam's per-tensor loop.
 - ``ours``: what ``esl train`` does now: the input given once with ``T`` (``SpikingNet.forward(x, T)``:
   the first layer's projection computed once per sample and broadcast over T, forward and backward),
-  the fused LIF (:class:`esl_deploy.neurons.FusedLIF`: bit-identical spikes and gradients) and Adam's
-  multi-tensor implementation (bit-identical updates).
+  the fused LIF (:class:`esl_deploy.neurons.FusedLIF`: bit-identical spikes and gradients) and
+  :class:`train.sparse_adam.MaskedAdam` (Adam's multi-tensor arithmetic on the masks' entries only:
+  bit-identical updates).
 - ``ours_T_copies``: ``ours`` fed T copies: what the time-constant path alone buys.
 - ``ours_rate`` and ``before_rate``: rate-encoded input (Bernoulli spikes, different at every step),
   which cannot share the projection (event data takes the same (T, B, ...) path), now and before.
@@ -45,6 +46,7 @@ from esl_deploy.models import ModelSpec, build_model  # noqa: E402
 from esl_deploy.neurons import LIF  # noqa: E402
 from train.losses import compute_loss  # noqa: E402
 from train.masking import MaskEngine, SparsityConfig  # noqa: E402
+from train.sparse_adam import MaskedAdam  # noqa: E402
 
 T, BATCH = 8, 100
 
@@ -80,7 +82,8 @@ def make_ours(before: bool = False):
     for m in model.modules():
         if isinstance(m, LIF):
             m.fused = not before
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=not before)
+    opt = (torch.optim.Adam(model.parameters(), lr=1e-3, foreach=False) if before
+           else MaskedAdam(model.parameters(), lr=1e-3, foreach=True))
     eng = MaskEngine(model, opt, SparsityConfig(method="esl", density=0.1), total_steps=540 * 40, seed=1)
     return model, opt, eng
 

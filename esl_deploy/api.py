@@ -1,7 +1,15 @@
-"""Public API: :func:`load` a trained network for the other commands and for users."""
+"""Public API: :func:`load` a trained network for the other commands and for users.
+
+esl_deploy is the ground layer: it imports no package above it. Exported files (``.nir``) are read by
+the package that writes them (:func:`export.nir.read.load_nir`), registered in ``pyproject.toml``
+under the entry-point group :data:`READERS_GROUP` with the file suffix as its name; :func:`load`
+looks the reader up there.
+"""
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -19,9 +27,9 @@ def load(path: str | Path) -> SpikingNet:
     nonzero weights) and ``mask_density`` (the connections the method held while training).
     """
     path = Path(path)
-    if path.suffix == ".nir":
-        from export.nir_import import load_nir
-        return check_finite(load_nir(path), path)
+    reader = file_reader(path.suffix)
+    if reader is not None:
+        return check_finite(reader(path), path)
     state = read_checkpoint(path)
     try:
         spec = ModelSpec.from_dict(state["model_spec"])
@@ -44,6 +52,17 @@ def load(path: str | Path) -> SpikingNet:
         "best_epoch": state["best"]["epoch"], "val_acc": state["best"]["val_acc"],
     }
     return check_finite(model.eval(), path)
+
+
+READERS_GROUP = "esl_deploy.readers"
+
+
+def file_reader(suffix: str) -> Optional[Callable[[Path], SpikingNet]]:
+    """The installed reader of files ending in ``suffix`` (``".nir"``), or None (a checkpoint)."""
+    for ep in entry_points(group=READERS_GROUP):
+        if suffix == "." + ep.name:
+            return ep.load()
+    return None
 
 
 def check_finite(model: nn.Module, path: Path) -> nn.Module:

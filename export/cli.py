@@ -1,7 +1,8 @@
 """``esl export``: write a trained network (checkpoint or ``.nir``) as NIR, Lava, lava-dl netx or ONNX.
 
 The command parses options and calls :func:`export_file`; the Python API does the same thing.
-``simulate_cmd`` is re-exported from :mod:`export.simulate_cli` when that module is installed.
+``--to nir --for READER`` writes the graph in the conventions of another tool's NIR reader
+(:mod:`export.nir.flavours`: snntorch, norse, sinabs).
 """
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import esl_deploy
 from esl_deploy.errors import EslError
 from esl_deploy.models import SpikingNet
 
+from .nir.flavours import READERS
+
 TARGETS = ("nir", "lava", "netx", "onnx")
 
 
 def load_source(path: Union[str, os.PathLike]) -> SpikingNet:
-    """A trained network from a ``.nir`` file (:func:`export.nir_import.load_nir`) or a checkpoint
+    """A trained network from a ``.nir`` file (:func:`export.nir.read.load_nir`) or a checkpoint
     (``esl_deploy.load``), with ``.meta``."""
     path = Path(path)
     if not path.exists():
@@ -28,24 +31,26 @@ def load_source(path: Union[str, os.PathLike]) -> SpikingNet:
     if path.is_dir():
         raise EslError(f"expected a checkpoint or .nir file, got a folder: {path}")
     if path.suffix.lower() == ".nir":
-        from .nir_import import load_nir
+        from .nir.read import load_nir
 
         return load_nir(path)
-    load = getattr(esl_deploy, "load", None)
-    if load is None:
-        raise EslError(f"cannot read checkpoint {path}: this esl_deploy has no checkpoint loader (esl_deploy.load)")
-    return load(path)
+    return esl_deploy.load(path)
 
 
 def export_file(source: Union[str, os.PathLike], to: str, out: Union[str, os.PathLike], *,
-                T: Optional[int] = None, force: bool = False) -> Dict[str, Any]:
+                T: Optional[int] = None, force: bool = False, reader: Optional[str] = None) -> Dict[str, Any]:
     """Export ``source`` to ``out`` in format ``to`` (one of :data:`TARGETS`); returns a summary dict.
 
     Refuses to replace an existing ``out`` unless ``force``. ONNX is unrolled over ``T`` steps,
     defaulting to the ``T`` recorded with the network. Lava and netx go through the NIR graph.
+    ``reader`` (NIR only, one of :data:`export.nir.flavours.READERS`) writes that reader's flavour.
     """
     if to not in TARGETS:
         raise EslError(f"unknown export format {to!r}; choose one of: {', '.join(TARGETS)}")
+    if reader is not None and to != "nir":
+        raise EslError(f"--for {reader} applies to --to nir only")
+    if reader is not None and reader not in READERS:
+        raise EslError(f"unknown NIR reader {reader!r}; choose one of: {', '.join(sorted(READERS))}")
     out = Path(out)
     if out.exists() and Path(source).exists() and out.resolve() == Path(source).resolve():
         raise EslError(f"the output {out} is the source file itself; choose another -o (--force never replaces "
@@ -61,7 +66,7 @@ def export_file(source: Union[str, os.PathLike], to: str, out: Union[str, os.Pat
     summary: Dict[str, Any] = {"source": str(source), "format": to, "output": str(out),
                                "model": model.spec.name, "method": meta.get("method")}
     if to == "onnx":
-        from .onnx_export import to_onnx
+        from .onnx import to_onnx
 
         steps = T if T is not None else meta.get("T")
         if steps is None:
@@ -69,17 +74,23 @@ def export_file(source: Union[str, os.PathLike], to: str, out: Union[str, os.Pat
         to_onnx(model, out, int(steps), meta=meta)
         summary["T"] = int(steps)
     else:
-        from .nir_export import to_nir, write_nir
+        from .nir.write import to_nir, write_graph
 
         if to == "nir":
-            write_nir(model, out, meta)
+            graph = to_nir(model, meta)
+            if reader is not None:
+                from .nir.flavours import flavour, reader_read_hint
+
+                graph = flavour(graph, reader)
+                summary["reader"], summary["read_with"] = reader, reader_read_hint(reader, graph)[0]
+            write_graph(graph, out)
         else:
             graph = to_nir(model, meta)
             try:
                 if to == "lava":
-                    from .lava_export import write_lava as write
+                    from .lava.file import write_lava as write
                 else:
-                    from .netx_export import write_netx as write
+                    from .lava.netx import write_netx as write
             except ImportError as e:
                 raise EslError(f"--to {to} is not available in this installation ({e})") from e
             write(graph, out)
@@ -94,19 +105,18 @@ def export_file(source: Union[str, os.PathLike], to: str, out: Union[str, os.Pat
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True, help="Output path.")
 @click.option("-T", "--steps", type=click.IntRange(min=1), default=None,
               help="Time steps to unroll for ONNX (default: the T the network was trained with).")
+@click.option("--for", "reader", type=click.Choice(sorted(READERS)), default=None,
+              help="With --to nir: write the graph as this tool's NIR reader reads it (see the README's NIR "
+                   "readers table).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of a sentence.")
-def export_cmd(source: Path, to: str, out: Path, steps: Optional[int], force: bool, as_json: bool) -> None:
+def export_cmd(source: Path, to: str, out: Path, steps: Optional[int], reader: Optional[str], force: bool,
+               as_json: bool) -> None:
     """Export SOURCE (a checkpoint or a .nir file) to NIR, Lava, netx or ONNX."""
-    summary = export_file(source, to, out, T=steps, force=force)
+    summary = export_file(source, to, out, T=steps, force=force, reader=reader)
     if as_json:
         click.echo(json.dumps(summary, sort_keys=True))
     else:
         size = f" ({summary['bytes']} bytes)" if "bytes" in summary else ""
-        click.echo(f"wrote {to} export of {source} to {out}{size}")
-
-
-try:  # written separately; `esl export` must work without it
-    from export.simulate_cli import simulate_cmd  # noqa: F401
-except ImportError:
-    pass
+        flavour = f" for {reader} (read it with {summary['read_with']})" if reader else ""
+        click.echo(f"wrote {to} export of {source} to {out}{size}{flavour}")

@@ -8,10 +8,10 @@ compute in float64. Backends:
 
 - ``snntorch``: the network as trained, float32 (its agreement with the float64 reference shows
   what float32 rounding changes);
-- ``lava``: :func:`export.lava_run.run` with ``Loihi2SimCfg(select_tag="floating_pt")``;
-- ``lava-fixed``: the same after :func:`export.lava_fixed.quantize` (bit-accurate Loihi 2 models,
+- ``lava``: :func:`export.lava.run.run` with ``Loihi2SimCfg(select_tag="floating_pt")``;
+- ``lava-fixed``: the same after :func:`export.lava.fixed.quantize` (bit-accurate Loihi 2 models,
   ``select_tag="fixed_pt"``); the report carries the quantisation errors;
-- ``netx``: the network written by :func:`export.netx_export.write_netx` and loaded back by lava-dl's
+- ``netx``: the network written by :func:`export.lava.netx.write_netx` and loaded back by lava-dl's
   ``netx.hdf5.Network``.
 
 Spike agreement of a layer is the percentage of (step, sample, neuron) entries equal to the
@@ -47,6 +47,8 @@ from esl_deploy.datasets import load_dataset, to_time_major
 from esl_deploy.errors import EslError
 from esl_deploy.models import SpikingNet, apply_layer
 from esl_deploy.neurons import LI, LIF
+
+from .nir.graph import walk
 
 BACKENDS = ("snntorch", "lava", "lava-fixed", "netx")
 EVAL_SEED = 12345  # the trainer's evaluation stream (train/trainer.py EVAL_SEED): same rate-coded input
@@ -93,8 +95,8 @@ class SimReport:
 def load_network(source: Union[str, os.PathLike]) -> Tuple[SpikingNet, nir.NIRGraph]:
     """The snnTorch network and the NIR graph of ``source``: a ``.nir`` file (the graph as written, and
     the network built from it) or a checkpoint (the network, and its graph by ``to_nir``)."""
-    from .nir_export import to_nir
-    from .nir_import import from_nir, read_graph
+    from .nir.write import to_nir
+    from .nir.read import from_nir, read_graph
 
     path = Path(source)
     if not path.is_file():
@@ -168,9 +170,9 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
 def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray,
                  tick: Callable[[int], None], synapse: str, conv: str,
                  groups: int) -> Tuple[List[str], List[np.ndarray], dict]:
-    from .lava_convert import convert
-    from .lava_fixed import exact_frac_bits, quantize
-    from .lava_run import run
+    from .lava.convert import convert
+    from .lava.fixed import exact_frac_bits, quantize
+    from .lava.run import run
 
     frac_bits = exact_frac_bits(x)  # input bits that hold this data exactly (digits: 4), else auto
     x_max = max(1.0, float(x.max(initial=0.0)))  # event frames may count several events per bin
@@ -180,7 +182,7 @@ def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.nda
         tick(x.shape[1])
         return [], spikes, {"voltage": volt}
     if backend == "netx":
-        from .netx_export import netx_net, run_netx, write_netx_file
+        from .lava.netx import netx_net, run_netx, write_netx_file
 
         net = netx_net(graph, input_max=x_max, input_frac_bits=frac_bits)
         with tempfile.TemporaryDirectory(prefix="esl-sim-") as tmp:
@@ -210,7 +212,7 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: st
 
     ``T`` and ``encoding`` default to those recorded with the network (else 8 and ``direct``);
     ``limit`` keeps the first N test samples. ``synapse``/``conv`` choose the Lava processes
-    (:func:`export.lava_convert.convert`). ``weight_groups``: 8-bit synapse groups per weight in fixed
+    (:func:`export.lava.convert.convert`). ``weight_groups``: 8-bit synapse groups per weight in fixed
     point, 2 for ``lava-fixed`` by default (about 15-bit weights), 1 for ``netx`` (the only choice) and
     for networks trained with ``--weight-bits`` <= 8 (their weights are already on the 8-bit grid).
     Fixed point sends the input with the fewest fractional bits that hold it exactly (4 for digits)
@@ -222,7 +224,7 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: st
     if backend == "netx" and weight_groups not in (None, 1):
         raise EslError("netx holds one 8-bit weight per synapse: --weight-groups must be 1 for netx")
     if backend != "snntorch":
-        from .lava_run import import_lava
+        from .lava.run import import_lava
 
         import_lava()  # before tqdm fixes the multiprocessing start method
     model, graph = load_network(source)
@@ -247,9 +249,8 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: st
         t0 = time.perf_counter()
         names, spikes, extra = _run_backend(backend, model, graph, x, bar.update, synapse, conv, weight_groups)
         wall = time.perf_counter() - t0
-    lif_names = [name for name, node in graph.nodes.items() if isinstance(node, (nir.LIF, nir.IF))]
     if not names:
-        names = _chain_order(graph, lif_names)
+        names = [s.name for s in walk(graph).steps if isinstance(s.node, (nir.LIF, nir.IF))]
     if len(spikes) != len(reference):
         raise AssertionError(f"{backend} gave {len(spikes)} spiking layers, snnTorch {len(reference)}")
     layer_agreement = {name: agreement(s, r) for name, s, r in zip(names, spikes, reference)}
@@ -281,17 +282,6 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: st
         snntorch_samples_per_s=n / ref_s if ref_s > 0 else float("inf"),
         quant_error=extra.get("quant_error"), details=details, readout=readout,
         readout_argmax_agreement=argmax_agree, readout_max_abs_diff=max_diff)
-
-
-def _chain_order(graph: nir.NIRGraph, names: List[str]) -> List[str]:
-    """``names`` in the order of the input -> output chain."""
-    succ = {a: b for a, b in graph.edges}
-    start = next(n for n, node in graph.nodes.items() if isinstance(node, nir.Input))
-    order, node = [], start
-    while node in succ:
-        node = succ[node]
-        order.append(node)
-    return [n for n in order if n in names]
 
 
 __all__ = ["BACKENDS", "MEMBRANE_BACKENDS", "SimReport", "VOLTAGE_TOL", "agreement", "encoded_inputs",

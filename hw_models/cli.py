@@ -22,7 +22,7 @@ from .tn_weights import MODES as TN_MODES
 def load_source(path: str) -> nn.Module:
     """A SpikingNet from a checkpoint (``.pt``/``.pth``, or a run folder holding ``checkpoint.pt``) or ``.nir``.
 
-    The loaders are imported when needed: ``esl_deploy.load`` and ``export.nir_import.load_nir``.
+    The loaders are imported when needed: ``esl_deploy.load`` and ``export.nir.read.load_nir``.
     """
     p = Path(path).expanduser()
     if p.is_dir():
@@ -32,9 +32,9 @@ def load_source(path: str) -> nn.Module:
     suffix = p.suffix.lower()
     if suffix == ".nir":
         try:
-            from export.nir_import import load_nir
+            from export.nir.read import load_nir
         except ImportError:
-            raise EslError("reading .nir files needs export.nir_import, which is not installed") from None
+            raise EslError("reading .nir files needs export.nir.read, which is not installed") from None
         return load_nir(str(p))
     if suffix in (".pt", ".pth"):
         import esl_deploy

@@ -1,7 +1,11 @@
-"""Shared test helpers: run ``esl`` in-process and check the one-line user-error convention."""
+"""Shared test helpers: run ``esl`` in-process and check the one-line user-error convention; small sparse
+networks that spike, and inputs for them."""
 import numpy as np
+import torch
 
 import cli
+from esl_deploy.masks import random_mask, sparsifiable
+from esl_deploy.models import ModelSpec, build_model
 
 
 def run_cli(capsys, *args):
@@ -30,3 +34,25 @@ def digit_like_input(T, B, seed=0):
     g = np.random.default_rng(seed)
     x = g.integers(0, 17, size=(B, 1, 8, 8)) / 16.0
     return np.broadcast_to(x, (T,) + x.shape).copy()
+
+
+def half_sparse_model(spec: ModelSpec, seed: int = 0, gain: float = 4.0, meta: dict = None):
+    """A model with half of each sparsified weight zeroed, weights scaled up so that neurons spike;
+    ``model.meta`` is ``meta`` with the layer densities."""
+    torch.manual_seed(seed)
+    model = build_model(spec).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(gain)
+        layer_density = {}
+        for name, w in sparsifiable(model):
+            w.mul_(random_mask(w.shape, 0.5, g))
+            layer_density[name] = 0.5
+    model.meta = {**(meta or {}), "layer_density": layer_density}
+    return model
+
+
+def spiking_input(spec: ModelSpec, T: int = 6, B: int = 5, seed: int = 1) -> torch.Tensor:
+    """Uniform random input (T, B, *input_shape)."""
+    return torch.rand(T, B, *spec.input_shape, generator=torch.Generator().manual_seed(seed))

@@ -14,10 +14,11 @@ import torch
 
 import esl_deploy
 from esl_deploy.errors import EslError
-from esl_deploy.masks import random_mask, sparsifiable
+from esl_deploy.masks import sparsifiable
 from esl_deploy.models import ModelSpec, build_model
-from export.nir_export import DT, fold_batchnorm, lif_node, storable_metadata, to_nir, write_nir
-from export.nir_import import from_nir, lif_parameters, load_nir, metadata_from_hdf5
+from export.nir.write import DT, fold_batchnorm, lif_node, storable_metadata, to_nir, write_nir
+from export.nir.read import from_nir, lif_parameters, load_nir, metadata_from_hdf5
+from helpers import half_sparse_model, spiking_input
 
 SPECS = {
     "mlp": ModelSpec("mlp", (1, 8, 8), 10, width=0.05),  # 64-40-10
@@ -27,23 +28,7 @@ META = {"method": "esl", "dataset": "digits", "T": 6, "encoding": "direct", "den
 
 
 def sparse_model(spec: ModelSpec, seed: int = 0, gain: float = 4.0):
-    """A model with half of each sparsified weight zeroed, weights scaled up so that neurons spike."""
-    torch.manual_seed(seed)
-    model = build_model(spec).eval()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(gain)
-        layer_density = {}
-        for name, w in sparsifiable(model):
-            w.mul_(random_mask(w.shape, 0.5, g))
-            layer_density[name] = 0.5
-    model.meta = {**META, "layer_density": layer_density}
-    return model
-
-
-def spiking_input(spec: ModelSpec, T: int = 6, B: int = 5, seed: int = 1) -> torch.Tensor:
-    return torch.rand(T, B, *spec.input_shape, generator=torch.Generator().manual_seed(seed))
+    return half_sparse_model(spec, seed, gain, META)
 
 
 def synapse_weights(model):
@@ -175,7 +160,10 @@ def test_conv_pool_and_flatten_nodes_have_nir_conventions():
     assert isinstance(pool, nir.AvgPool2d)
     np.testing.assert_array_equal(pool.kernel_size, [2, 2])
     np.testing.assert_array_equal(pool.stride, [2, 2])
-    assert (flat.start_dim, flat.end_dim) == (0, -1)  # torch start_dim=1 counts the batch dim, NIR's does not
+    # torch start_dim=1 counts the batch dim, NIR's does not: written from the end, -3 is NIR's dim 0 of
+    # (8, 2, 2), and a reader passing it to torch.nn.Flatten keeps the batch dim
+    assert (flat.start_dim, flat.end_dim) == (-3, -1)
+    np.testing.assert_array_equal(flat.output_type["output"], [32])
     np.testing.assert_array_equal(flat.input_type["input"], [8, 2, 2])
     np.testing.assert_array_equal(graph.nodes["8"].v_threshold.shape, [10])
 
@@ -249,22 +237,23 @@ def test_residual_network_is_refused():
 
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_snntorch_import_from_nir_gives_the_same_spikes(name, tmp_path):
-    """snnTorch 1.0.0's ``import_from_nir`` runs our graphs one time step per call with state kept in the
-    neurons (``init_hidden=True``). It maps NIR ``Flatten(start_dim=0)`` to ``torch.nn.Flatten(0)``
-    without adding the batch dimension back, so it only runs unbatched samples: we feed one sample
-    (C, H, W) per step. It also needs one threshold per layer, which holds here (uniform thresholds)."""
+    """snnTorch 1.0.0's ``import_from_nir`` runs our default graphs one time step per call with state kept in
+    the neurons (``init_hidden=True``), a batch of 5 samples at once: it hands NIR's ``Flatten`` dims to
+    ``torch.nn.Flatten`` unchanged, which keeps the batch because we write them counted from the end. It
+    also needs one threshold per layer, which holds here (uniform thresholds). More readers:
+    tests/test_nir_interop.py."""
     from snntorch.import_nir import import_from_nir
 
     spec = SPECS[name]
     model = sparse_model(spec, seed=2)
     path = write_nir(model, tmp_path / "m.nir")
-    x = spiking_input(spec, T=6, B=1)
+    x = spiking_input(spec, T=6, B=5)
     with torch.no_grad():
-        ref = model(x)[:, 0]
+        ref = model(x)
         net = import_from_nir(nir.read(path))
         state, outs = None, []
         for t in range(x.shape[0]):
-            spikes, state = net(x[t, 0], state)
+            spikes, state = net(x[t], state)
             outs.append(spikes)
     assert ref.sum() > 0
     assert torch.equal(torch.stack(outs), ref)
@@ -389,9 +378,9 @@ def test_cli_reads_checkpoints_through_esl_deploy_load(esl, tmp_path, monkeypatc
 
 def test_cli_hands_the_nir_graph_to_the_lava_writer(esl, tmp_path, monkeypatch):
     received = {}
-    fake = types.ModuleType("export.lava_export")
+    fake = types.ModuleType("export.lava.file")
     fake.write_lava = lambda graph, path: received.update(graph=graph, path=path)
-    monkeypatch.setitem(sys.modules, "export.lava_export", fake)
+    monkeypatch.setitem(sys.modules, "export.lava.file", fake)
     src = write_nir(sparse_model(SPECS["mlp"]), tmp_path / "src.nir")
     code, _, err = esl("export", src, "--to", "lava", "-o", tmp_path / "lava_out")
     assert code == 0, err

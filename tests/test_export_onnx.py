@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from esl_deploy.errors import EslError
-from esl_deploy.masks import random_mask, sparsifiable
-from esl_deploy.models import ModelSpec, build_model
-from export.nir_export import write_nir
-from export.onnx_export import UnrolledNet, lif_unrolled, run_onnx, to_onnx
+from esl_deploy.models import ModelSpec
+from export.nir.write import write_nir
+from export.onnx import UnrolledNet, lif_unrolled, run_onnx, to_onnx
+from helpers import half_sparse_model
 
 SPECS = {
     "mlp": ModelSpec("mlp", (1, 8, 8), 10, width=0.05),
@@ -26,14 +26,8 @@ META = {"method": "set", "dataset": "digits", "T": 5, "encoding": "rate", "densi
 def sparse_model(spec: ModelSpec, seed: int = 0, gain: float = 3.0):
     """Half of each sparsified weight zeroed, weights scaled so neurons spike, BatchNorm statistics
     moved away from (0, 1) so that eval-mode BatchNorm matters."""
-    torch.manual_seed(seed)
-    model = build_model(spec).eval()
-    g = torch.Generator().manual_seed(seed)
+    model = half_sparse_model(spec, seed, gain)
     with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(gain)
-        for _, w in sparsifiable(model):
-            w.mul_(random_mask(w.shape, 0.5, g))
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.1, 0.1)

@@ -210,9 +210,9 @@ def test_cli_table(run_esl):
 def test_load_source_dispatches_on_file_type(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(esl_deploy, "load", lambda p: calls.append(("pt", p)) or "net", raising=False)
-    fake = types.ModuleType("export.nir_import")
+    fake = types.ModuleType("export.nir.read")
     fake.load_nir = lambda p: calls.append(("nir", p)) or "graph"
-    monkeypatch.setitem(sys.modules, "export.nir_import", fake)
+    monkeypatch.setitem(sys.modules, "export.nir.read", fake)
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint.pt").write_bytes(b"")

@@ -19,12 +19,12 @@ from click.testing import CliRunner
 from esl_deploy.errors import EslError
 from esl_deploy.models import ModelSpec, apply_layer, build_model
 from esl_deploy.neurons import LIF
-from export import lava_convert as lc
-from export import lava_fixed as lf
-from export import lava_run as lr
-from export.lava_export import read_lava, write_lava
-from export.netx_export import netx_net, run_netx, write_netx, write_netx_file
-from export.nir_export import to_nir, write_nir
+from export.lava import convert as lc
+from export.lava import fixed as lf
+from export.lava import run as lr
+from export.lava.file import read_lava, write_lava
+from export.lava.netx import netx_net, run_netx, write_netx, write_netx_file
+from export.nir.write import to_nir, write_nir
 from export.simulate import simulate, snntorch_spikes
 from export.simulate_cli import simulate_cmd
 
@@ -219,7 +219,7 @@ def test_recurrent_edge_is_refused():
 
 def test_wrong_shapes_are_refused():
     graph = chain(("fc", nir.Linear(weight=np.ones((2, 5)))), ("lif", lif_node(2, 0.9)), input_shape=[4])
-    with pytest.raises(EslError, match=r"'fc' \(Linear\) expects input of shape \(5,\)"):
+    with pytest.raises(EslError, match=r"'fc' of type Linear expects input of shape \(5,\)"):
         lc.convert(graph)
     net = lc.convert(impulse_graph())
     with pytest.raises(EslError, match="does not match the network"):
@@ -239,7 +239,7 @@ def test_lif_parameters_lava_cannot_hold_are_refused():
         lc.convert(chain(("fc", nir.Linear(weight=np.ones((2, 1)))), ("lif", node), input_shape=[1]))
     graph = chain(("fc", nir.Linear(weight=np.ones((2, 1)))), ("lif", lif_node(2, 0.9)),
                   ("fc2", nir.Linear(weight=np.ones((3, 2)))), input_shape=[1])
-    with pytest.raises(EslError, match=r"'fc2' \(Linear\) comes after the last spiking layer"):
+    with pytest.raises(EslError, match=r"'fc2' of type Linear comes after the last neuron layer"):
         lc.convert(graph)
 
 

@@ -1,4 +1,4 @@
-"""Loihi 2 bit widths in the fixed-point quantiser (export.lava_fixed) and the netx writer.
+"""Loihi 2 bit widths in the fixed-point quantiser (export.lava.fixed) and the netx writer.
 
 Property test over random layers (seeded numpy loops): whatever the shape, density, weight distribution
 (heavy tails included), threshold, beta, bias, input kind (binary spikes or graded) and number of
@@ -12,9 +12,9 @@ import pytest
 import scipy.sparse as sp
 
 from esl_deploy.errors import EslError
-from export import lava_convert as lc
-from export import lava_fixed as lf
-from export.netx_export import netx_net, write_netx_file
+from export.lava import convert as lc
+from export.lava import fixed as lf
+from export.lava.netx import netx_net, write_netx_file
 
 A_IN = (-2 ** 15, 2 ** 15 - 1)   # LIF a_in, Dense/Sparse a_out: 16-bit signed
 UV = 2 ** 23 - 1                 # u, v: 24-bit signed (v clipped to +-(2^23 - 1))
@@ -258,8 +258,8 @@ def test_bias_limit_binding_the_scale_keeps_netx_bias_exp():
     max|b| * scale must not push one group's bias_exp to 7 (netx needs 6)."""
     import nir
     import numpy as np
-    from export.lava_convert import convert
-    from export.lava_fixed import BIAS_EXP, quantize
+    from export.lava.convert import convert
+    from export.lava.fixed import BIAS_EXP, quantize
     rng = np.random.default_rng(3)
     for trial in range(200):
         bmax = float(rng.uniform(0.05, 3.0))

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from esl_deploy.models import ModelSpec, build_model
-from export.lava_convert import convert
-from export.lava_fixed import quantize
-from export.nir_export import to_nir
+from export.lava.convert import convert
+from export.lava.fixed import quantize
+from export.nir.write import to_nir
 from export.simulate import load_network
 from train.config import TrainConfig
 from train.masking import SparsityConfig

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from esl_deploy.errors import EslError
 from esl_deploy.models import ModelSpec, build_model
 from esl_deploy.neurons import LI, LIF
-from export import lava_convert as lc
-from export import lava_run as lr
-from export.nir_export import to_nir, write_nir
-from export.nir_import import from_nir, load_nir
+from export.lava import convert as lc
+from export.lava import run as lr
+from export.nir.write import to_nir, write_nir
+from export.nir.read import from_nir, load_nir
 from export.simulate import simulate, snntorch_run
 from train.losses import compute_loss, predict
 
@@ -256,7 +256,7 @@ def test_simulate_snntorch_backend_reports_the_readout(tmp_path):
 
 def test_onnx_export_of_the_membrane_readout(tmp_path):
     onnx = pytest.importorskip("onnx")
-    from export.onnx_export import UnrolledNet, run_onnx, to_onnx
+    from export.onnx import UnrolledNet, run_onnx, to_onnx
 
     model = membrane_mlp(width=0.1, seed=6)
     x = torch.from_numpy(digit_like_input(4, 2)).float()

@@ -11,12 +11,42 @@ from esl_deploy.masks import DENSITY_MODES
 from esl_deploy.models import MODELS, READOUTS
 
 from .config import OPTIMIZERS, TrainConfig
+from .config_file import NOT_IN_FILE, options_toml, read_config_file
 from .losses import LOSSES
 from .masking import GROW_RULES, METHODS, SparsityConfig
 from .pq_index import SCOPES, PQConfig
 
 
+def options_to_config(o: dict) -> TrainConfig:
+    """The :class:`TrainConfig` of ``esl train``'s parsed options (a bad value raises EslError)."""
+    try:
+        pq = PQConfig(p=o["pq_p"], q=o["pq_q"], eta=o["pq_eta"], gamma=o["pq_gamma"], beta=o["pq_beta"],
+                      rho=o["pq_rho"], scope=o["pq_scope"])
+        sparsity = SparsityConfig(method=o["method"], density=o["density"], density_mode=o["density_mode"],
+                                  t_iter=o["t_iter"], alpha=o["alpha"], t_end=o["t_end"], grow=o["grow"],
+                                  prune_at=o["prune_at"], pq=pq, core_aware=o["core_aware"],
+                                  regrow_std=o["regrow_std"], exclude_dead_inputs=not o["keep_dead_inputs"])
+        return TrainConfig(model=o["model"], dataset=o["dataset"], data_dir=o["data_dir"], epochs=o["epochs"],
+                           seed=o["seed"], T=o["T"], encoding=o["encoding"], frame_size=o["frame_size"],
+                           batch_size=o["batch_size"], optimizer=o["optimizer"], lr=o["lr"], lr_end=o["lr_end"],
+                           loss=o["loss"], readout=o["readout"], tet_lambda=o["tet_lambda"], width=o["width"],
+                           beta=o["beta"], threshold=o["threshold"], sparsity=sparsity,
+                           weight_bits=o["weight_bits"], device=o["device"])
+    except ValueError as e:
+        raise EslError(str(e)) from None
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value) -> None:
+    """Eager: the file's options become this command's defaults, so the command line overrides them."""
+    if value is not None:
+        ctx.default_map = {**(ctx.default_map or {}), **read_config_file(value, ctx.command.params, ctx)}
+
+
 @click.command(context_settings={"show_default": True})
+@click.option("--config", type=click.Path(dir_okay=False), default=None, is_eager=True, expose_value=False,
+              callback=_load_config,
+              help="TOML file of options (keys = option names, e.g. batch_size; [pq] p = 0.5 is --pq-p); "
+                   "options on the command line override it. See configs/.")
 @click.option("--model", type=click.Choice(list(MODELS)), default="mlp", help="Architecture.")
 @click.option("--dataset", type=click.Choice(list(DATASETS)), default="digits", help="Data set (digits is embedded).")
 @click.option("--data-dir", type=click.Path(), default=None, help="Folder holding the data set's files.")
@@ -28,6 +58,8 @@ from .pq_index import SCOPES, PQConfig
 @click.option("--out", type=click.Path(), required=True, help="Run folder to write.")
 @click.option("--T", "T", type=int, default=8, help="Time steps per sample.")
 @click.option("--encoding", type=click.Choice(ENCODINGS), default="direct", help="Static input encoding.")
+@click.option("--frame-size", type=int, default=None,
+              help="Event data sets: frames of this many pixels square (events pooled onto the grid) [default: the sensor's].")
 @click.option("--batch-size", type=int, default=100)
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam")
 @click.option("--lr", type=float, default=0.01, help="Initial learning rate.")
@@ -68,24 +100,16 @@ from .pq_index import SCOPES, PQConfig
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def train_cmd(**o):
-    """Train a sparse SNN and write a run folder (checkpoint.pt, metrics.csv, summary.json, curves.png)."""
+    """Train a sparse SNN and write a run folder (checkpoint.pt, metrics.csv, summary.json, config.toml,
+    curves.png and the structure plots of ``esl inspect``)."""
     from .trainer import train
 
-    try:
-        pq = PQConfig(p=o["pq_p"], q=o["pq_q"], eta=o["pq_eta"], gamma=o["pq_gamma"], beta=o["pq_beta"],
-                      rho=o["pq_rho"], scope=o["pq_scope"])
-        sparsity = SparsityConfig(method=o["method"], density=o["density"], density_mode=o["density_mode"],
-                                  t_iter=o["t_iter"], alpha=o["alpha"], t_end=o["t_end"], grow=o["grow"],
-                                  prune_at=o["prune_at"], pq=pq, core_aware=o["core_aware"],
-                                  regrow_std=o["regrow_std"], exclude_dead_inputs=not o["keep_dead_inputs"])
-        cfg = TrainConfig(model=o["model"], dataset=o["dataset"], data_dir=o["data_dir"], epochs=o["epochs"],
-                          seed=o["seed"], T=o["T"], encoding=o["encoding"], batch_size=o["batch_size"],
-                          optimizer=o["optimizer"], lr=o["lr"], lr_end=o["lr_end"], loss=o["loss"], readout=o["readout"],
-                          tet_lambda=o["tet_lambda"], width=o["width"], beta=o["beta"], threshold=o["threshold"],
-                          sparsity=sparsity, weight_bits=o["weight_bits"], device=o["device"])
-    except ValueError as e:
-        raise EslError(str(e)) from None
-    summary = train(cfg, o["out"], resume=o["resume"], force=o["force"], progress=not o["no_progress"])
+    cfg = options_to_config(o)
+    params = click.get_current_context().command.params  # the file lists options in --help's order
+    record = options_toml({p.name: o[p.name] for p in params if p.name in o and p.name not in (*NOT_IN_FILE, "out")},
+                          header="The options of this run (esl train --config reads this file back).")
+    summary = train(cfg, o["out"], resume=o["resume"], force=o["force"], progress=not o["no_progress"],
+                    options_file=record)
     if o["as_json"]:
         click.echo(json.dumps(summary, indent=2))
     else:

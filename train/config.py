@@ -44,6 +44,7 @@ class TrainConfig:
     beta: float = 0.9
     threshold: float = 1.0
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
+    frame_size: Optional[int] = None  # event data: frames of frame_size^2 (events pooled onto that grid)
     weight_bits: Optional[int] = None  # quantisation-aware training onto a 2^(b-1)-1 step grid (train/quant.py)
     device: str = "cpu"
 
@@ -75,6 +76,8 @@ class TrainConfig:
             raise ValueError(f"unknown readout {self.readout!r}; choose one of: {', '.join(READOUTS)}")
         if not 0 <= self.tet_lambda <= 1:
             raise ValueError(f"tet_lambda must lie in [0, 1], got {self.tet_lambda}")
+        if self.frame_size is not None and self.frame_size < 1:
+            raise ValueError(f"frame size must be at least 1, got {self.frame_size}")
         if self.weight_bits is not None and not 2 <= self.weight_bits <= 16:
             raise ValueError(f"weight bits must lie in 2..16, got {self.weight_bits}")
 

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -186,9 +186,19 @@ class MaskEngine:
             self.grad_seen = {n: torch.zeros(p.shape, dtype=torch.bool, device=p.device)
                               for n, p in self.params.items()}
         self.rewired_total = 0
+        # What the structure did (for ``esl inspect``; never read by the training itself): the masks the
+        # run started from, one record per rewiring (see :func:`rewire_record`), and the connections the
+        # last rewiring grew (to count how many of them the next rewiring keeps).
+        self.initial_masks = {n: m.cpu().clone() for n, m in self.masks.items()}
+        self.rewire_log: List[dict] = []
+        self.last_grown: Dict[str, torch.Tensor] = {}
+        self.steps_per_epoch = steps_per_epoch
         self.dense_grad: Dict[str, torch.Tensor] = {}  # dL/dW before masking, of the last backward pass
         for name, p in self.params.items():
             p.register_hook(self._grad_hook(name))
+        if hasattr(optimizer, "use_masks"):  # train.sparse_adam.MaskedAdam: update the masked entries only
+            names = {id(p): n for n, p in self.params.items()}
+            optimizer.use_masks(lambda p: self.masks[names[id(p)]] if id(p) in names else None)
         self.apply()
 
     def _grad_hook(self, name: str):
@@ -238,13 +248,25 @@ class MaskEngine:
             if self._due(self.t):
                 self.pending = self.t
             if self.pending and epoch_start is not False:
+                before = {n: m.clone() for n, m in self.masks.items()}
                 rewired = self.method.rewire(self, self.pending)
+                self._record_rewiring(before)
                 self.pending = 0
                 for seen in self.grad_seen.values():
                     seen.zero_()
                 self.rewired_total += rewired
                 self.apply()
         return rewired
+
+    def _record_rewiring(self, before: Dict[str, torch.Tensor]) -> None:
+        record = {"step": self.t, "due_step": self.pending, "layers": {}}
+        if self.steps_per_epoch:
+            record["epoch"] = (self.t - 1) / self.steps_per_epoch
+        for name, after in self.masks.items():
+            layer, grown = rewire_record(before[name], after, self.last_grown.get(name))
+            record["layers"][name] = layer
+            self.last_grown[name] = grown.cpu()
+        self.rewire_log.append(record)
 
     @property
     def structure_final(self) -> bool:
@@ -317,6 +339,11 @@ class MaskEngine:
             "grad_seen": {n: v.cpu().clone() for n, v in self.grad_seen.items()},
             "schedule": self.schedule.state_dict(),
             "rewired_total": self.rewired_total,
+            "initial_masks": {n: m.clone() for n, m in self.initial_masks.items()},
+            "rewire_log": list(self.rewire_log),
+            "last_grown": {n: m.clone() for n, m in self.last_grown.items()},
+            "allowed": ({n: m.cpu().clone() for n, m in self.allowed.items()}
+                        if self.config.core_aware is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -335,7 +362,29 @@ class MaskEngine:
             self.grad_seen[name] = v.to(device=self.params[name].device, dtype=torch.bool)
         self.schedule.load_state_dict(state["schedule"])
         self.rewired_total = int(state["rewired_total"])
+        if "initial_masks" in state:  # checkpoints written before structure records lack these
+            self.initial_masks = {n: m.clone() for n, m in state["initial_masks"].items()}
+            self.rewire_log = list(state["rewire_log"])
+            self.last_grown = {n: m.clone() for n, m in state["last_grown"].items()}
         self.apply()
+
+
+def rewire_record(before: torch.Tensor, after: torch.Tensor,
+                  last_grown: Optional[torch.Tensor]) -> tuple:
+    """One layer's part of a rewiring record, and the connections this rewiring grew.
+
+    pruned = |before & ~after|, grown = |after & ~before|, nnz = |after|; of the connections the previous
+    rewiring grew (``last_grown``), ``prev_grown_survived`` = |last_grown & after| are still there after
+    this one (survival share = prev_grown_survived / prev_grown; None at the first rewiring).
+    """
+    grown = after & ~before
+    rec = {"pruned": int((before & ~after).sum()), "grown": int(grown.sum()), "nnz": int(after.sum()),
+           "prev_grown": None, "prev_grown_survived": None}
+    if last_grown is not None:
+        last = last_grown.to(after.device)
+        rec["prev_grown"] = int(last.sum())
+        rec["prev_grown_survived"] = int((last & after).sum())
+    return rec, grown
 
 
 # -- rewiring rules (one function per method, all pure over the engine's masks) ---------------------

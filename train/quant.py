@@ -6,7 +6,7 @@ weights updates the float weights; BinaryConnect, Courbariaux et al. 2015; lava-
 
     delta = max|W| / (2^(bits-1) - 1),      Q(W) = delta * round(W / delta)
 
-With ``bits = 8`` this is exactly the grid :func:`export.lava_fixed.quantize` maps the layer onto for
+With ``bits = 8`` this is exactly the grid :func:`export.lava.fixed.quantize` maps the layer onto for
 one 8-bit mixed-sign synapse (netx): ``max|W| -> 254`` in steps of 2, so an exported network is
 bit-exact in its weights. The membrane decay is put on Loihi's 12-bit decay grid as well
 (:func:`hardware_beta`), and the exporter makes the threshold exact, so what remains between the
@@ -36,7 +36,7 @@ def grid_quantize(w: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.round(w / delta) * delta
 
 
-DECAY_UNITY = 4096  # Loihi 2's 12-bit decay: v <- v (4096 - dv) / 4096 (export.lava_fixed.DECAY_UNITY)
+DECAY_UNITY = 4096  # Loihi 2's 12-bit decay: v <- v (4096 - dv) / 4096 (export.lava.fixed.DECAY_UNITY)
 
 
 def hardware_beta(beta: float) -> float:

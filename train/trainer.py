@@ -43,8 +43,10 @@ from .config import TrainConfig, config_diff
 from .losses import compute_loss, predict
 from .masking import MaskEngine
 from .quant import hardware_beta, quantized_state, quantized_weights
+from .sparse_adam import MaskedAdam
+from .structure import PLOT_FILES, write_structure_plots
 
-RUN_FILES = ("checkpoint.pt", "metrics.csv", "summary.json", "curves.png")
+RUN_FILES = ("checkpoint.pt", "metrics.csv", "summary.json", "curves.png", "config.toml") + PLOT_FILES
 EVAL_SEED = 12345  # rate-encoded evaluation uses a fixed stream, so accuracies are comparable
 
 
@@ -64,11 +66,12 @@ def resolve_device(name: str) -> torch.device:
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (momentum) or Adam, with the multi-tensor (``foreach``) implementation: the same arithmetic as
-    the per-tensor loop, bit for bit, in fewer kernel calls."""
+    the per-tensor loop, bit for bit, in fewer kernel calls. Adam is :class:`~train.sparse_adam.MaskedAdam`,
+    which the mask engine tells its masks: the same weights, computed on the masks' entries only."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                foreach=True)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    return MaskedAdam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
 
 
 def lr_gamma(cfg: TrainConfig) -> float:
@@ -241,26 +244,28 @@ class Diverged(Exception):
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: bool = False, progress: bool = True,
-          on_epoch_end: Optional[Callable[[int, dict], None]] = None) -> dict:
+          on_epoch_end: Optional[Callable[[int, dict], None]] = None, options_file: Optional[str] = None) -> dict:
     """Train as configured into run folder ``out``; returns the summary (also in summary.json).
 
     Everything is checked and set up (device, data, model, resumed state) before an old run is
     touched: with ``force`` its files are removed only once the new run is ready to train, and the
-    folder is locked against a second ``esl train`` for as long as this one runs."""
+    folder is locked against a second ``esl train`` for as long as this one runs. ``options_file`` (the
+    command line's options as TOML) is written to ``config.toml`` once the run starts."""
     out = Path(out)
     check_run_folder(out, resume, force)
     lock = lock_run_folder(out)
     try:
         remove_stale_temp_files(out)
-        return _train_locked(cfg, out, resume=resume, force=force, progress=progress, on_epoch_end=on_epoch_end)
+        return _train_locked(cfg, out, resume=resume, force=force, progress=progress, on_epoch_end=on_epoch_end,
+                             options_file=options_file)
     finally:
         lock.close()
 
 
 def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, progress: bool,
-                  on_epoch_end: Optional[Callable[[int, dict], None]]) -> dict:
+                  on_epoch_end: Optional[Callable[[int, dict], None]], options_file: Optional[str]) -> dict:
     device = resolve_device(cfg.device)
-    data = load_dataset(cfg.dataset, cfg.data_dir, T=cfg.T)
+    data = load_dataset(cfg.dataset, cfg.data_dir, T=cfg.T, frame_size=cfg.frame_size)
 
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -297,6 +302,8 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
         start_epoch, history, best, wall = state["epoch"], list(state["history"]), state["best"], state["wall_time"]
     elif force:
         clear_old_run(out)
+    if options_file is not None:
+        atomic_write_text(out / "config.toml", options_file)
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
@@ -353,6 +360,9 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
     _save(out, cfg, spec, model, optimizer, lr_sched, engine, cfg.epochs, history, best, wall, summary)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     _plot_curves(out / "curves.png", history, cfg)
+    if engine.masks:
+        write_structure_plots(out, {"engine": engine.state_dict(), "best": best, "model_spec": spec.to_dict(),
+                                    "config": cfg.to_dict()})
     return summary
 
 

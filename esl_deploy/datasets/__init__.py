@@ -22,39 +22,39 @@ class DatasetInfo:
     load: Callable[..., DataSplits]
 
 
-def _digits(data_dir, T):
+def _digits(data_dir, T, size):
     from .digits import load_digits
     return load_digits()
 
 
-def _mnist(data_dir, T):
+def _mnist(data_dir, T, size):
     from .files import load_mnist
     return load_mnist(data_dir)
 
 
-def _cifar10(data_dir, T):
+def _cifar10(data_dir, T, size):
     from .files import load_cifar10
     return load_cifar10(data_dir)
 
 
-def _cifar100(data_dir, T):
+def _cifar100(data_dir, T, size):
     from .files import load_cifar100
     return load_cifar100(data_dir)
 
 
-def _nmnist(data_dir, T):
+def _nmnist(data_dir, T, size):
     from .events import load_nmnist
-    return load_nmnist(data_dir, T=T)
+    return load_nmnist(data_dir, T=T, size=size)
 
 
-def _dvsgesture(data_dir, T):
+def _dvsgesture(data_dir, T, size):
     from .events import load_dvsgesture
-    return load_dvsgesture(data_dir, T=T)
+    return load_dvsgesture(data_dir, T=T, size=size)
 
 
-def _cifar10dvs(data_dir, T):
+def _cifar10dvs(data_dir, T, size):
     from .events import load_cifar10dvs
-    return load_cifar10dvs(data_dir, T=T)
+    return load_cifar10dvs(data_dir, T=T, size=size)
 
 
 DATASETS: Dict[str, DatasetInfo] = {d.name: d for d in (
@@ -68,11 +68,15 @@ DATASETS: Dict[str, DatasetInfo] = {d.name: d for d in (
 )}
 
 
-def load_dataset(name: str, data_dir: Optional[str | Path] = None, T: int = 8) -> DataSplits:
-    """Load the named data set's fixed splits; user errors (unknown name, missing folder) raise EslError."""
+def load_dataset(name: str, data_dir: Optional[str | Path] = None, T: int = 8,
+                 frame_size: Optional[int] = None) -> DataSplits:
+    """Load the named data set's fixed splits; user errors (unknown name, missing folder) raise EslError.
+    ``frame_size`` (event data sets only): frames of frame_size x frame_size, events pooled onto that grid."""
     info = DATASETS.get(name)
     if info is None:
         raise EslError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    if frame_size is not None and not info.temporal:
+        raise EslError(f"--frame-size applies to event data sets; {name!r} has fixed-size images")
     path = None
     if not info.needs_dir and data_dir is not None:
         raise EslError(f"dataset {name!r} is embedded and reads no files: drop --data-dir {data_dir}")
@@ -82,7 +86,7 @@ def load_dataset(name: str, data_dir: Optional[str | Path] = None, T: int = 8) -
         path = Path(data_dir).expanduser()
         if not path.is_dir():
             raise EslError(f"data folder not found: {path}")
-    return info.load(path, T)
+    return info.load(path, T, frame_size)
 
 
 __all__ = ["DATASETS", "DatasetInfo", "DataSplits", "ENCODINGS", "encode", "load_dataset", "split_train_val",

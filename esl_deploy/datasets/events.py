@@ -217,10 +217,13 @@ def stratified_split(targets: Sequence[int], test_fraction: float, seed: int) ->
 
 # ----------------------------------------------------------------------------------------------- loaders
 
-def load_nmnist(data_dir: Path, *, T: int, val_fraction: float = VAL_FRACTION) -> DataSplits:
-    """N-MNIST (34 x 34, 2 polarities, 10 classes) from ``<data_dir>/NMNIST``: frames (T, 2, 34, 34)."""
+def load_nmnist(data_dir: Path, *, T: int, size: Optional[int] = None,
+                val_fraction: float = VAL_FRACTION) -> DataSplits:
+    """N-MNIST (34 x 34, 2 polarities, 10 classes) from ``<data_dir>/NMNIST``: frames (T, 2, 34, 34), or
+    (T, 2, size, size)."""
     _check_T(T)
-    frames = EventsToFrames(NMNIST.sensor_size, T)
+    _check_size(size, NMNIST.sensor_size)
+    frames = EventsToFrames(NMNIST.sensor_size, T, size)
     train_full = _open(NMNIST, data_dir, frames, 10, train=True)
     test = _open(NMNIST, data_dir, frames, 10, train=False)
     train, val = split_train_val(train_full, val_fraction)

@@ -1,4 +1,4 @@
-"""NIR graph -> SpikingNet, the inverse of :mod:`export.nir_export`.
+"""NIR graph -> SpikingNet, the inverse of :mod:`export.nir.write`.
 
 Accepted graphs are chains ``Input -> n_1 -> ... -> n_k -> Output`` of these nodes:
 
@@ -23,7 +23,7 @@ with an :class:`EslError` naming the node and its type: other node types (``Cuba
 nested ``NIRGraph``...), recurrent edges (cycles), and graphs that branch or merge.
 
 Parameters computed by the exporter in float64 from float32 tensors come back bit-identical, so a
-network written by :func:`export.nir_export.write_nir` and read by :func:`load_nir` gives
+network written by :func:`export.nir.write.write_nir` and read by :func:`load_nir` gives
 ``torch.equal`` outputs (BatchNorm is the exception: it was folded into the conv on export).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Tuple, Union
 
 import h5py
 import nir
@@ -44,10 +44,11 @@ from esl_deploy.masks import sparsifiable
 from esl_deploy.models import ModelSpec, SpikingNet
 from esl_deploy.neurons import LI, LIF
 
-from .nir_export import DT, weight_density
+from .graph import Chain, pair, walk
+from .write import DT, weight_density
 
-SUPPORTED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.Flatten, nir.LIF, nir.IF,
-             nir.LI, nir.I)
+SUPPORTED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d, nir.Flatten,
+             nir.LIF, nir.IF, nir.LI, nir.I)
 _RTOL = 1e-9  # r * dt / tau within this of 1 counts as exactly 1 (float64 round-off of our own export)
 
 
@@ -142,55 +143,10 @@ def read_graph(path: Union[str, os.PathLike]) -> nir.NIRGraph:
         raise EslError(f"{path}: NIR graph does not type-check: {first}") from first
 
 
-def check_structure(graph: nir.NIRGraph) -> List[str]:
-    """Names of the chain ``Input, n_1, ..., Output``; :class:`EslError` if the graph is not one we run.
-
-    Checks, in order: every node type is supported; edges name existing nodes; no cycle (recurrent
-    edge); exactly one Input and one Output; no node has more than one incoming or outgoing edge; every
-    node lies on the path from Input to Output.
-    """
-    nodes = graph.nodes
-    for name, node in nodes.items():
-        if not isinstance(node, SUPPORTED):
-            kinds = ", ".join(t.__name__ for t in SUPPORTED)
-            raise EslError(f"node {name!r} of type {type(node).__name__}: not supported (supported: {kinds})")
-    for a, b in graph.edges:
-        for n in (a, b):
-            if n not in nodes:
-                raise EslError(f"edge {a!r} -> {b!r} names a node {n!r} that is not in the graph")
-    edge = _find_cycle(list(nodes), graph.edges)
-    if edge is not None:
-        a, b = edge
-        raise EslError(f"recurrent edge {a!r} -> {b!r} into node {b!r} of type {type(nodes[b]).__name__}: "
-                       "recurrent graphs are not supported")
-    inputs = [n for n, v in nodes.items() if isinstance(v, nir.Input)]
-    outputs = [n for n, v in nodes.items() if isinstance(v, nir.Output)]
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise EslError(f"graph must have exactly one Input and one Output node, has inputs {inputs} "
-                       f"and outputs {outputs}")
-    succ: Dict[str, List[str]] = {n: [] for n in nodes}
-    pred: Dict[str, List[str]] = {n: [] for n in nodes}
-    for a, b in graph.edges:
-        succ[a].append(b)
-        pred[b].append(a)
-    for name in nodes:
-        kind = type(nodes[name]).__name__
-        if len(succ[name]) > 1:
-            raise EslError(f"node {name!r} of type {kind} feeds {len(succ[name])} nodes {succ[name]}: "
-                           "branching graphs are not supported (only chains)")
-        if len(pred[name]) > 1:
-            raise EslError(f"node {name!r} of type {kind} sums {len(pred[name])} inputs {pred[name]}: "
-                           "merging graphs (residual connections) are not supported (only chains)")
-    chain = [inputs[0]]
-    while succ[chain[-1]]:
-        chain.append(succ[chain[-1]][0])
-    if chain[-1] != outputs[0]:
-        raise EslError(f"the chain from Input {inputs[0]!r} ends at node {chain[-1]!r}, not at Output {outputs[0]!r}")
-    stray = [n for n in nodes if n not in set(chain)]
-    if stray:
-        raise EslError(f"node {stray[0]!r} of type {type(nodes[stray[0]]).__name__} is not on the path from "
-                       "Input to Output")
-    return chain
+def check_structure(graph: nir.NIRGraph) -> Chain:
+    """The chain of ``graph`` (:func:`export.nir.graph.walk` over the node types we import), or
+    :class:`EslError` naming the node when the graph is not one we run."""
+    return walk(graph, SUPPORTED, "esl_deploy's NIR importer")
 
 
 def from_nir(graph_or_path: Union[nir.NIRGraph, str, os.PathLike]) -> SpikingNet:
@@ -206,27 +162,19 @@ def from_nir(graph_or_path: Union[nir.NIRGraph, str, os.PathLike]) -> SpikingNet
     dt = float(metadata.get("dt", DT))
     if not dt > 0:
         raise EslError(f"graph metadata dt must be positive, got {dt}")
-    shape = tuple(int(s) for s in np.atleast_1d(graph.nodes[chain[0]].input_type["input"]))
-    input_shape = shape
     layers: List[nn.Module] = []
     node_index: Dict[str, int] = {}
-    for name in chain[1:-1]:
-        node = graph.nodes[name]
-        if layers and isinstance(layers[-1], LI):
-            raise EslError(f"node {name!r} of type {type(node).__name__} follows the non-spiking LI/I layer "
-                           f"{chain[chain.index(name) - 1]!r}: LI/I is supported only as the last (readout) layer")
-        layer = _layer(node, name, shape, dt)
-        if isinstance(layer, LI):
-            _fold_li_gain(layer, layers, name, node)
-        shape = _layer_output_shape(layer, name, node, shape)
-        node_index[name] = len(layers)
-        layers.append(layer)
-    if not layers or not isinstance(layers[-1], (LIF, LI)) or len(shape) != 1:
+    for seg in chain.segments():
+        for step in seg.ops + (seg.neuron,):
+            layer = _layer(step.node, step.name, step.in_shape, dt)
+            if isinstance(layer, LI):
+                _fold_li_gain(layer, layers, step.name, step.node)
+            node_index[step.name] = len(layers)
+            layers.append(layer)
+    input_shape, shape = chain.input_shape, chain.output_shape
+    if len(shape) != 1:
         raise EslError("graph must end in a layer of LIF/IF (or LI/I readout) neurons of shape (num_classes,) "
                        "before its Output")
-    out = graph.nodes[chain[-1]].output_type["output"]
-    if out is not None and tuple(int(s) for s in np.atleast_1d(out)) != shape:
-        raise EslError(f"Output node {chain[-1]!r} has shape {tuple(np.atleast_1d(out))}, the network gives {shape}")
     spec = _model_spec(metadata, layers, input_shape, shape[0])
     model = SpikingNet(layers, spec).eval()
     model.meta = nir_meta(model, metadata, node_index)
@@ -270,7 +218,7 @@ def nir_meta(model: SpikingNet, metadata: Dict[str, Any], node_index: Dict[str, 
 
 def metadata_from_hdf5(value: Any) -> Any:
     """Plain Python values from what ``nir.read`` returns: numpy scalars -> int/float/bool, numeric
-    arrays -> lists, byte strings -> str; dicts recurse. Inverse of ``nir_export.storable_metadata``."""
+    arrays -> lists, byte strings -> str; dicts recurse. Inverse of ``export.nir.write.storable_metadata``."""
     if isinstance(value, dict):
         return {str(k): metadata_from_hdf5(v) for k, v in value.items()}
     if isinstance(value, bytes):
@@ -297,31 +245,6 @@ def _check_node_types(nodes_group: h5py.Group, path: Path) -> None:
             raise EslError(f"{path}: node {name!r} of type {kind!r}: not a NIR node type") from None
         if kind == "NIRGraph" and "nodes" in group:
             _check_node_types(group["nodes"], path)
-
-
-def _find_cycle(names: List[str], edges) -> Optional[Tuple[str, str]]:
-    """An edge closing a cycle (a back edge of a depth-first search), or None for an acyclic graph."""
-    succ: Dict[str, List[str]] = {n: [] for n in names}
-    for a, b in edges:
-        succ[a].append(b)
-    state = {n: 0 for n in names}  # 0 unvisited, 1 on the current path, 2 done
-    for root in names:
-        if state[root]:
-            continue
-        stack = [(root, iter(succ[root]))]
-        state[root] = 1
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                state[node] = 2
-                stack.pop()
-            elif state[nxt] == 1:
-                return node, nxt
-            elif state[nxt] == 0:
-                state[nxt] = 1
-                stack.append((nxt, iter(succ[nxt])))
-    return None
 
 
 def _f32(a) -> torch.Tensor:
@@ -358,8 +281,9 @@ def _layer(node: nir.NIRNode, name: str, shape: Tuple[int, ...], dt: float) -> n
             layer.weight.copy_(_f32(w))
             layer.bias.copy_(_f32(np.broadcast_to(node.bias, (w.shape[0],))))
         return layer
-    if isinstance(node, nir.AvgPool2d):
-        return nn.AvgPool2d(_ints(node.kernel_size), stride=_ints(node.stride), padding=_ints(node.padding))
+    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):  # a window sum is the average without its divisor
+        return nn.AvgPool2d(pair(node.kernel_size), stride=pair(node.stride), padding=pair(node.padding),
+                            divisor_override=1 if isinstance(node, nir.SumPool2d) else None)
     if isinstance(node, nir.Flatten):
         start, end = int(node.start_dim), int(node.end_dim)
         return nn.Flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end)
@@ -395,18 +319,6 @@ def _fold_li_gain(li: LI, layers: List[nn.Module], name: str, node: nir.NIRNode)
         prev.weight.mul_(k[:, None])
         if prev.bias is not None:
             prev.bias.mul_(k)
-
-
-def _layer_output_shape(layer: nn.Module, name: str, node: nir.NIRNode, shape: Tuple[int, ...]) -> Tuple[int, ...]:
-    if isinstance(layer, (LIF, LI)):
-        return shape
-    try:
-        with torch.no_grad():
-            y = layer(torch.zeros(1, *shape))
-    except RuntimeError as e:
-        raise EslError(f"node {name!r} of type {type(node).__name__} cannot take input of shape {shape}: "
-                       f"{str(e).splitlines()[0]}") from e
-    return tuple(y.shape[1:])
 
 
 def _model_spec(metadata: Dict[str, Any], layers: List[nn.Module], input_shape: Tuple[int, ...],

@@ -1,8 +1,8 @@
 """``esl export --to lava``: a self-contained HDF5 description of the Lava network, and its reader.
 
-:func:`write_lava` stores what :func:`export.lava_convert.convert` and :func:`export.lava_fixed.quantize`
-produce, so :func:`read_lava` rebuilds the same :class:`~export.lava_convert.LavaNet` and
-:func:`export.lava_run.run` runs it in floating point or Loihi 2 fixed point without the NIR graph::
+:func:`write_lava` stores what :func:`export.lava.convert.convert` and :func:`export.lava.fixed.quantize`
+produce, so :func:`read_lava` rebuilds the same :class:`~export.lava.convert.LavaNet` and
+:func:`export.lava.run.run` runs it in floating point or Loihi 2 fixed point without the NIR graph::
 
     attrs           format 'esl-lava', version, dt, input_max, input_min
     /input_shape    (C, H, W) or (N,), torch order
@@ -14,10 +14,10 @@ produce, so :func:`read_lava` rebuilds the same :class:`~export.lava_convert.Lav
                     du = 1, dv = 1 - beta, vth = threshold, bias_mant = bias
       fixed/        scale, input_scale, du, dv, vth, bias_exp, bias_mant, split_exp, weight (integers,
                     same layout as synapse/weight; split_exp k > 0: two 8-bit synapse groups
-                    hi * 2^k + lo, see lava_fixed.split_weights), attrs: quantisation errors
+                    hi * 2^k + lo, see export.lava.fixed.split_weights), attrs: quantisation errors
 
 Lava itself stores images as (W, H, C): the matrices are permuted and conv kernels flipped and
-transposed to (C_out, kW, kH, C_in) when the processes are built (:mod:`export.lava_run`).
+transposed to (C_out, kW, kH, C_in) when the processes are built (:mod:`export.lava.run`).
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ import scipy.sparse as sp
 from esl_deploy.errors import EslError
 
 from esl_deploy.atomic import atomic_write
-from .lava_convert import LavaLayer, LavaNet, NeuronLayer, SynapseLayer, convert
-from .lava_fixed import FixedLayer, quantize
+from .convert import LavaLayer, LavaNet, NeuronLayer, SynapseLayer, convert
+from .fixed import FixedLayer, quantize
 
 FORMAT = "esl-lava"
 FORMAT_VERSION = 1
@@ -103,7 +103,7 @@ def write_lava_file(net: LavaNet, path: Union[str, os.PathLike]) -> None:
 def lava_net(graph: nir.NIRGraph, *, synapse: str = "sparse", conv: str = "conv", input_max: float = 1.0,
              groups: int = 2, input_frac_bits: Optional[int] = None) -> LavaNet:
     """The network :func:`write_lava` writes: converted, with fixed-point parameters
-    (:func:`export.lava_fixed.quantize`; by default weights split over two 8-bit synapse groups)."""
+    (:func:`export.lava.fixed.quantize`; by default weights split over two 8-bit synapse groups)."""
     return quantize(convert(graph, synapse=synapse, conv=conv), input_max=input_max, groups=groups,
                     input_frac_bits=input_frac_bits)
 

@@ -1,4 +1,4 @@
-"""Loihi 2 fixed point for a :class:`~export.lava_convert.LavaNet`: scales, 8-bit weights, and an emulator.
+"""Loihi 2 fixed point for a :class:`~export.lava.convert.LavaNet`: scales, 8-bit weights, and an emulator.
 
 Lava's bit-accurate LIF (``lava.proc.lif.models.PyLifModelBitAcc``) computes, with 24-bit ``u``, ``v``::
 
@@ -47,7 +47,7 @@ weights        8 bits + sign                ``Dense``/``Sparse`` ``weights`` ``p
                                             ``precision=8`` (not clipped by Lava: we use the Dense grid);
                                             netx: ``netx/utils.py`` ``optimize_weight_bits`` clips mixed-sign
                                             weights to [-256, 254] and keeps 8-bit values exactly
-graded input   16-bit signed message        our ``num_message_bits = 16`` (``lava_run.INPUT_MESSAGE_BITS``,
+graded input   16-bit signed message        our ``num_message_bits = 16`` (``export.lava.run.INPUT_MESSAGE_BITS``,
                                             netx ``input_message_bits``)
 =============  ===========================  ==================================================================
 
@@ -64,83 +64,17 @@ per threshold) raises :class:`~esl_deploy.errors.EslError` naming the layer and 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Union
+from dataclasses import replace
+from typing import Dict, List, Optional
 
 import numpy as np
 import scipy.sparse as sp
 
 from esl_deploy.errors import EslError
 
-from .lava_convert import LavaLayer, LavaNet, conv_matrix
-
-# --- Loihi 2 fixed-point limits (lava.proc.lif.models.AbstractPyLifModelFixed, PyLifModelBitAcc) ---
-DECAY_UNITY = 4096        # du, dv are 12-bit: decay factor (4096 - dv) / 4096; u uses du + 1 (ds_offset)
-ACT_SHIFT = 6             # a_in and vth are left-shifted by 6 bits into the 24-bit u, v
-UV_LIMIT = 2 ** 23        # u, v are 24-bit signed
-VTH_MAX = 2 ** 17 - 1     # vth is 17-bit unsigned
-BIAS_MANT_MAX = 4095      # bias_mant is 13-bit signed
-BIAS_EXP = 6              # bias = bias_mant << 6: one bias unit = one a_in unit (as lava-dl netx writes it)
-WEIGHT_MIXED_MAX = 254    # 8-bit mixed-sign weights: even values in [-256, 254] (Dense truncates the LSB)
-WEIGHT_SIGNED_MAX = 255   # one-signed weights: |w| <= 255
-VTH_TARGET = 2 ** 14      # largest vth we choose: v then has 8x threshold of headroom in 24 bits
-A_IN_MAX = 2 ** 15 - 1    # a_in and every synapse port's a_out are 16-bit signed: |a| <= 32767
-INPUT_INT_MAX = 2 ** 15 - 1  # graded input round(x * 2^m) travels in a 16-bit message
-INPUT_FRAC_BITS_MAX = 8   # graded input x is sent as round(x * 2^m), m <= 8
-SPLIT_EXP_MAX = 7         # split weights: hi * 2^k + lo with k <= 7 keeps |lo| <= 128 inside 8 bits
-VTH_MIN = 16              # fewer integer steps per threshold than this: the layer does not fit (EslError)
-
-# quantity -> (lowest, highest, where Lava declares it); see the module docstring
-WIDTHS: Dict[str, tuple] = {
-    "a_in": (-A_IN_MAX - 1, A_IN_MAX, "16-bit signed: LIF a_in, Dense/Sparse a_out (precision=16)"),
-    "u": (-UV_LIMIT + 1, UV_LIMIT - 1, "24-bit signed: LIF u (precision=24)"),
-    "du": (0, DECAY_UNITY - 1, "12-bit unsigned: LIF du (precision=12)"),
-    "dv": (0, DECAY_UNITY - 1, "12-bit unsigned: LIF dv (precision=12)"),
-    "vth": (0, VTH_MAX, "17-bit unsigned: LIF vth (precision=17)"),
-    "bias_mant": (-BIAS_MANT_MAX - 1, BIAS_MANT_MAX, "13-bit signed: LIF bias_mant (precision=13)"),
-    "bias_exp": (0, 7, "3-bit: LIF bias_exp (precision=3)"),
-    "weight": (-256, WEIGHT_SIGNED_MAX, "8 bits + sign: Dense/Sparse/Conv weights (precision=8, clip_weights)"),
-    "input": (-INPUT_INT_MAX - 1, INPUT_INT_MAX, "16-bit graded input message (num_message_bits=16)"),
-}
-
-
-@dataclass(kw_only=True)
-class FixedLayer:
-    """Loihi 2 fixed-point parameters of one layer (see :func:`quantize`).
-
-    A float current ``I`` is the integer activation ``a_in = I * scale``; the first layer's graded
-    input ``x`` is sent as ``round(x * input_scale)``; so ``weight = W * scale / input_scale`` rounded
-    to 8 bits (``weight_exp = 0``). ``vth = round(threshold * scale)``, ``dv = round((1 - beta) * 4096)``,
-    ``du = 4095`` (with Lava's ``ds_offset = 1`` the current decays fully: ``u = a_in << 6``),
-    ``bias_mant = round(bias * scale)`` with ``bias_exp = 6``. ``split_exp = k > 0``: the weights are
-    realised as two 8-bit synapse groups, ``weight = hi * 2^k + lo`` (:func:`split_weights`).
-    """
-
-    scale: float
-    input_scale: float
-    weight: Union[sp.csr_matrix, np.ndarray]
-    vth: int
-    dv: int
-    bias_mant: np.ndarray
-    du: int = DECAY_UNITY - 1
-    bias_exp: int = BIAS_EXP
-    split_exp: int = 0
-    errors: Dict[str, float] = field(default_factory=dict)
-
-    def __post_init__(self):
-        if not (self.scale > 0 and self.input_scale > 0):
-            raise ValueError(f"scale and input_scale must be positive, got {self.scale}, {self.input_scale}")
-        if not 0 <= self.vth <= VTH_MAX:
-            raise ValueError(f"vth must fit 17 bits, got {self.vth}")
-        if not (0 <= self.dv < DECAY_UNITY and 0 <= self.du < DECAY_UNITY):
-            raise ValueError(f"du and dv must fit 12 bits, got {self.du}, {self.dv}")
-        if not (0 <= self.bias_exp <= 7 and 0 <= self.split_exp <= SPLIT_EXP_MAX):
-            raise ValueError(f"bias_exp must lie in 0..7 and split_exp in 0..{SPLIT_EXP_MAX}")
-        self.bias_mant = np.asarray(self.bias_mant, dtype=np.int64)
-        if self.bias_mant.size and not (-BIAS_MANT_MAX - 1 <= self.bias_mant.min() <= self.bias_mant.max()
-                                        <= BIAS_MANT_MAX):
-            raise ValueError(f"bias_mant must fit 13 bits (-4096..4095), got {self.bias_mant.min()}.."
-                             f"{self.bias_mant.max()}")
+from .net import (A_IN_MAX, ACT_SHIFT, BIAS_EXP, BIAS_MANT_MAX, DECAY_UNITY, INPUT_FRAC_BITS_MAX,  # noqa: F401
+                  INPUT_INT_MAX, SPLIT_EXP_MAX, UV_LIMIT, VTH_MAX, VTH_MIN, VTH_TARGET, WEIGHT_MIXED_MAX,
+                  WEIGHT_SIGNED_MAX, WIDTHS, FixedLayer, LavaLayer, LavaNet, conv_matrix)
 
 
 def encode_input(net: LavaNet, x: np.ndarray, mode: str) -> np.ndarray:

@@ -1,9 +1,9 @@
 """VoltageLIFReset: Lava's ``LIFReset`` whose float model also writes its voltage ``v`` every step to a file.
 
-The membrane readout (a NIR ``LI`` node, :mod:`export.lava_convert`) is a Lava float LIF whose threshold
+The membrane readout (a NIR ``LI`` node, :mod:`export.lava.convert`) is a Lava float LIF whose threshold
 is never reached (``vth = inf``); its output is the voltage, which no port carries. Lava's ``Monitor``
 probes a Var through a ``RefPort`` into a sink whose buffer comes back one value per message (see
-:mod:`export.lava_procs.spike_recorder`), so instead the process model itself writes row
+:mod:`export.lava.procs.spike_recorder`), so instead the process model itself writes row
 ``time_step - 1`` of a ``(steps, *shape)`` float64 file, created (zero-filled) by the caller, right after
 the step's update. The dynamics are those of :class:`lava.proc.lif.models.PyLifResetModelFloat` (Lava's
 decorator forbids subclassing a model that already implements a process, so this model derives from

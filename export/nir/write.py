@@ -11,7 +11,8 @@ torch / esl_deploy     NIR node
 ``nn.Conv2d``          ``Conv2d(input_shape=(H, W), ...)``; a missing bias is written as zeros
 ``nn.BatchNorm2d``     folded into the preceding ``Conv2d`` (see :func:`fold_batchnorm`)
 ``nn.AvgPool2d``       ``AvgPool2d(kernel, stride, padding)`` (= ``SumPool2d ; Scale(1/k^2)``)
-``nn.Flatten``         ``Flatten(input_type, start_dim - 1, end_dim - 1)``: NIR dims exclude the batch
+``nn.Flatten``         ``Flatten(input_type, start_dim - n, end_dim - n)`` (n = dims with the batch):
+                       NIR dims exclude the batch; counted from the end they mean the same with it
 ``LIF``                ``LIF`` with per-neuron arrays (see :func:`lif_node`); ``IF`` when beta == 1
 ``LI`` (readout)       ``LI(tau, r, v_leak = 0)`` with per-neuron arrays (see :func:`li_node`); ``I`` when
                        beta == 1. The membrane-readout model's output is the LI node's state ``v``
@@ -50,8 +51,10 @@ from esl_deploy.neurons import LI, LIF
 
 from esl_deploy.atomic import atomic_write, check_free_space
 
+from .graph import output_shape
+
 __all__: List[str] = ["DT", "fold_batchnorm", "graph_metadata", "li_node", "lif_node", "storable_metadata",
-                      "to_nir", "weight_density", "write_nir"]
+                      "to_nir", "weight_density", "write_graph", "write_nir"]
 
 DT = 1e-4  # seconds per step; the constant snnTorch's export_nir hard-codes (snntorch/export_nir.py)
 PRODUCER = "esl_deploy"
@@ -155,7 +158,7 @@ def to_nir(model: SpikingNet, meta: Optional[dict] = None, *, dt: float = DT) ->
             node.metadata["batchnorm_folded"] = f"layers.{i + 1}"
             i += 1
         nodes[name] = node
-        shape = _output_shape(node, shape)
+        shape = output_shape(name, node, shape)
         i += 1
     nodes["output"] = nir.Output(output_type=np.array(shape))
     names = list(nodes)
@@ -169,7 +172,11 @@ def to_nir(model: SpikingNet, meta: Optional[dict] = None, *, dt: float = DT) ->
 
 def write_nir(model: SpikingNet, path, meta: Optional[dict] = None, *, dt: float = DT) -> Path:
     """Write ``to_nir(model, meta)`` to ``path`` atomically with ``nir.write``; returns the path."""
-    graph = to_nir(model, meta, dt=dt)
+    return write_graph(to_nir(model, meta, dt=dt), path)
+
+
+def write_graph(graph: nir.NIRGraph, path) -> Path:
+    """Write a NIR graph to ``path`` atomically with ``nir.write`` after checking the free space; returns the path."""
     check_free_space(Path(path).parent if str(Path(path).parent) else ".", 2 * graph_nbytes(graph))
     return atomic_write(path, lambda tmp: nir.write(tmp, graph))
 
@@ -217,7 +224,7 @@ def storable_metadata(value: Any, key: str = "metadata") -> Any:
     Dicts recurse (keys become strings; ``/`` is refused, HDF5 uses it as a path separator) and drop
     ``None`` values; bools, ints, floats and strings stay; tuples/lists/tensors of numbers become
     arrays; lists of strings become byte-string arrays; paths become strings. Anything else is an
-    :class:`EslError`. ``export.nir_import.metadata_from_hdf5`` is the inverse (sequences come back
+    :class:`EslError`. ``export.nir.read.metadata_from_hdf5`` is the inverse (sequences come back
     as lists).
     """
     if isinstance(value, dict):
@@ -306,31 +313,27 @@ def _pair(v) -> np.ndarray:
     return np.array(v if isinstance(v, (tuple, list)) else (v, v), dtype=np.int64)
 
 
-def _avgpool_node(pool: nn.AvgPool2d, name: str) -> nir.AvgPool2d:
-    if pool.ceil_mode or pool.divisor_override is not None:
-        raise EslError(f"layer {name}: NIR export not supported: AvgPool2d with ceil_mode or divisor_override")
+def _avgpool_node(pool: nn.AvgPool2d, name: str) -> nir.NIRNode:
+    """``AvgPool2d``; with ``divisor_override = 1`` (a window sum, how :mod:`export.nir.read` imports one)
+    ``SumPool2d``."""
+    if pool.ceil_mode or pool.divisor_override not in (None, 1):
+        raise EslError(f"layer {name}: NIR export not supported: AvgPool2d with ceil_mode or divisor_override > 1")
     padding = _pair(pool.padding)
     if padding.any() and not pool.count_include_pad:
         raise EslError(f"layer {name}: NIR export not supported: padded AvgPool2d with count_include_pad=False")
     stride = pool.stride if pool.stride is not None else pool.kernel_size
-    return nir.AvgPool2d(kernel_size=_pair(pool.kernel_size), stride=_pair(stride), padding=padding)
+    kind = nir.SumPool2d if pool.divisor_override == 1 else nir.AvgPool2d
+    return kind(kernel_size=_pair(pool.kernel_size), stride=_pair(stride), padding=padding)
 
 
 def _flatten_node(flat: nn.Flatten, name: str, shape: Tuple[int, ...]) -> nir.Flatten:
-    """torch dims count the batch, NIR's do not: NIR dim = torch dim - 1; a last end_dim is -1."""
+    """torch dims count the batch, NIR's do not. We write both dims counted from the end (``-1`` is the
+    last): NIR's meaning is the same (``start_dim = -3`` of a ``(C, H, W)`` input is its dim 0), and a
+    reader that hands the dims to ``torch.nn.Flatten`` unchanged (snnTorch 1.0.0, Norse 1.1.0) then
+    keeps a batch dimension in front instead of flattening it into the sample."""
     nd = len(shape) + 1
     start, end = flat.start_dim % nd, flat.end_dim % nd
     if start == 0 or end < start:
         raise EslError(f"layer {name}: NIR export not supported: Flatten(start_dim={flat.start_dim}, "
                        f"end_dim={flat.end_dim}) over the batch dimension")
-    return nir.Flatten(input_type=np.array(shape), start_dim=start - 1, end_dim=-1 if end == nd - 1 else end - 1)
-
-
-def _output_shape(node: nir.NIRNode, shape: Tuple[int, ...]) -> Tuple[int, ...]:
-    """Per-sample output shape of a node built by :func:`_layer_node`."""
-    if isinstance(node, nir.AvgPool2d):
-        k, s, p = node.kernel_size, node.stride, node.padding
-        if len(shape) != 3 or any(shape[1 + j] + 2 * p[j] < k[j] for j in range(2)):
-            raise EslError(f"AvgPool2d of kernel {tuple(k)} got input of shape {shape}")
-        return (shape[0],) + tuple(int((shape[1 + j] + 2 * p[j] - k[j]) // s[j] + 1) for j in range(2))
-    return tuple(int(v) for v in node.output_type["output"])
+    return nir.Flatten(input_type=np.array(shape), start_dim=start - nd, end_dim=end - nd)

@@ -1,7 +1,7 @@
 """NIR graph -> lava-dl netx HDF5 (``lava.lib.dl.netx.hdf5.Network``), and a runner for such files.
 
-The network is first converted and quantised by :mod:`export.lava_convert` and
-:mod:`export.lava_fixed` (so pooling is already
+The network is first converted and quantised by :mod:`export.lava.convert` and
+:mod:`export.lava.fixed` (so pooling is already
 folded into the following convolution or dense matrix: netx 0.6.0 refuses ``pool`` layers), then
 written in the layout netx reads (``lava/lib/dl/netx/hdf5.py``, ``utils.NetDict``)::
 
@@ -19,11 +19,11 @@ netx builds each CUBA neuron as a Lava ``LIF`` with ``du = iDecay - 1``, ``dv = 
 ``vth = vThMant``, ``bias_exp = 6`` and integer weights through ``optimize_weight_bits`` (which keeps
 our 8-bit values exactly), so ``iDecay = 4096`` (no synaptic current state), ``vDecay = round((1 -
 beta) 4096)``, ``vThMant = round(threshold * S)`` and bias ``round(b * S)`` give exactly the fixed-point
-network of :func:`export.lava_fixed.quantize`; :func:`run_netx` and the ``lava-fixed`` backend give
+network of :func:`export.lava.fixed.quantize`; :func:`run_netx` and the ``lava-fixed`` backend give
 identical spikes.
 
 Widths: netx builds the same Lava ``Dense``/``Sparse``/``Conv`` and ``LIF`` fixed-point processes, so the
-widths of :mod:`export.lava_fixed` hold unchanged (16-bit ``a_in`` for every input, 24-bit ``u``/``v``,
+widths of :mod:`export.lava.fixed` hold unchanged (16-bit ``a_in`` for every input, 24-bit ``u``/``v``,
 8-bit weights, 17-bit ``vThMant``, 12-bit ``vDecay``, 13-bit bias with netx's ``bias_exp = 6``, 16-bit
 graded input, ``input_message_bits = 16``). ``optimize_weight_bits`` may shift the weights left by ``s``
 bits and set ``weight_exp = -s``; the port's ``a_out`` is the sum after the right shift, i.e. exactly the
@@ -37,7 +37,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Union
+from typing import Callable, Optional, Union
 
 import h5py
 import nir
@@ -48,10 +48,11 @@ import esl_deploy  # noqa: F401  (installs the lava import hook before any lava 
 from esl_deploy.atomic import atomic_write, check_free_space
 from esl_deploy.errors import EslError
 
-from .lava_convert import LavaNet, convert
-from .lava_fixed import BIAS_EXP, DECAY_UNITY, WEIGHT_MIXED_MAX, WEIGHT_SIGNED_MAX, check_net_widths, quantize
-from .lava_run import INPUT_MESSAGE_BITS, LavaResult, _from_columns, _to_columns, import_lava
-from .nir_export import graph_nbytes
+from .convert import LavaNet, convert
+from .fixed import BIAS_EXP, DECAY_UNITY, WEIGHT_MIXED_MAX, WEIGHT_SIGNED_MAX, check_net_widths, quantize
+from .run import (INPUT_MESSAGE_BITS, LavaResult, _to_columns, import_lava, read_recording, record_spikes,
+                  run_in_chunks)
+from ..nir.write import graph_nbytes
 
 FORMAT = "esl-netx"
 FORMAT_VERSION = 1
@@ -66,7 +67,7 @@ def netx_net(graph: nir.NIRGraph, *, input_max: float = 1.0, input_frac_bits: Op
 
 def check_netx_widths(net: LavaNet) -> None:
     """Refuse (one-line :class:`EslError`) a quantised network whose integers netx would change or Loihi 2
-    could not hold: the widths of :func:`export.lava_fixed.check_net_widths` (16-bit ``a_in`` for any input,
+    could not hold: the widths of :func:`export.lava.fixed.check_net_widths` (16-bit ``a_in`` for any input,
     17-bit ``vThMant``, 12-bit ``vDecay``, 13-bit bias, 16-bit graded input), plus what netx itself does to
     the file: ``optimize_weight_bits`` clips mixed-sign weights to [-256, 254] (``Dense``/``Sparse`` then drop
     the lowest bit, so they must be even) and one-signed ones to 255; convolution weights go to
@@ -167,7 +168,7 @@ def write_netx(graph: nir.NIRGraph, path: Union[str, os.PathLike], *, input_max:
                input_frac_bits: Optional[int] = None) -> Path:
     """``esl export --to netx``: write ``graph`` as a lava-dl netx HDF5 file, atomically; returns the path.
 
-    Raises :class:`EslError` for graphs netx cannot describe (see :mod:`export.lava_convert` for the
+    Raises :class:`EslError` for graphs netx cannot describe (see :mod:`export.lava.convert` for the
     converter's limits, plus: a non-convolutional layer with image-shaped neurons).
     """
     net = netx_net(graph, input_max=input_max, input_frac_bits=input_frac_bits)
@@ -191,7 +192,7 @@ def run_netx(path: Union[str, os.PathLike], x: np.ndarray, *, record: str = "all
              progress: Optional[Callable[[int], None]] = None, chunk: int = 64) -> LavaResult:
     """Load ``path`` with ``lava.lib.dl.netx.hdf5.Network`` and run all samples of ``x`` (T, B, ...).
 
-    Like :func:`export.lava_run.run`: one compiled network, neurons reset by netx's own
+    Like :func:`export.lava.run.run`: one compiled network, neurons reset by netx's own
     ``reset_interval = T`` (its per-layer offsets match the one-step synaptic delay when
     ``reset_offset = 1``), ``B*T + L`` steps, spikes of every layer (torch order). Input is sent as
     ``round(x * input_scale)`` with the scale recorded in ``/esl``; files without it get binary input.
@@ -200,11 +201,8 @@ def run_netx(path: Union[str, os.PathLike], x: np.ndarray, *, record: str = "all
     import_lava()
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
         from lava.lib.dl.netx.hdf5 import Network  # lava-dl prints CUDA/Prophesee notices on import
-    from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.source import RingBuffer as Source
-
-    from .lava_procs.spike_recorder import SpikeRecorder
 
     path = Path(path)
     _check_file(path)
@@ -247,39 +245,13 @@ def run_netx(path: Union[str, os.PathLike], x: np.ndarray, *, record: str = "all
         t0 = time.perf_counter()
         source = Source(data=cols)
         source.s_out.connect(net.inp)
-        recorders = []
-        for index, block in enumerate(blocks, start=1):
-            if record == "all" or index == L:
-                shape = tuple(block.neuron.s_out.shape)
-                file = os.path.join(tmp, f"layer{index}.u8")
-                np.memmap(file, dtype=np.uint8, mode="w+", shape=(steps,) + shape).flush()
-                rec = SpikeRecorder(shape=shape, steps=steps, path=file)
-                block.neuron.s_out.connect(rec.a_in)
-                recorders.append((index, file, shape))
+        recorders = [(index,) + record_spikes(block.neuron.s_out, tmp, index, steps)
+                     for index, block in enumerate(blocks, start=1) if record == "all" or index == L]
         build_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        cfg = Loihi2SimCfg(select_tag="fixed_pt")
-        done_steps, done_samples = 0, 0
-        try:
-            while done_steps < steps:
-                n = min(max(1, chunk) * T, steps - done_steps)
-                source.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
-                done_steps += n
-                finished = min(B, max(0, (done_steps - L) // T))
-                if progress is not None and finished > done_samples:
-                    progress(finished - done_samples)
-                done_samples = finished
-        finally:
-            source.stop()
-        run_s = time.perf_counter() - t0
-        out_names: List[str] = []
-        spikes: List[np.ndarray] = []
-        for index, file, shape in recorders:
-            buf = np.fromfile(file, dtype=np.uint8).reshape((steps,) + shape)
-            window = np.moveaxis(buf[index:index + B * T], 0, -1)
-            torch_shape = tuple(reversed(shape))
-            out_names.append(names[index - 1])
-            spikes.append(np.ascontiguousarray(_from_columns(window, torch_shape, T, B)))
+        run_s = run_in_chunks(source, Loihi2SimCfg(select_tag="fixed_pt"), steps=steps, T=T, B=B, L=L, chunk=chunk,
+                              progress=progress)
+        out_names = [names[index - 1] for index, _, _ in recorders]
+        spikes = [read_recording(file, np.uint8, shape, index, T, B) for index, file, shape in recorders]
     return LavaResult(names=out_names, spikes=spikes, steps=steps, build_s=build_s, run_s=run_s)
 
 

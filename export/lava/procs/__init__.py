@@ -1,4 +1,4 @@
-"""Custom Lava processes used by :mod:`export.lava_convert`.
+"""Custom Lava processes used by :mod:`export.lava.convert`.
 
 They live in their own package because Lava's compiler, looking for the ProcessModels of a Process,
 imports every module in the Process's folder (``lava/magma/compiler/compiler_graphs.py``,

@@ -1,17 +1,16 @@
-"""Run a :class:`~export.lava_convert.LavaNet` in Lava: one compiled network for a whole evaluation set.
+"""Run a :class:`~export.lava.convert.LavaNet` in Lava: one compiled network for a whole evaluation set.
 
-See :mod:`export.lava_convert` for the timing (one step of latency per synapse layer, ``B*T + L``
+See :mod:`export.lava.convert` for the timing (one step of latency per synapse layer, ``B*T + L``
 steps) and the reset between samples (``LIFReset`` with ``reset_interval = T`` and a per-layer
-offset). Spikes are recorded by :class:`export.lava_procs.spike_recorder.SpikeRecorder`. A membrane-readout
+offset). Spikes are recorded by :class:`export.lava.procs.spike_recorder.SpikeRecorder`. A membrane-readout
 network (last layer a NIR ``LI``/``I`` node, ``LavaNet.readout == "membrane"``) ends in a
-:class:`export.lava_procs.voltage_recorder.VoltageLIFReset` with ``vth = inf``: its voltage ``v`` is
+:class:`export.lava.procs.voltage_recorder.VoltageLIFReset` with ``vth = inf``: its voltage ``v`` is
 recorded every step (floating point only) and returned as ``LavaResult.voltage``, shifted by the same
 latency as the spikes.
 """
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ import esl_deploy  # noqa: F401  (installs the lava import hook before any lava 
 from esl_deploy._lava_compat import import_lava  # noqa: F401  (re-exported)
 from esl_deploy.errors import EslError
 
-from .lava_convert import MODES, LavaLayer, LavaNet, lava_order
-from .lava_fixed import encode_input, split_weights
+from .convert import MODES, LavaLayer, LavaNet, lava_order
+from .fixed import encode_input, split_weights
 
 INPUT_MESSAGE_BITS = 16   # num_message_bits of the first synapse (graded input)
 
@@ -118,7 +117,7 @@ def _neuron_process(layer: LavaLayer, mode: str, T: int, index: int, voltage: Op
     if voltage is not None:
         if mode != "float":
             raise EslError("voltages are recorded in Lava floating point only")
-        from .lava_procs.voltage_recorder import VoltageLIFReset
+        from .procs.voltage_recorder import VoltageLIFReset
 
         bias = n.bias.transpose(tuple(reversed(range(len(n.shape)))))
         return VoltageLIFReset(shape=shape, du=1.0, dv=1.0 - n.beta, vth=n.threshold, bias_mant=bias.copy(),
@@ -148,6 +147,50 @@ def run_config(mode: str):
     return Loihi2SimCfg(select_tag="floating_pt" if mode == "float" else "fixed_pt")
 
 
+def record_spikes(port, tmp: str, index: int, steps: int) -> Tuple[str, Tuple[int, ...]]:
+    """Connect a :class:`~export.lava.procs.spike_recorder.SpikeRecorder` to ``port``: it writes the
+    ``(steps, *Lava shape)`` uint8 spikes of layer ``index`` to a memory-mapped file in ``tmp``.
+    Returns (file, Lava shape)."""
+    from .procs.spike_recorder import SpikeRecorder
+
+    shape = tuple(port.shape)
+    path = os.path.join(tmp, f"layer{index}.u8")
+    np.memmap(path, dtype=np.uint8, mode="w+", shape=(steps,) + shape).flush()
+    port.connect(SpikeRecorder(shape=shape, steps=steps, path=path).a_in)
+    return path, shape
+
+
+def run_in_chunks(source, cfg, *, steps: int, T: int, B: int, L: int, chunk: int,
+                  progress: Optional[Callable[[int], None]]) -> float:
+    """Run the network of ``source`` for ``steps`` steps, ``chunk`` samples (``chunk * T`` steps) per
+    ``run`` call, calling ``progress(n)`` with the samples finished (a sample is done ``L`` steps after
+    its last column); stops the network. Returns the seconds it ran."""
+    from lava.magma.core.run_conditions import RunSteps
+
+    t0 = time.perf_counter()
+    done_steps, done_samples = 0, 0
+    try:
+        while done_steps < steps:
+            n = min(max(1, chunk) * T, steps - done_steps)
+            source.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
+            done_steps += n
+            finished = min(B, max(0, (done_steps - L) // T))
+            if progress is not None and finished > done_samples:
+                progress(finished - done_samples)
+            done_samples = finished
+    finally:
+        source.stop()
+    return time.perf_counter() - t0
+
+
+def read_recording(path: str, dtype, lava_shape: Tuple[int, ...], index: int, T: int, B: int) -> np.ndarray:
+    """The ``(T, B, *torch shape)`` recording of layer ``index`` (1-based) from its file of ``(steps,
+    *lava_shape)`` values: column ``j`` of the input reaches layer ``index`` at buffer row ``j + index``."""
+    buf = np.fromfile(path, dtype=dtype).reshape((-1,) + tuple(lava_shape))
+    window = np.moveaxis(buf[index:index + B * T], 0, -1)  # (*lava shape, B*T)
+    return np.ascontiguousarray(_from_columns(window, tuple(reversed(lava_shape)), T, B))
+
+
 def run(net: LavaNet, x: np.ndarray, *, mode: str = "float", record: str = "all",
         progress: Optional[Callable[[int], None]] = None, chunk: int = 64) -> LavaResult:
     """Run all B samples of ``x`` (T, B, *input_shape) through ONE compiled Lava network.
@@ -157,10 +200,7 @@ def run(net: LavaNet, x: np.ndarray, *, mode: str = "float", record: str = "all"
     ``progress(n)`` is called with the number of samples finished since the last call.
     """
     import_lava()
-    from lava.magma.core.run_conditions import RunSteps
     from lava.proc.io.source import RingBuffer as Source
-
-    from .lava_procs.spike_recorder import SpikeRecorder
 
     if mode == "fixed" and net.readout == "membrane":
         raise EslError("the membrane readout (LI) runs in Lava floating point only; use mode 'float'")
@@ -196,40 +236,16 @@ def run(net: LavaNet, x: np.ndarray, *, mode: str = "float", record: str = "all"
             if volt is not None:
                 continue  # no spikes to record: its voltage is written by the process itself
             if record == "all" or index == L:
-                shape = tuple(neuron.s_out.shape)
-                path = os.path.join(tmp, f"layer{index}.u8")
-                np.memmap(path, dtype=np.uint8, mode="w+", shape=(steps,) + shape).flush()
-                recorder = SpikeRecorder(shape=shape, steps=steps, path=path)
-                neuron.s_out.connect(recorder.a_in)
-                recorders.append((index, layer, path, shape))
+                recorders.append((index, layer) + record_spikes(neuron.s_out, tmp, index, steps))
         build_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        done_steps, done_samples = 0, 0
-        try:
-            while done_steps < steps:
-                n = min(max(1, chunk) * T, steps - done_steps)
-                source.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
-                done_steps += n
-                finished = min(B, max(0, (done_steps - L) // T))
-                if progress is not None and finished > done_samples:
-                    progress(finished - done_samples)
-                done_samples = finished
-        finally:
-            source.stop()
-        run_s = time.perf_counter() - t0
-        names, spikes = [], []
-        for index, layer, path, shape in recorders:
-            buf = np.fromfile(path, dtype=np.uint8).reshape((steps,) + shape)
-            window = np.moveaxis(buf[index:index + B * T], 0, -1)  # (*lava shape, B*T)
-            names.append(layer.neuron.name)
-            spikes.append(np.ascontiguousarray(_from_columns(window, layer.neuron.shape, T, B)))
+        run_s = run_in_chunks(source, cfg, steps=steps, T=T, B=B, L=L, chunk=chunk, progress=progress)
+        names = [layer.neuron.name for _, layer, _, _ in recorders]
+        spikes = [read_recording(path, np.uint8, shape, index, T, B) for index, _, path, shape in recorders]
         readout_name = voltage = None
         if readout is not None:
             index, layer, vpath, vshape = readout
-            buf = np.fromfile(vpath, dtype=np.float64).reshape((steps,) + vshape)
-            window = np.moveaxis(buf[index:index + B * T], 0, -1)
             readout_name = layer.neuron.name
-            voltage = np.ascontiguousarray(_from_columns(window, layer.neuron.shape, T, B))
+            voltage = read_recording(vpath, np.float64, vshape, index, T, B)
     return LavaResult(names=names, spikes=spikes, steps=steps, build_s=build_s, run_s=run_s,
                       readout_name=readout_name, voltage=voltage)
 
@@ -249,4 +265,5 @@ def run_per_sample(net: LavaNet, x: np.ndarray, *, mode: str = "float", record: 
                       run_s=sum(p.run_s for p in parts), readout_name=parts[0].readout_name, voltage=voltage)
 
 
-__all__ = ["INPUT_MESSAGE_BITS", "LavaResult", "import_lava", "run", "run_config", "run_per_sample"]
+__all__ = ["INPUT_MESSAGE_BITS", "LavaResult", "import_lava", "read_recording", "record_spikes", "run",
+           "run_config", "run_in_chunks", "run_per_sample"]

@@ -1,0 +1,251 @@
+"""The paper's feed-forward benchmark as a grid: method x density on MNIST 784-800-10, resumable.
+
+    .venv/bin/python benchmarks/mnist_sweep.py [--epochs 10] [--data-dir ../shared/data/mnist]
+        [--methods dense static set rigl esl pq_layer pq_neuron magnitude] [--densities 0.01 0.02 0.05 0.1 0.2]
+        [--key-density 0.1] [--key-seeds 0 1] [--seeds 0] [--lava-limit N] [--no-lava]
+        [--out runs/sweep] [--results results] [--json] [-- EXTRA esl train OPTIONS]
+
+Every run is the user's own commands, run as subprocesses: ``esl train --config configs/mnist_esl.toml``
+(784-800-10, lr 0.01 -> 0.0001, batch 100, T_iter 1000) with ``--method``, ``--density``, ``--seed`` and
+``--epochs`` (the paper trains 300 epochs; this grid uses fewer so it finishes in hours on 2 CPU cores),
+then ``esl energy RUN/checkpoint.pt --hw all --json`` (SOPs per sample, TrueNorth cores, energy per
+hardware, both conventions' papers default) on the test set, and, for the best model of each method,
+``esl simulate RUN/checkpoint.pt --backend lava --json`` (Lava float agreement on the whole test set,
+or ``--lava-limit`` images). Each step leaves its JSON in the run folder (``summary.json``,
+``energy.json``, ``lava.json``), and a step whose file is there is skipped: an interrupted sweep
+continues where it stopped (a run whose training was cut off resumes with ``esl train --resume``).
+
+Methods with a target take each density (``pq_*``: the start density of a sparse start; PQ ends
+sparser); ``dense`` runs once per seed. ``--key-seeds`` at ``--key-density``, ``--seeds`` elsewhere.
+Writes ``mnist_sweep.{md,json,csv,png}`` into ``--results``: the table, every run's numbers, accuracy
+against real (nonzero) density per method, and accuracy against TrueNorth energy with the Pareto front.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+from esl_deploy.atomic import atomic_write_text  # noqa: E402
+
+NAME = "mnist_sweep"
+CONFIG = C.ROOT / "configs" / "mnist_esl.toml"
+DEFAULT_DATA = C.ROOT.parent / "shared" / "data" / "mnist"
+# grid label -> esl train options (besides --density)
+METHODS: Dict[str, List[str]] = {
+    "dense": ["--method", "dense"],
+    "static": ["--method", "static"],
+    "set": ["--method", "set"],
+    "rigl": ["--method", "rigl"],
+    "esl": ["--method", "esl"],
+    "pq_layer": ["--method", "pq", "--pq-scope", "layer"],
+    "pq_neuron": ["--method", "pq", "--pq-scope", "neuron"],
+    "magnitude": ["--method", "magnitude"],
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    method: str
+    density: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}_d{self.density:g}_s{self.seed}"
+
+
+def grid(methods: Sequence[str], densities: Sequence[float], seeds: Sequence[int], key_density: float,
+         key_seeds: Sequence[int]) -> List[Run]:
+    """The runs of the sweep, in order: every method at every density (dense once), the key density
+    with ``key_seeds``, the others with ``seeds``."""
+    runs = []
+    for m in methods:
+        if m == "dense":
+            runs += [Run(m, 1.0, s) for s in key_seeds]
+            continue
+        for d in densities:
+            runs += [Run(m, d, s) for s in (key_seeds if abs(d - key_density) < 1e-12 else seeds)]
+    return runs
+
+
+def _esl(args: Sequence[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(C.ROOT)}
+    return subprocess.run([sys.executable, "-m", "cli", *map(str, args)], cwd=C.ROOT, env=env,
+                          capture_output=True, text=True)
+
+
+def _json_step(path: Path, args: Sequence[str]) -> dict:
+    """Run ``esl ARGS --json`` unless ``path`` already holds its result; keep the result in ``path``."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    r = _esl([*args, "--json"])
+    if r.returncode != 0:
+        raise SystemExit(f"mnist_sweep: esl {' '.join(map(str, args[:2]))} failed: {r.stderr.strip()}")
+    data = json.loads(r.stdout)
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+    return data
+
+
+def train_run(run: Run, folder: Path, epochs: int, data_args: Sequence[str], extra: Sequence[str]) -> dict:
+    """``esl train`` for one grid point (skipped when finished, resumed when cut off)."""
+    summary = folder / "summary.json"
+    if summary.is_file():
+        return json.loads(summary.read_text())
+    args = ["train", "--config", CONFIG, *METHODS[run.method], "--density", run.density, "--seed", run.seed,
+            "--epochs", epochs, *data_args, *extra, "--out", folder, "--no-progress", "--json"]
+    if (folder / "checkpoint.pt").is_file():
+        args.append("--resume")
+    r = _esl(args)
+    if r.returncode != 0:
+        raise SystemExit(f"mnist_sweep: {run.name}: {r.stderr.strip()}")
+    return json.loads(r.stdout)
+
+
+def energy_row(e: dict) -> dict:
+    t = e["totals"]
+    out = {"sops_per_sample": t["ops"], "acs_per_sample": t["acs"], "macs_per_sample": t["macs"],
+           "ann_flops": t["ann_flops"], "cores": t.get("cores"), "cores_naive": t.get("cores_naive"),
+           "cores_sparse": t.get("cores_sparse"), "cores_lower_bound": t.get("cores_lower_bound"),
+           "convention": e.get("convention")}
+    for k in ("cores_packed", "cores_bound"):
+        if k in t:
+            out[k] = t[k]
+    for hw, v in e["energy_j"].items():
+        out[f"energy_{hw}_j"] = v.get("total_j", v.get("dynamic_j", 0.0) + v.get("static_j", 0.0))
+    return out
+
+
+def pareto(points: Sequence[tuple]) -> List[int]:
+    """Indices of the points (energy, accuracy) that no other point beats on both (lower energy, higher
+    accuracy)."""
+    front = []
+    for i, (e, a) in enumerate(points):
+        if not any((e2 <= e and a2 >= a) and (e2 < e or a2 > a) for j, (e2, a2) in enumerate(points) if j != i):
+            front.append(i)
+    return front
+
+
+def sweep(a) -> dict:
+    from tqdm import tqdm
+
+    runs = grid(a.methods, a.densities, a.seeds, a.key_density, a.key_seeds)
+    data_args = ["--dataset", a.dataset] + (["--data-dir", a.data_dir] if a.dataset != "digits" else [])
+    rows = []
+    bar = tqdm(runs, desc="sweep", unit="run")
+    for run in bar:
+        bar.set_postfix_str(run.name)
+        folder = a.out / run.name
+        s = train_run(run, folder, a.epochs, data_args, a.extra)
+        e = _json_step(folder / "energy.json", ["energy", folder / "checkpoint.pt", "--hw", "all", *data_args])
+        rows.append({"run": run.name, "method": run.method, "target_density": run.density, "seed": run.seed,
+                     "test_acc": s["test_acc"], "density": s["density"], "best_epoch": s["best_epoch"],
+                     "seconds_per_epoch": s["seconds_per_epoch"], **energy_row(e)})
+    if not a.no_lava:
+        best: Dict[str, dict] = {}
+        for r in rows:
+            if r["method"] not in best or r["test_acc"] > best[r["method"]]["test_acc"]:
+                best[r["method"]] = r
+        for r in tqdm(list(best.values()), desc="lava", unit="model"):
+            folder = a.out / r["run"]
+            lim = ["--limit", a.lava_limit] if a.lava_limit else []
+            name = f"lava{'_' + str(a.lava_limit) if a.lava_limit else ''}.json"
+            lv = _json_step(folder / name, ["simulate", folder / "checkpoint.pt", "--backend", "lava", *data_args,
+                                            *lim, "--no-progress"])
+            r["lava_output_agreement"] = lv.get("output_agreement")
+            r["lava_samples"] = lv.get("samples", a.lava_limit)
+    return {"dataset": a.dataset, "model": "mlp 784-800-10" if a.dataset == "mnist" else "mlp", "epochs": a.epochs,
+            "config": str(CONFIG.relative_to(C.ROOT)), "extra_train_options": list(a.extra),
+            "runs": rows, "pareto_truenorth": [rows[i]["run"] for i in pareto(
+                [(r.get("energy_truenorth_j", 0.0), r["test_acc"]) for r in rows])]}
+
+
+def table(res: dict) -> str:
+    head = ["method", "target", "seed", "test acc %", "density", "SOPs/sample", "TrueNorth cores (naive / sparse / bound)",
+            "TrueNorth energy µJ", "Lava float agreement %"]
+    body = []
+    for r in res["runs"]:
+        lava = r.get("lava_output_agreement")
+        body.append([r["method"], f"{r['target_density']:g}", r["seed"], f"{100 * r['test_acc']:.2f}",
+                     f"{r['density']:.4f}", f"{r['sops_per_sample']:.0f}",
+                     f"{r['cores_naive']} / {r['cores_sparse']} / {r['cores_lower_bound']}",
+                     f"{1e6 * r.get('energy_truenorth_j', float('nan')):.3f}",
+                     "-" if lava is None else f"{lava:.3f}"])
+    return (f"{res['model']} on {res['dataset']}, {res['epochs']} epochs (the paper: 300), from "
+            f"`{res['config']}`; Pareto front (TrueNorth energy vs accuracy): {', '.join(res['pareto_truenorth'])}.\n\n"
+            + C.md_table(head, body))
+
+
+def plot(res: dict):
+    fig, axes = C.figure(1, 2, figsize=(11, 4))
+    by: Dict[str, list] = {}
+    for r in res["runs"]:
+        by.setdefault(r["method"], []).append(r)
+    for m, rs in by.items():
+        rs = sorted(rs, key=lambda r: r["density"])
+        axes[0].plot([100 * r["density"] for r in rs], [100 * r["test_acc"] for r in rs], "o-", ms=3, label=m)
+        axes[1].scatter([1e6 * r.get("energy_truenorth_j", 0) for r in rs], [100 * r["test_acc"] for r in rs], s=12,
+                        label=m)
+    front = sorted((r for r in res["runs"] if r["run"] in res["pareto_truenorth"]),
+                   key=lambda r: r.get("energy_truenorth_j", 0))
+    axes[1].plot([1e6 * r.get("energy_truenorth_j", 0) for r in front], [100 * r["test_acc"] for r in front], "k--",
+                 lw=1, label="Pareto front")
+    axes[0].set(xscale="log", xlabel="real (nonzero) density %", ylabel="test accuracy %",
+                title="accuracy vs density")
+    axes[1].set(xscale="log", xlabel="TrueNorth energy per sample (µJ, papers' convention)", ylabel="test accuracy %",
+                title="accuracy vs TrueNorth energy")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def write_csv(path: Path, rows: List[dict]) -> None:
+    keys: List[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    ap = C.parser(__doc__, seeds=False, epochs=False, out=False)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--dataset", default="mnist", choices=["mnist", "digits"], help="digits: a quick check of the sweep")
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--densities", nargs="+", type=float, default=[0.01, 0.02, 0.05, 0.1, 0.2])
+    ap.add_argument("--key-density", type=float, default=0.1)
+    ap.add_argument("--key-seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--lava-limit", type=int, default=None, help="Lava on the first N test images (default: all)")
+    ap.add_argument("--no-lava", action="store_true", help="skip the Lava agreement of the best models")
+    ap.add_argument("--out", type=Path, default=Path("runs/sweep"), help="run folders")
+    a = ap.parse_args(own)
+    a.extra = extra
+    if a.dataset == "mnist" and not a.data_dir.is_dir():
+        sys.exit(f"mnist_sweep: MNIST folder not found: {a.data_dir} (give --data-dir)")
+    res = sweep(a)
+    name = NAME if a.dataset == "mnist" else f"{NAME}_{a.dataset}"
+    a.results.mkdir(parents=True, exist_ok=True)
+    write_csv(a.results / f"{name}.csv", res["runs"])
+    return C.publish(name, res, table(res), a, __file__, argv, fig=plot(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""The records of a Lava network and the linear maps they hold: :class:`LavaNet` (layers of one
+:class:`SynapseLayer` and one :class:`NeuronLayer`, see :mod:`export.lava.convert`) with, once
+quantised, a :class:`FixedLayer` per layer (:mod:`export.lava.fixed`), and the Loihi 2 fixed-point
+limits those parameters must fit. Every other module of :mod:`export.lava` depends on this one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..nir.graph import conv_output_hw, pair, size
+
+DEFAULT_DT = 1e-4  # snnTorch's export_nir constant, used when the graph's metadata has no "dt"
+READOUT_NODE_TYPES = ("LI", "I")  # non-spiking readout neurons: a Lava LIF with vth = inf, voltage recorded
+READOUT_VTH = math.inf  # the threshold of a readout population: never reached
+SYNAPSE_KINDS = ("sparse", "dense")
+
+# --- Loihi 2 fixed-point limits (lava.proc.lif.models.AbstractPyLifModelFixed, PyLifModelBitAcc) ---
+DECAY_UNITY = 4096        # du, dv are 12-bit: decay factor (4096 - dv) / 4096; u uses du + 1 (ds_offset)
+ACT_SHIFT = 6             # a_in and vth are left-shifted by 6 bits into the 24-bit u, v
+UV_LIMIT = 2 ** 23        # u, v are 24-bit signed
+VTH_MAX = 2 ** 17 - 1     # vth is 17-bit unsigned
+BIAS_MANT_MAX = 4095      # bias_mant is 13-bit signed
+BIAS_EXP = 6              # bias = bias_mant << 6: one bias unit = one a_in unit (as lava-dl netx writes it)
+WEIGHT_MIXED_MAX = 254    # 8-bit mixed-sign weights: even values in [-256, 254] (Dense truncates the LSB)
+WEIGHT_SIGNED_MAX = 255   # one-signed weights: |w| <= 255
+VTH_TARGET = 2 ** 14      # largest vth we choose: v then has 8x threshold of headroom in 24 bits
+A_IN_MAX = 2 ** 15 - 1    # a_in and every synapse port's a_out are 16-bit signed: |a| <= 32767
+INPUT_INT_MAX = 2 ** 15 - 1  # graded input round(x * 2^m) travels in a 16-bit message
+INPUT_FRAC_BITS_MAX = 8   # graded input x is sent as round(x * 2^m), m <= 8
+SPLIT_EXP_MAX = 7         # split weights: hi * 2^k + lo with k <= 7 keeps |lo| <= 128 inside 8 bits
+VTH_MIN = 16              # fewer integer steps per threshold than this: the layer does not fit (EslError)
+
+# quantity -> (lowest, highest, where Lava declares it); see the docstring of export.lava.fixed
+WIDTHS: Dict[str, tuple] = {
+    "a_in": (-A_IN_MAX - 1, A_IN_MAX, "16-bit signed: LIF a_in, Dense/Sparse a_out (precision=16)"),
+    "u": (-UV_LIMIT + 1, UV_LIMIT - 1, "24-bit signed: LIF u (precision=24)"),
+    "du": (0, DECAY_UNITY - 1, "12-bit unsigned: LIF du (precision=12)"),
+    "dv": (0, DECAY_UNITY - 1, "12-bit unsigned: LIF dv (precision=12)"),
+    "vth": (0, VTH_MAX, "17-bit unsigned: LIF vth (precision=17)"),
+    "bias_mant": (-BIAS_MANT_MAX - 1, BIAS_MANT_MAX, "13-bit signed: LIF bias_mant (precision=13)"),
+    "bias_exp": (0, 7, "3-bit: LIF bias_exp (precision=3)"),
+    "weight": (-256, WEIGHT_SIGNED_MAX, "8 bits + sign: Dense/Sparse/Conv weights (precision=8, clip_weights)"),
+    "input": (-INPUT_INT_MAX - 1, INPUT_INT_MAX, "16-bit graded input message (num_message_bits=16)"),
+}
+
+
+@dataclass(kw_only=True)
+class FixedLayer:
+    """Loihi 2 fixed-point parameters of one layer (see :func:`quantize`).
+
+    A float current ``I`` is the integer activation ``a_in = I * scale``; the first layer's graded
+    input ``x`` is sent as ``round(x * input_scale)``; so ``weight = W * scale / input_scale`` rounded
+    to 8 bits (``weight_exp = 0``). ``vth = round(threshold * scale)``, ``dv = round((1 - beta) * 4096)``,
+    ``du = 4095`` (with Lava's ``ds_offset = 1`` the current decays fully: ``u = a_in << 6``),
+    ``bias_mant = round(bias * scale)`` with ``bias_exp = 6``. ``split_exp = k > 0``: the weights are
+    realised as two 8-bit synapse groups, ``weight = hi * 2^k + lo`` (:func:`split_weights`).
+    """
+
+    scale: float
+    input_scale: float
+    weight: Union[sp.csr_matrix, np.ndarray]
+    vth: int
+    dv: int
+    bias_mant: np.ndarray
+    du: int = DECAY_UNITY - 1
+    bias_exp: int = BIAS_EXP
+    split_exp: int = 0
+    errors: Dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not (self.scale > 0 and self.input_scale > 0):
+            raise ValueError(f"scale and input_scale must be positive, got {self.scale}, {self.input_scale}")
+        if not 0 <= self.vth <= VTH_MAX:
+            raise ValueError(f"vth must fit 17 bits, got {self.vth}")
+        if not (0 <= self.dv < DECAY_UNITY and 0 <= self.du < DECAY_UNITY):
+            raise ValueError(f"du and dv must fit 12 bits, got {self.du}, {self.dv}")
+        if not (0 <= self.bias_exp <= 7 and 0 <= self.split_exp <= SPLIT_EXP_MAX):
+            raise ValueError(f"bias_exp must lie in 0..7 and split_exp in 0..{SPLIT_EXP_MAX}")
+        self.bias_mant = np.asarray(self.bias_mant, dtype=np.int64)
+        if self.bias_mant.size and not (-BIAS_MANT_MAX - 1 <= self.bias_mant.min() <= self.bias_mant.max()
+                                        <= BIAS_MANT_MAX):
+            raise ValueError(f"bias_mant must fit 13 bits (-4096..4095), got {self.bias_mant.min()}.."
+                             f"{self.bias_mant.max()}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Records
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass(kw_only=True)
+class SynapseLayer:
+    """One Lava synapse process in torch order (the Lava layout is derived when processes are built).
+
+    ``kind`` ``sparse``/``dense``: ``weight`` is a CSR matrix (n_out, n_in) over torch-flattened
+    (C, H, W) indices. ``conv``: ``weight`` is a torch-layout kernel (C_out, C_in/groups, kH, kW) and
+    ``stride``/``padding``/``dilation`` are (H, W) pairs. ``graded``: the input carries values, not
+    binary spikes (Lava's ``num_message_bits > 0``), true for the first layer.
+    """
+
+    kind: str
+    in_shape: Tuple[int, ...]
+    out_shape: Tuple[int, ...]
+    weight: Union[sp.csr_matrix, np.ndarray]
+    graded: bool = False
+    stride: Tuple[int, int] = (1, 1)
+    padding: Tuple[int, int] = (0, 0)
+    dilation: Tuple[int, int] = (1, 1)
+    groups: int = 1
+    nodes: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        self.in_shape = tuple(int(s) for s in self.in_shape)
+        self.out_shape = tuple(int(s) for s in self.out_shape)
+        if self.kind not in SYNAPSE_KINDS + ("conv",):
+            raise ValueError(f"synapse kind must be one of sparse, dense, conv; got {self.kind!r}")
+        if self.kind == "conv":
+            if self.weight.ndim != 4 or len(self.in_shape) != 3 or len(self.out_shape) != 3:
+                raise ValueError("a conv synapse needs a 4-d kernel and (C, H, W) shapes")
+        else:
+            self.weight = sp.csr_matrix(self.weight)
+            if self.weight.shape != (size(self.out_shape), size(self.in_shape)):
+                raise ValueError(f"weight {self.weight.shape} does not map {self.in_shape} to {self.out_shape}")
+
+    def matrix(self) -> sp.csr_matrix:
+        """The synapse as a (n_out, n_in) matrix in torch order (a conv is expanded)."""
+        if self.kind != "conv":
+            return self.weight
+        return conv_matrix(self.weight, self.in_shape, self.stride, self.padding, self.dilation, self.groups)
+
+    def weights_flat(self) -> np.ndarray:
+        """All stored weight values (CSR data or the whole kernel)."""
+        return self.weight.ravel() if self.kind == "conv" else self.weight.data
+
+
+@dataclass(kw_only=True)
+class NeuronLayer:
+    """One LIF population: torch-order ``shape``, one ``beta`` and ``threshold``, per-neuron ``bias``.
+
+    ``node_type`` ``LI``/``I``: the non-spiking membrane readout (``threshold = inf``, see
+    :mod:`export.lava.convert`); :attr:`spiking` is False and its voltage, not its spikes, is the output."""
+
+    name: str
+    node_type: str
+    shape: Tuple[int, ...]
+    beta: float
+    threshold: float
+    bias: np.ndarray
+
+    def __post_init__(self):
+        self.shape = tuple(int(s) for s in self.shape)
+        self.bias = np.asarray(self.bias, dtype=np.float64).reshape(self.shape)
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"{self.name}: beta must lie in [0, 1], got {self.beta}")
+        if not self.threshold >= 0:
+            raise ValueError(f"{self.name}: threshold must be non-negative, got {self.threshold}")
+        if not self.spiking and self.threshold != READOUT_VTH:
+            raise ValueError(f"{self.name}: a {self.node_type} readout has threshold inf, got {self.threshold}")
+
+    @property
+    def spiking(self) -> bool:
+        """False for the membrane readout (``LI``/``I``): it emits no spikes, its voltage is read."""
+        return self.node_type not in READOUT_NODE_TYPES
+
+
+@dataclass(kw_only=True)
+class LavaLayer:
+    synapse: SynapseLayer
+    neuron: NeuronLayer
+    fixed: Optional[FixedLayer] = None  # set by export.lava.fixed.quantize
+
+
+@dataclass(kw_only=True)
+class LavaNet:
+    """A feed-forward Lava network: ``layers[l]`` = synapse then LIF; input shape in torch order."""
+
+    input_shape: Tuple[int, ...]
+    layers: List[LavaLayer]
+    dt: float = DEFAULT_DT
+    input_max: Optional[float] = None
+    input_min: float = 0.0
+
+    def __post_init__(self):
+        self.input_shape = tuple(int(s) for s in self.input_shape)
+        if not self.layers:
+            raise ValueError("a Lava network needs at least one layer")
+
+    @property
+    def quantized(self) -> bool:
+        return all(layer.fixed is not None for layer in self.layers)
+
+    @property
+    def output_shape(self) -> Tuple[int, ...]:
+        return self.layers[-1].neuron.shape
+
+    @property
+    def readout(self) -> str:
+        """``"membrane"`` when the last layer is a non-spiking LI/I readout, else ``"spikes"``."""
+        return "spikes" if self.layers[-1].neuron.spiking else "membrane"
+
+    def quant_errors(self) -> Dict[str, Dict[str, float]]:
+        """Per-layer quantisation errors (empty before :func:`export.lava.fixed.quantize`)."""
+        return {layer.neuron.name: dict(layer.fixed.errors) for layer in self.layers if layer.fixed is not None}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Linear maps as matrices (torch order)
+# ----------------------------------------------------------------------------------------------------
+
+def lava_order(shape: Sequence[int]) -> np.ndarray:
+    """``perm`` with ``x_lava.ravel() == x_torch.ravel()[perm]``: Lava stores a torch (C, H, W) tensor
+    as (W, H, C), i.e. with all axes reversed."""
+    shape = tuple(int(s) for s in shape)
+    return np.arange(size(shape)).reshape(shape).transpose(tuple(reversed(range(len(shape))))).ravel()
+
+
+def conv_matrix(weight: np.ndarray, in_shape: Sequence[int], stride, padding, dilation, groups: int) -> sp.csr_matrix:
+    """torch ``conv2d`` (cross-correlation, zero padding) as a CSR matrix over flattened (C, H, W) indices.
+
+    ``out[o, y, x] = sum_{i, a, b} W[o, i, a, b] * in[g*C_in/groups + i, y*s - p + a*d, x*s - p + b*d]``.
+    """
+    weight = np.asarray(weight, dtype=np.float64)
+    c_in, h, w = (int(s) for s in in_shape)
+    c_out, c_grp, kh, kw = weight.shape
+    stride, padding, dilation = pair(stride), pair(padding), pair(dilation)
+    ho, wo = conv_output_hw((h, w), (kh, kw), stride, padding, dilation)
+    o, i, y, x = np.meshgrid(np.arange(c_out), np.arange(c_grp), np.arange(ho), np.arange(wo), indexing="ij")
+    cin = (o // (c_out // groups)) * c_grp + i
+    rows_all, cols_all, vals_all = [], [], []
+    for a in range(kh):  # one kernel tap at a time keeps memory at C_out * C_in/groups * H_out * W_out
+        for b in range(kw):
+            iy = y * stride[0] - padding[0] + a * dilation[0]
+            ix = x * stride[1] - padding[1] + b * dilation[1]
+            vals = weight[o, i, a, b]
+            keep = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w) & (vals != 0)
+            rows_all.append(((o * ho + y) * wo + x)[keep])
+            cols_all.append(((cin * h + iy) * w + ix)[keep])
+            vals_all.append(vals[keep])
+    return sp.csr_matrix((np.concatenate(vals_all), (np.concatenate(rows_all), np.concatenate(cols_all))),
+                         shape=(c_out * ho * wo, c_in * h * w))
+
+
+def pool_matrix(in_shape: Sequence[int], kernel, stride, padding, scale: float) -> sp.csr_matrix:
+    """Sum pooling times ``scale`` (``1/(kh*kw)`` for average pooling, padding counted) as a matrix."""
+    c = int(in_shape[0])
+    kh, kw = pair(kernel)
+    ones = np.zeros((c, 1, kh, kw))
+    ones[:] = scale
+    return conv_matrix(ones, in_shape, stride, padding, (1, 1), c)
+
+
+__all__ = ["ACT_SHIFT", "A_IN_MAX", "BIAS_EXP", "BIAS_MANT_MAX", "DECAY_UNITY", "DEFAULT_DT", "FixedLayer",
+           "INPUT_FRAC_BITS_MAX", "INPUT_INT_MAX", "LavaLayer", "LavaNet", "NeuronLayer",
+           "READOUT_NODE_TYPES", "READOUT_VTH", "SPLIT_EXP_MAX", "SYNAPSE_KINDS", "SynapseLayer", "UV_LIMIT",
+           "VTH_MAX", "VTH_MIN", "VTH_TARGET", "WEIGHT_MIXED_MAX", "WEIGHT_SIGNED_MAX", "WIDTHS",
+           "conv_matrix", "lava_order", "pool_matrix"]
