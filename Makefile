@@ -46,6 +46,7 @@ results: $(STAMP)
 	$(BIN)/python benchmarks/core_aware.py --epochs 40 --seeds 0 1 2
 	$(BIN)/python benchmarks/readout_results.py --epochs 40 --seeds 0 1 2
 	$(BIN)/python benchmarks/energy_table.py --epochs 40
+	$(BIN)/python benchmarks/truenorth_weights.py --epochs 40
 	$(BIN)/python benchmarks/lava_agreement.py --epochs 40
 	$(BIN)/python benchmarks/structure_results.py --epochs 40 --mnist-epochs 10
 	$(BIN)/python benchmarks/nir_interop.py --epochs 40

@@ -2,8 +2,10 @@
 
 Each case is a random mask with an exact fan-in per neuron (the worst case for structure: every
 neuron's inputs are spread over every axon block), plus a core-aware mask of the same size
-(:func:`hw_models.core_aware.core_groups`). Prints the seconds of ``lower_bound`` and of ``map_layer``
-with each strategy, and the cores found; ``--json`` prints the same as JSON.
+(:func:`hw_models.core_aware.core_groups`), and two-layer chains (a layer of that size feeding a
+10-neuron output layer) for the whole-network packing. Prints the seconds of ``lower_bound`` and of
+``map_layer`` with each strategy, of the packed placement (:func:`hw_models.packing.pack_network`,
+with its network lower bound) and the cores found; ``--json`` prints the same as JSON.
 
     .venv/bin/python benchmarks/bench_mapping.py [--json] [--quick]
 """
@@ -21,6 +23,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hw_models.core_aware import core_groups  # noqa: E402
+from hw_models.packing import PackLayer, pack_network  # noqa: E402
 from hw_models.truenorth import lower_bound, map_layer  # noqa: E402
 
 # (name, neurons, axons, fan-in): 10^6 and 10^7 synapses
@@ -75,10 +78,16 @@ def run(quick: bool) -> list:
         lb, t_lb = timed(lambda: lower_bound(mask))
         naive, t_naive = timed(lambda: map_layer(mask, "naive"))
         sparse, t_sparse = timed(lambda: map_layer(mask, "sparse"))
+        # the layer reads on-chip sources and feeds a 10-neuron output layer at 10 % (a two-layer chain)
+        out = random_fixed_fan_in(10, mask.shape[0], max(1, mask.shape[0] // 10), seed=1)
+        chain = [PackLayer("hidden", mask, source_on_chip=True), PackLayer("out", out, True, after_previous=True)]
+        packed, t_packed = timed(lambda: pack_network(chain))
         rows.append({"case": name, "synapses": int(mask.nnz), "seconds_lower_bound": round(t_lb, 3),
                      "seconds_naive": round(t_naive, 3), "seconds_sparse": round(t_sparse, 3),
                      "cores_naive": naive.cores, "cores_sparse": sparse.cores, "placement": sparse.placement,
-                     "lower_bound": lb.cores})
+                     "lower_bound": lb.cores, "chain_synapses": int(mask.nnz + out.nnz),
+                     "seconds_packed": round(t_packed, 3), "chain_cores_per_layer": packed.per_layer_cores,
+                     "chain_cores_packed": packed.cores, "chain_lower_bound": packed.lower_bound})
     return rows
 
 
@@ -92,11 +101,13 @@ def main(argv=None) -> None:
         print(json.dumps(rows, indent=2))
         return
     print(f"{'case':34s} {'synapses':>10s} {'LB s':>6s} {'naive s':>8s} {'sparse s':>9s} "
-          f"{'naive':>6s} {'sparse':>7s} {'LB':>5s}  placement")
+          f"{'naive':>6s} {'sparse':>7s} {'LB':>5s}  {'placement':18s} | chain: {'packed s':>8s} "
+          f"{'per-layer':>9s} {'packed':>6s} {'LB':>5s}")
     for r in rows:
         print(f"{r['case']:34s} {r['synapses']:>10,d} {r['seconds_lower_bound']:>6.2f} {r['seconds_naive']:>8.2f} "
               f"{r['seconds_sparse']:>9.2f} {r['cores_naive']:>6d} {r['cores_sparse']:>7d} {r['lower_bound']:>5d}  "
-              f"{r['placement']}")
+              f"{r['placement']:18s} | {'':7s}{r['seconds_packed']:>8.2f} {r['chain_cores_per_layer']:>9d} "
+              f"{r['chain_cores_packed']:>6d} {r['chain_lower_bound']:>5d}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from torch import nn
 from esl_deploy.errors import EslError
 
 from .energy import CONVENTIONS, HW_CHOICES, EnergyConstants, parse_overrides
-from .truenorth import STRATEGIES
+from .report import ENERGY_STRATEGIES
+from .tn_weights import MODES as TN_MODES
 
 
 def load_source(path: str) -> nn.Module:
@@ -56,8 +57,9 @@ def load_source(path: str) -> nn.Module:
 @click.option("--T", "T", type=click.IntRange(min=1), default=None, help="Time steps (default: the model's).")
 @click.option("--encoding", type=click.Choice(("direct", "rate")), default=None,
               help="Input encoding of static data (default: the model's).")
-@click.option("--strategy", type=click.Choice(STRATEGIES), default="sparse", show_default=True,
-              help="TrueNorth placement used for the energy (the table shows both).")
+@click.option("--strategy", type=click.Choice(ENERGY_STRATEGIES), default="packed", show_default=True,
+              help="TrueNorth placement used for the energy: packed (layers share cores) or per-layer naive / sparse "
+                   "(the report shows all and the lower bound).")
 @click.option("--max-chips", type=click.IntRange(min=1), default=None,
               help="Refuse a model that needs more TrueNorth chips than this.")
 @click.option("--const", "consts", multiple=True, metavar="NAME=VALUE",
@@ -65,12 +67,17 @@ def load_source(path: str) -> nn.Module:
 @click.option("--convention", type=click.Choice(CONVENTIONS), default="papers", show_default=True,
               help="papers: SOPs x energy per op per device (the ESL/PQ papers' comparison); chip: dynamic energy "
                    "without the static floor + static power of the occupied chips.")
+@click.option("--truenorth-weights", "tn_weights", type=click.Choice(TN_MODES), default=None, is_flag=False,
+              flag_value="duplicate",
+              help="Also map the weights onto TrueNorth's rule (4 axon types per core, a 9-bit signed weight per neuron "
+                   "and type) and report the weight error, the accuracy with those weights and the extra axons/cores "
+                   "of axon duplication; 'cluster': one type per source, no duplication. Alone: duplicate.")
 @click.option("--list-constants", is_flag=True, help="Print the table of constants with sources and exit.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of rate encoding.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG bar chart here.")
 def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encoding, strategy, max_chips, consts,
-               convention, list_constants, seed, as_json, plot):
+               convention, tn_weights, list_constants, seed, as_json, plot):
     """Count synaptic operations on a data set, map the network onto TrueNorth cores and estimate its
     energy on TrueNorth, Loihi and 45 nm CMOS against the dense ANN on a V100-class GPU."""
     from esl_deploy.datasets import load_dataset
@@ -103,7 +110,8 @@ def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encodi
     report = energy_report(model, splits.test, T=int(T), encoding=encoding, temporal=splits.temporal,
                            source=str(source), dataset=dataset, hardware=hardware, constants=constants,
                            strategy=strategy, max_chips=max_chips, limit=limit, batch_size=batch_size, seed=seed,
-                           progress=not as_json and sys.stderr.isatty(), convention=convention)
+                           progress=not as_json and sys.stderr.isatty(), convention=convention,
+                           truenorth_weights=tn_weights)
     if plot:
         plot_energy(report, plot)
     if as_json:

@@ -25,20 +25,9 @@ from torch import nn
 
 from esl_deploy.masks import random_mask_within  # noqa: F401  (re-exported: core-aware helpers)
 
-from .truenorth import CoreSpec
-
-
-def axon_blocks(in_features: int, axons: int = 256) -> np.ndarray:
-    """Boundaries (b + 1,) of b = ceil(in / axons) contiguous axon blocks of balanced size (<= axons).
-
-    Block k is ``[bounds[k], bounds[k+1])``; the first ``in % b`` blocks hold one axon more.
-    """
-    if in_features < 1 or axons < 1:
-        raise ValueError(f"in_features and axons must be positive, got {in_features}, {axons}")
-    b = -(-in_features // axons)
-    sizes = np.full(b, in_features // b, dtype=np.int64)
-    sizes[: in_features % b] += 1
-    return np.concatenate([[0], np.cumsum(sizes)])
+from .cores import CoreSpec, axon_blocks  # noqa: F401  (axon_blocks re-exported)
+from .packing import PackLayer, pack_network
+from .truenorth import as_csr
 
 
 def _group_sizes(out_features: int, blocks: int, neurons: int) -> np.ndarray:
@@ -132,17 +121,15 @@ def window_of(allowed: torch.Tensor, axons: int = 256) -> int:
 
 def relaxed_window(out_features: int, in_features: int, density: float, core: CoreSpec = CoreSpec(), *,
                    max_fill: float = 0.9, seed: int = 0) -> int:
-    """The widest window c whose masks map onto no more cores than the narrowest pattern's.
+    """The widest window c whose masks pack onto no more cores than the narrowest pattern's.
 
     A narrow window exists only to save cores. Where it saves none (a small layer such as a 10-neuron
     output layer, whose partial sums all fit in the cores its inputs need anyway) it only takes freedom
     from the rewiring. This picks, by bisection over c in [c_min, b], the largest c for which a random
-    mask of ``density`` inside ``core_groups(..., window=c)`` maps (:func:`hw_models.truenorth.map_layer`,
-    sparse strategy, seeded, so the choice is deterministic) onto at most the cores of one inside the
-    c_min pattern. Cores grow with c (more partial sums), which is what the bisection assumes.
+    mask of ``density`` inside ``core_groups(..., window=c)`` packs (:func:`hw_models.packing.pack_network`,
+    the placement ``esl energy`` reports; seeded, so the choice is deterministic) onto at most the cores
+    of one inside the c_min pattern. Cores grow with c (more partial sums), which is what the bisection assumes.
     """
-    from .truenorth import map_layer
-
     kw = dict(axons=core.axons, neurons=core.neurons, density=density, max_fill=max_fill)
     narrow = core_groups(out_features, in_features, **kw)
     lo, hi = window_of(narrow, core.axons), axon_blocks(in_features, core.axons).size - 1
@@ -150,7 +137,8 @@ def relaxed_window(out_features: int, in_features: int, density: float, core: Co
     def cores(c: int) -> int:
         allowed = core_groups(out_features, in_features, window=c, **kw)
         mask = random_mask_within(allowed, density, torch.Generator().manual_seed(seed))
-        return map_layer(mask.numpy(), "sparse", core).cores
+        layer = PackLayer("layer", as_csr(mask.numpy()), source_on_chip=True)
+        return pack_network([layer], core).cores
 
     target = cores(lo)
     while lo < hi:  # invariant: cores(lo) <= target
@@ -177,8 +165,6 @@ def core_aware_allowed(model: nn.Module, densities: Mapping[str, float], core: C
     """
     from esl_deploy.masks import sparsifiable
 
-    from .truenorth import core_allowed_mask
-
     out: Dict[str, torch.Tensor] = {}
     for pname, w in sparsifiable(model):
         if w.dim() == 2 and pname not in densities:
@@ -201,3 +187,23 @@ def check_within(mask: torch.Tensor, allowed: torch.Tensor) -> None:
     outside = int((mask.bool() & ~allowed.to(mask.device)).sum())
     if outside:
         raise ValueError(f"{outside} synapses lie outside the core-aware pattern")
+
+
+def core_allowed_mask(shape: Sequence[int], density: Optional[float] = None, core: CoreSpec = CoreSpec(), *,
+                      max_fill: float = 0.9, relax: bool = True) -> torch.Tensor:
+    """Core-aware pattern for a weight of ``shape`` (``esl train --core-aware truenorth``).
+
+    A Linear weight (out, in) gets :func:`hw_models.core_aware.core_groups` at ``density`` for this
+    core's axons and neurons (see there for how the groups are chosen), with the window widened by
+    :func:`hw_models.core_aware.relaxed_window` as far as it costs no core (``relax=False``: the
+    narrowest window). Any other shape (a conv kernel, whose taps are shared by every output position)
+    gets all True: no constraint.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 2:
+        window = None
+        if relax and density is not None:
+            window = relaxed_window(shape[0], shape[1], density, core, max_fill=max_fill)
+        return core_groups(shape[0], shape[1], axons=core.axons, neurons=core.neurons, density=density,
+                           max_fill=max_fill, window=window)
+    return torch.ones(shape, dtype=torch.bool)

@@ -23,7 +23,8 @@ Two conventions, named and never mixed (``CONVENTIONS``; ``esl energy --conventi
                e_dyn = (P_total - P_floor) / (N_chip * f * k) = (72 - 42) mW / (1,048,576 x 20 Hz x 128)
 
   e_sop = 26 pJ per synaptic event; e_dyn = 11.2 pJ; P_floor = 42 mW per chip (0.70 V, 0 Hz); chips and
-  L (latency in ticks) from :func:`hw_models.truenorth.map_network`; t_tick = 1 ms. A sample occupies
+  L (latency in ticks) from the chosen placement (default: the whole-network packing of
+  :func:`hw_models.packing.pack_network`; ``--strategy naive|sparse``: per layer); t_tick = 1 ms. A sample occupies
   T ticks of input plus L ticks for the last input to reach the output. MACs (analog input) are charged
   as one synaptic event each: TrueNorth cannot take graded input, so this is a lower bound for directly
   encoded input. Splitter and partial-sum neuron traffic is not charged dynamically.

@@ -7,9 +7,9 @@ the allowed chips before running anything, counts the activity on the data and c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 from torch import nn
 
@@ -23,9 +23,14 @@ CONVENTION_TEXT = {
     "chip": "chip model: dynamic energy per event without the floor, plus the static power of the occupied "
             "chips for the run's duration (TrueNorth 42 mW per chip); Loihi adds its neuron updates",
 }
+from .packing import PackedMapping, pack_network
 from .sops import ActivityReport, count_activity
+from .tn_weights import TnWeightsReport, truenorth_weights_report
 from .truenorth import STRATEGIES, NetworkMapping, check_fits, map_layers
 from .unroll import synaptic_layers
+
+# placements the TrueNorth energy can use: the per-layer strategies and the whole-network packing
+ENERGY_STRATEGIES = ("packed",) + STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -41,10 +46,14 @@ class EnergyReport:
     energies: Dict[str, HardwareEnergy]
     constants: EnergyConstants
     convention: str = "papers"
+    packed: Optional[PackedMapping] = None
+    tn_weights: Optional[TnWeightsReport] = None
 
     def __post_init__(self):
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+        if self.strategy not in ENERGY_STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of: {', '.join(ENERGY_STRATEGIES)}")
+        if self.packed is None:
+            raise ValueError("the report needs the packed mapping (cores, lower bound)")
         object.__setattr__(self, "hardware", hardware_list(self.hardware))
         if set(self.mappings) != set(STRATEGIES):
             raise ValueError(f"the report needs a mapping for each strategy: {', '.join(STRATEGIES)}")
@@ -52,9 +61,9 @@ class EnergyReport:
             raise ValueError("the report needs the GPU ANN energy (the ratio's base)")
 
     @property
-    def mapping(self) -> NetworkMapping:
+    def mapping(self):
         """The mapping of the chosen strategy (the one the TrueNorth energy uses)."""
-        return self.mappings[self.strategy]
+        return self.packed if self.strategy == "packed" else self.mappings[self.strategy]
 
     @property
     def ratios(self) -> Dict[str, float]:
@@ -62,13 +71,13 @@ class EnergyReport:
         return {hw: energy_ratio(ann, e) for hw, e in self.energies.items() if e.model == "snn"}
 
     def rows(self) -> list:
-        """One dict per synaptic layer: counts, cores (naive, sparse, lower bound; placement details of the
-        chosen strategy) and the energy on each chosen hardware (J per sample)."""
+        """One dict per synaptic layer: counts, per-layer cores (naive, sparse, the per-layer rules' lower
+        bound; placement details of the sparse strategy) and the energy on each chosen hardware (J per sample)."""
         out = []
         for l in self.activity.layers:
             try:
                 m, n = self.mappings["sparse"].layer(l.name), self.mappings["naive"].layer(l.name)
-                c = self.mapping.layer(l.name)
+                c = m
             except KeyError:
                 m = n = c = None
             out.append({
@@ -94,11 +103,14 @@ class EnergyReport:
                        "ops": a.ops, "ann_flops": a.ann_flops, "neuron_updates": a.neuron_updates,
                        "active_updates": a.active_updates, "cores": self.mapping.cores,
                        "cores_naive": self.mappings["naive"].cores, "cores_sparse": self.mappings["sparse"].cores,
-                       "cores_lower_bound": self.mapping.lower_bound, "chips": self.mapping.chips,
-                       "latency_ticks": self.mapping.latency_ticks},
+                       "cores_packed": self.packed.cores, "cores_lower_bound": self.packed.lower_bound,
+                       "cores_lower_bound_per_layer": self.mappings["sparse"].lower_bound,
+                       "chips": self.mapping.chips, "latency_ticks": self.mapping.latency_ticks},
             "energy_j": {hw: e.to_dict() for hw, e in self.energies.items()},
             "ratio_ann_gpu_over_snn": {hw: (None if math.isinf(r) else r) for hw, r in self.ratios.items()},
             "activity": a.to_dict(), "mappings": {k: v.to_dict() for k, v in self.mappings.items()},
+            "packed": self.packed.to_dict(),
+            "truenorth_weights": self.tn_weights.to_dict() if self.tn_weights else None,
             "constants": self.constants.to_dict(), "convention": self.convention,
         }
 
@@ -107,7 +119,7 @@ class EnergyReport:
         a = self.activity
         hw_cols = [hw for hw in self.hardware]
         head = (f"{'layer':16s} {'type':6s} {'synapses':>10s} {'density':>7s} {'op':>5s} {'in-rate':>7s} "
-                f"{'ops/sample':>12s} {'cores naive/sparse/LB':>22s}"
+                f"{'ops/sample':>12s} {'per-layer naive/sparse/LB':>26s}"
                 + "".join(f" {'E ' + hw + ' uJ':>14s}" for hw in hw_cols))
         lines = [f"{self.source} on {self.dataset}: {a.samples} samples, T={a.T}, {a.encoding} encoding"
                  + (f", accuracy {100 * a.accuracy:.2f}%" if a.accuracy is not None else ""), head,
@@ -116,17 +128,24 @@ class EnergyReport:
             cores = "-" if r["cores_sparse"] is None else \
                 f"{r['cores_naive']}/{r['cores_sparse']}/{r['cores_lower_bound']}"
             lines.append(f"{r['layer']:16s} {r['kind']:6s} {r['synapses']:>10,d} {r['density']:>7.4f} {r['op']:>5s} "
-                         f"{r['input_rate']:>7.4f} {r['ops']:>12,.0f} {cores:>22s}"
+                         f"{r['input_rate']:>7.4f} {r['ops']:>12,.0f} {cores:>26s}"
                          + "".join(f" {1e6 * r['energy_j'][hw]:>14.4g}" for hw in hw_cols))
         lines.append("-" * len(head))
         m = self.mapping
-        cores = f"{self.mappings['naive'].cores}/{self.mappings['sparse'].cores}/{m.lower_bound}"
+        cores = f"{self.mappings['naive'].cores}/{self.mappings['sparse'].cores}/{self.mappings['sparse'].lower_bound}"
         lines.append(f"{'total':16s} {'':6s} {sum(l.synapses for l in a.layers):>10,d} {'':>7s} {'':>5s} {'':>7s} "
-                     f"{a.ops:>12,.0f} {cores:>22s}"
+                     f"{a.ops:>12,.0f} {cores:>26s}"
                      + "".join(f" {1e6 * self.energies[hw].total_j:>14.4g}" for hw in hw_cols))
         lines.append(f"ACs (SOPs) {a.acs:,.0f} + MACs {a.macs:,.0f} per sample; dense ANN {a.ann_flops:,} FLOPs per "
                      f"sample; TrueNorth ({self.strategy} mapping): {m.cores} cores = {m.chips} chip(s), "
                      f"latency {m.latency_ticks} ticks")
+        p = self.packed
+        lines.append(f"TrueNorth cores: naive {self.mappings['naive'].cores}, per-layer {self.mappings['sparse'].cores}, "
+                     f"packed {p.cores} ({p.placement}; {p.splitter_neurons} splitter, {p.partial_sum_neurons} "
+                     f"partial-sum neurons), lower bound {p.lower_bound} (any placement, layers sharing cores; "
+                     f"packed / bound {p.cores / max(p.lower_bound, 1):.2f})")
+        if self.tn_weights is not None:
+            lines.append(self.tn_weights.format())
         lines.append(f"energy convention: {self.convention} ({CONVENTION_TEXT[self.convention]})")
         for hw in hw_cols:
             e = self.energies[hw]
@@ -145,43 +164,60 @@ class EnergyReport:
 
 def build_report(model: nn.Module, activity: ActivityReport, *, source: str, dataset: str,
                  hardware: Sequence[str] = ("all",), constants: EnergyConstants = EnergyConstants(),
-                 strategy: str = "sparse", max_chips: Optional[int] = None,
-                 mappings: Optional[Dict[str, NetworkMapping]] = None, convention: str = "papers") -> EnergyReport:
-    """An :class:`EnergyReport` from an activity already counted (maps the model unless ``mappings`` is given)."""
-    if mappings is None:
-        mappings = map_both(model, constants, strategy, max_chips)
-    else:
-        check_fits(mappings[strategy], max_chips)
+                 strategy: str = "packed", max_chips: Optional[int] = None,
+                 mappings: Optional[Dict[str, NetworkMapping]] = None, convention: str = "papers",
+                 packed: Optional[PackedMapping] = None) -> EnergyReport:
+    """An :class:`EnergyReport` from an activity already counted (maps the model unless ``mappings`` and
+    ``packed`` are given)."""
+    if mappings is None or packed is None:
+        mappings, packed = map_all(model, constants, strategy, max_chips)
+    chosen = packed if strategy == "packed" else mappings[strategy]
+    check_fits(chosen, max_chips)
     return EnergyReport(source=source, dataset=dataset, strategy=strategy, activity=activity, mappings=mappings,
                         hardware=hardware_list(hardware),
-                        energies=energies(activity, mappings[strategy], hardware, constants, convention),
-                        constants=constants, convention=convention)
+                        energies=energies(activity, chosen, hardware, constants, convention),
+                        constants=constants, convention=convention, packed=packed)
 
 
-def map_both(model: nn.Module, constants: EnergyConstants = EnergyConstants(), strategy: str = "sparse",
-             max_chips: Optional[int] = None) -> Dict[str, NetworkMapping]:
-    """The naive and sparse core mappings of ``model`` (unrolled once); EslError if ``strategy``'s does not fit."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+def map_all(model: nn.Module, constants: EnergyConstants = EnergyConstants(), strategy: str = "packed",
+            max_chips: Optional[int] = None) -> Tuple[Dict[str, NetworkMapping], PackedMapping]:
+    """The naive and sparse per-layer mappings and the packed mapping of ``model`` (unrolled once);
+    EslError if ``strategy``'s does not fit."""
+    if strategy not in ENERGY_STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of: {', '.join(ENERGY_STRATEGIES)}")
     layers = synaptic_layers(model)
     mappings = {s: map_layers(layers, s, constants.core) for s in STRATEGIES}
-    check_fits(mappings[strategy], max_chips)
-    return mappings
+    if strategy != "packed":  # refuse before packing
+        check_fits(mappings[strategy], max_chips)
+    packed = pack_network(layers, constants.core, per_layer_cores=mappings["sparse"].cores)
+    if strategy == "packed":
+        check_fits(packed, max_chips)
+    return mappings, packed
 
 
 def energy_report(model: nn.Module, data, *, T: int, encoding: str, temporal: bool = False,
                   source: str = "model", dataset: str = "data", hardware: Sequence[str] = ("all",),
-                  constants: EnergyConstants = EnergyConstants(), strategy: str = "sparse",
+                  constants: EnergyConstants = EnergyConstants(), strategy: str = "packed",
                   max_chips: Optional[int] = None, limit: Optional[int] = None, batch_size: int = 256,
-                  seed: int = 0, progress: bool = False, convention: str = "papers") -> EnergyReport:
+                  seed: int = 0, progress: bool = False, convention: str = "papers",
+                  truenorth_weights: Optional[str] = None) -> EnergyReport:
     """Map ``model`` onto cores (refusing it early if it needs more than ``max_chips`` chips), count its
-    activity on ``data`` (:func:`hw_models.sops.count_activity`) and compute the energies."""
+    activity on ``data`` (:func:`hw_models.sops.count_activity`) and compute the energies.
+    ``truenorth_weights`` ('duplicate' or 'cluster'): also run the fidelity check of TrueNorth's weight
+    rule (:func:`hw_models.tn_weights.truenorth_weights_report`) on the same data."""
     hardware = hardware_list(hardware)
-    mappings = map_both(model, constants, strategy, max_chips)
+    mappings, packed = map_all(model, constants, strategy, max_chips)
     activity = count_activity(model, data, T=T, encoding=encoding, temporal=temporal, batch_size=batch_size,
                               limit=limit, seed=seed, progress=progress)
-    return build_report(model, activity, source=source, dataset=dataset, hardware=hardware, constants=constants,
-                        strategy=strategy, mappings=mappings, convention=convention)
+    report = build_report(model, activity, source=source, dataset=dataset, hardware=hardware, constants=constants,
+                          strategy=strategy, mappings=mappings, convention=convention, packed=packed)
+    if truenorth_weights is None:
+        return report
+    tn = truenorth_weights_report(model, synaptic_layers(model), data, mode=truenorth_weights, T=T, encoding=encoding,
+                                  temporal=temporal, accuracy_float=activity.accuracy, packed_cores=packed.cores,
+                                  core=constants.core, batch_size=batch_size, limit=limit, seed=seed,
+                                  progress=progress)
+    return replace(report, tn_weights=tn)
 
 
 def plot_energy(report: EnergyReport, path: str | os.PathLike) -> Path:
@@ -219,4 +255,4 @@ def plot_energy(report: EnergyReport, path: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["EnergyReport", "build_report", "energy_report", "map_both", "plot_energy", "HARDWARE"]
+__all__ = ["EnergyReport", "build_report", "energy_report", "map_all", "plot_energy", "HARDWARE", "ENERGY_STRATEGIES"]

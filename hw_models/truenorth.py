@@ -60,6 +60,9 @@ Lower bound (:func:`lower_bound`), for any placement under the rules above::
 
 Every placement of the mapper respects the per-core limits and places at least these resources, so
 ``lower_bound <= cores`` always. A network's bound is the sum of its layers' bounds (one layer per core).
+This bound holds only under the per-layer rules above; TrueNorth lets layers share cores and puts
+splitters on the source's own axon cores: :mod:`hw_models.packing` packs whole networks under those
+rules and gives the lower bound that holds for any such placement (it is never above this one's cores).
 """
 from __future__ import annotations
 
@@ -72,32 +75,9 @@ import torch
 
 from esl_deploy.errors import EslError
 
+from .cores import CoreSpec, axon_blocks, ceil_div
+
 STRATEGIES = ("naive", "sparse")
-
-
-@dataclass(frozen=True)
-class CoreSpec:
-    """One neurosynaptic core and chip (defaults: IBM TrueNorth)."""
-
-    axons: int = 256            # axons per core: Merolla et al. 2014 / Akopyan et al. 2015, 256x256 crossbar
-    neurons: int = 256          # neurons per core: Merolla et al. 2014 / Akopyan et al. 2015
-    cores_per_chip: int = 4096  # cores per chip (64 x 64): Merolla et al. 2014
-
-    def __post_init__(self):
-        for k in ("axons", "neurons", "cores_per_chip"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{k} must be a positive integer, got {v!r}")
-        # adder and splitter trees merge / fan out at most `axons` / `neurons` per level: with 1 a level
-        # makes no progress (the trees would never end), so a core needs at least 2 of each
-        for k in ("axons", "neurons"):
-            if getattr(self, k) < 2:
-                raise ValueError(f"{k} per core must be at least 2 (partial-sum and splitter trees need a fan "
-                                 f"of 2 or more), got {getattr(self, k)}")
-
-    @property
-    def synapses(self) -> int:
-        return self.axons * self.neurons
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,8 +128,7 @@ class LowerBound:
         return max(self.synapse_cores, self.neuron_cores, self.axon_cores)
 
 
-def _ceil_div(a, b):
-    return -(-a // b)
+_ceil_div = ceil_div
 
 
 def lower_bound(mask, core: CoreSpec = CoreSpec(), *, source_on_chip: bool = True) -> LowerBound:
@@ -316,7 +295,6 @@ def _segments_of(n_axons: int, axons: int, balanced: bool) -> np.ndarray:
     """Segment of every axon: fixed blocks of ``axons`` or balanced blocks (:func:`axon_blocks`)."""
     if not balanced:
         return np.arange(n_axons, dtype=np.int64) // axons
-    from .core_aware import axon_blocks
     bounds = axon_blocks(n_axons, axons)
     return np.searchsorted(bounds, np.arange(n_axons), side="right").astype(np.int64) - 1
 
@@ -580,25 +558,3 @@ def check_fits(mapping: NetworkMapping, max_chips: Optional[int]) -> None:
     if mapping.chips > max_chips:
         raise EslError(f"the model needs {mapping.cores} cores = {mapping.chips} chips of "
                        f"{mapping.core.cores_per_chip} cores, more than the {max_chips} allowed")
-
-
-def core_allowed_mask(shape: Sequence[int], density: Optional[float] = None, core: CoreSpec = CoreSpec(), *,
-                      max_fill: float = 0.9, relax: bool = True) -> torch.Tensor:
-    """Core-aware pattern for a weight of ``shape`` (``esl train --core-aware truenorth``).
-
-    A Linear weight (out, in) gets :func:`hw_models.core_aware.core_groups` at ``density`` for this
-    core's axons and neurons (see there for how the groups are chosen), with the window widened by
-    :func:`hw_models.core_aware.relaxed_window` as far as it costs no core (``relax=False``: the
-    narrowest window). Any other shape (a conv kernel, whose taps are shared by every output position)
-    gets all True: no constraint.
-    """
-    from .core_aware import core_groups, relaxed_window
-
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 2:
-        window = None
-        if relax and density is not None:
-            window = relaxed_window(shape[0], shape[1], density, core, max_fill=max_fill)
-        return core_groups(shape[0], shape[1], axons=core.axons, neurons=core.neurons, density=density,
-                           max_fill=max_fill, window=window)
-    return torch.ones(shape, dtype=torch.bool)

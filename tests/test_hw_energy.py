@@ -204,7 +204,7 @@ def test_cli_json_and_plot(run_esl, tmp_path):
 def test_cli_table(run_esl):
     rc, out, _ = run_esl("--hw", "loihi", "--limit", "10")
     assert rc == 0
-    assert "layers.1" in out and "cores naive/sparse/LB" in out and "energy ratio" in out and "loihi" in out
+    assert "layers.1" in out and "per-layer naive/sparse/LB" in out and "lower bound" in out and "energy ratio" in out and "loihi" in out
 
 
 def test_load_source_dispatches_on_file_type(tmp_path, monkeypatch):
@@ -247,3 +247,21 @@ def test_cli_strategy_sets_the_chips_and_latency_behind_static_energy(run_esl):
     rc, out, _ = run_esl("--hw", "truenorth", "--limit", "5", "--json")
     d = json.loads(out)
     assert d["convention"] == "papers" and d["energy_j"]["truenorth"]["static_j"] == 0.0
+
+
+def test_cli_packed_is_the_default_and_truenorth_weights(run_esl):
+    rc, out, _ = run_esl("--hw", "truenorth", "--limit", "20", "--json", "--convention", "chip", "--truenorth-weights")
+    assert rc == 0
+    d = json.loads(out)
+    p, t = d["packed"], d["totals"]
+    assert d["strategy"] == "packed" and t["cores"] == t["cores_packed"] == p["cores"]
+    assert t["cores_lower_bound"] <= t["cores_packed"] <= t["cores_sparse"] <= t["cores_naive"]
+    ticks = d["T"] + p["latency_ticks"]
+    assert d["energy_j"]["truenorth"]["static_j"] == pytest.approx(p["chips"] * 42e-3 * ticks * 1e-3)
+    tn = d["truenorth_weights"]
+    assert tn["mode"] == "duplicate" and 0.0 <= tn["accuracy_truenorth"] <= 1.0
+    assert tn["accuracy_float"] == d["accuracy"] and tn["extra_axons"] > 0
+    assert tn["packed_cores"] == p["cores"] <= tn["packed_cores_duplicated"]
+    assert all(0.0 <= l["rel_error"] < 1.0 for l in tn["layers"])
+    rc, out, _ = run_esl("--hw", "truenorth", "--limit", "20", "--truenorth-weights", "cluster")
+    assert rc == 0 and "TrueNorth weights (cluster" in out and "+0 (source, type) axons" in out

@@ -1,0 +1,543 @@
+"""Whole-network packing onto TrueNorth cores, and a lower bound that holds for every such placement.
+
+Rules (the *packed* rules, closer to TrueNorth than the per-layer rules of :mod:`hw_models.truenorth`;
+Merolla et al. 2014 incl. SM S4, Akopyan et al. 2015). A core has A axons and N neurons:
+
+1. **Any layers per core.** A core may hold neurons (and parts of neurons) of any layers. Each neuron
+   targets exactly one axon on one core, which may be its own core. An axon carries the spikes of one
+   source (merging two sources onto one axon would OR their spikes, which is not the weighted sum).
+2. **Items.** A neuron of fan-in f is one item, or is split into c >= 2 *partial* neurons (items) whose
+   synapses partition its inputs, each on a core holding an axon of every input of its part, plus an
+   adder tree (:func:`hw_models.truenorth.adder_tree`: one adder of c axons for c <= A, sub-adders for
+   c > A; the top adder is the layer's neuron). A part has at most A inputs, so f > A forces
+   c >= ceil(f / A). Neurons without synapses still take a neuron slot.
+3. **Splitters as TrueNorth programs do them.** An on-chip source j whose consumers (items with a
+   synapse from j) lie on k_j cores has an axon on each of those k_j cores (and possibly on relay
+   cores). The source neuron targets one of them (the root); every other axon of j is fed by one
+   splitter neuron (one synapse, weight 1, threshold 1) sitting on a core that holds an axon of j.
+   So j needs exactly |K_j| - 1 splitter neurons for its set K_j of axon cores, and no extra axon: the
+   splitters share the root's axon with the compute neurons there (the direct path is delayed by the
+   splitter's tick with TrueNorth's axonal delay). Off-chip inputs are sent by the host to every axon
+   that needs them: no splitters.
+4. Layers are costed as reading their own sources: two layers reading the same spike source (a residual
+   block's conv1 and its shortcut convolution) count separate axons for it. The bound holds for
+   placements that do the same; sharing those axons could save cores below it.
+
+Lower bound (:func:`network_lower_bound`), for every placement under these rules, with f_i the fan-in
+of neuron i, F_j the fan-out (synapses) of source j of a layer, ``adder_tree`` the resources of rule 2::
+
+    c_i  = ceil(f_i / A) if f_i > A else 0           parts neuron i needs at least
+    k_j  = ceil(F_j / N)                              cores holding an axon of j, at least (F_j distinct
+                                                      neurons use j; a core holds <= N of them)
+    U = sum n_l + sum_i (c_i + sub-adders(c_i)) + sum_{j on chip} (k_j - 1)      neurons
+    X = sum_j k_j + sum_i adder-axons(c_i)                                       axons
+    S = nnz + sum_i adder-axons(c_i) + sum_{j on chip} (k_j - 1)                 crossbar bits
+    LB = max(ceil(U / N), ceil(X / A), ceil(S / (A N)))
+
+Proof sketch: every term counts a resource the rules force (a part of a split neuron is a neuron, its
+output needs an adder axon; j's consumers are F_j distinct neuron slots, hence on >= k_j cores, each
+with its own axon of j, and a tree over |K_j| >= k_j axons has |K_j| - 1 splitter edges); the cores
+together hold at most cores x N neurons, x A axons, x A N bits. Each term is monotone in c_i and k_j,
+so the minimum values give the bound. ``tests/test_hw_packing.py`` checks it against exhaustive search.
+
+Packed placement (:func:`pack_network`): every layer's compute items are placed by the per-layer
+candidates of :mod:`hw_models.truenorth` (segments, grouped, naive tiling) plus *source cores*: the
+inputs of a layer whose sources are the previous layer's neurons are cut by the core those neurons sit
+on, so partial sums are computed next to their sources. The layers' core-sized blocks are then packed
+into shared cores by first-fit decreasing over (axons, neurons) and refined by local search (empty the
+emptiest core into the others). Adders, splitters (on their source's axon cores first, then relay
+cores, then new splitter cores) and orphan neurons fill the room left. Each layer takes the candidate
+that gives the fewest cores with the layers before it. The per-layer placement is a valid placement
+under these rules too (a splitter core is a relay holding the root axon), so the packed result is the
+better of the two: ``lower bound <= packed <= per-layer``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from .cores import CoreSpec, ceil_div
+from .truenorth import (LowerBound, _grouped, _naive, _Placement, _rows, _segments, _segments_of, adder_tree,
+                        as_csr, map_layer, pack_into)
+
+
+@dataclass(frozen=True)
+class PackLayer:
+    """One synaptic layer to pack: its (neurons, sources) mask and whether its sources are on chip.
+
+    ``after_previous``: its sources are the previous layer's neurons, in order (a plain MLP chain), so
+    its inputs can be cut by the cores those neurons sit on.
+    """
+
+    name: str
+    mask: sp.csr_matrix
+    source_on_chip: bool
+    after_previous: bool = False
+
+
+def pack_layers_of(layers) -> List[PackLayer]:
+    """:class:`PackLayer` records from :class:`hw_models.unroll.SynapticLayer` (or PackLayer) objects.
+
+    A layer follows the previous one when its sources are on chip and their number is the previous
+    layer's neuron count (the unroller's layers of a Linear / conv chain; a residual shortcut is not).
+    """
+    out: List[PackLayer] = []
+    for l in layers:
+        m = as_csr(l.mask)
+        prev = out[-1].mask.shape[0] if out else None
+        after = bool(l.source_on_chip) and prev == m.shape[1] and not getattr(l, "name", "").count("shortcut")
+        out.append(PackLayer(getattr(l, "name", f"layer{len(out)}"), m, bool(l.source_on_chip), after))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Lower bound
+# ----------------------------------------------------------------------------------------------
+
+# the network bound has the per-layer bound's fields (neurons, axons, crossbar bits and the cores each implies)
+NetworkBound = LowerBound
+
+
+def network_lower_bound(layers, core: CoreSpec = CoreSpec()) -> NetworkBound:
+    """The packed rules' lower bound on the cores of a whole network (module docstring)."""
+    A, N = core.axons, core.neurons
+    U = X = S = 0
+    for l in pack_layers_of(layers):
+        m = l.mask
+        f = np.diff(m.indptr).astype(np.int64)
+        F = np.bincount(m.indices, minlength=m.shape[1]).astype(np.int64)
+        c = ceil_div(f[f > A], A)
+        adder_items, sub, _ = adder_tree(c, A)
+        k = ceil_div(F[F > 0], N)
+        split = int((k - 1).sum()) if l.source_on_chip else 0
+        U += m.shape[0] + int(c.sum()) + sub + split
+        X += int(k.sum()) + int(adder_items.sum())
+        S += int(m.nnz) + int(adder_items.sum()) + split
+    return NetworkBound(neurons=U, axons=X, synapses=S, neuron_cores=ceil_div(U, N), axon_cores=ceil_div(X, A),
+                        synapse_cores=ceil_div(S, A * N))
+
+
+# ----------------------------------------------------------------------------------------------
+# Placement
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class _LayerItems:
+    """A layer's compute placement: items, their block (a per-layer core) and every synapse's item.
+
+    ``block_keys``: the distinct (block, source) pairs, as ``block * sources + source``; the adder
+    items, partial-sum neurons, adder levels and orphans follow from the items alone.
+    """
+
+    layer: PackLayer
+    pl: _Placement
+    block_axons: np.ndarray    # (blocks,) distinct sources of each block
+    block_neurons: np.ndarray  # (blocks,) items of each block
+    block_keys: np.ndarray
+    adder_items: np.ndarray
+    partial: int
+    adder_levels: int
+    orphans: int
+
+
+def _layer_items(layer: PackLayer, pl: _Placement, core: CoreSpec) -> _LayerItems:
+    m = layer.mask
+    syn_block = pl.item_core[pl.syn_item]
+    keys = np.unique(syn_block * np.int64(m.shape[1]) + m.indices)
+    axons = np.bincount(keys // m.shape[1], minlength=pl.cores)
+    neurons = np.bincount(pl.item_core, minlength=pl.cores)
+    per = np.bincount(pl.item_neuron, minlength=m.shape[0])
+    a_items, sub, levels = adder_tree(per[per >= 2], core.axons)
+    return _LayerItems(layer, pl, axons.astype(np.int64), neurons.astype(np.int64), keys, a_items,
+                       int(per[per >= 2].sum()) + sub, levels, int((per == 0).sum()))
+
+
+def _source_core_segments(m: sp.csr_matrix, prev: _LayerItems, A: int) -> np.ndarray:
+    """Segment of every input: the block of the previous layer holding that neuron's first item, cut to <= A."""
+    first = np.full(prev.layer.mask.shape[0], -1, dtype=np.int64)
+    order = np.arange(prev.pl.item_neuron.size)[::-1]
+    first[prev.pl.item_neuron[order]] = prev.pl.item_core[order]
+    first[first < 0] = int(first.max()) + 1 if (first >= 0).any() else 0  # orphans: one segment of their own
+    order = np.argsort(first, kind="stable")
+    grp = first[order]
+    start = np.searchsorted(grp, grp, side="left")
+    rank = np.arange(grp.size) - start
+    seg = np.empty(m.shape[1], dtype=np.int64)
+    seg[order] = grp * (ceil_div(m.shape[1], A) + 1) + rank // A
+    return np.unique(seg, return_inverse=True)[1].astype(np.int64)
+
+
+def _spread(pl: _Placement, core: CoreSpec, extra: int) -> _Placement:
+    """The same items, each block's items dealt evenly over ``ceil(items / N) + extra`` blocks per segment
+    block run (room left in every core for the next layer's parts, adders and splitters)."""
+    N = core.neurons
+    counts = np.bincount(pl.item_core, minlength=pl.cores)
+    order = np.argsort(pl.item_core, kind="stable")
+    start = np.cumsum(counts) - counts
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size) - start[pl.item_core[order]]
+    # blocks of one segment are consecutive in _segments; spread each block run over more, smaller blocks
+    per = np.maximum(1, ceil_div(counts, 1 + extra))
+    sub = rank // per[pl.item_core]
+    key = pl.item_core * (extra + 1) + sub
+    ids, item_core = np.unique(key, return_inverse=True)
+    del N
+    return _Placement(f"{pl.name}/{extra + 1}", pl.item_neuron, item_core.astype(np.int64), pl.syn_item, int(ids.size))
+
+
+def _fill_segments(m: sp.csr_matrix, free_a: np.ndarray, free_n: np.ndarray, core: CoreSpec,
+                   minimum: int = 8) -> List[np.ndarray]:
+    """Segments sized to the axons the cores placed so far have left (for a layer of <= N neurons).
+
+    The used inputs, in index order, first fill segments of ``free_a[b]`` inputs for every core b with
+    at least ``minimum`` free axons and room for the layer's neurons; the rest is cut into q or q + 1
+    balanced segments of <= A (q = ceil(rest / A); one more leaves room for adders).
+    """
+    A = core.axons
+    rows_used = int((np.diff(m.indptr) > 0).sum())
+    used = np.flatnonzero(np.bincount(m.indices, minlength=m.shape[1]) > 0)
+    if rows_used == 0 or rows_used > core.neurons or used.size == 0:
+        return []
+    room = np.sort(free_a[(free_a >= minimum) & (free_n >= rows_used)])[::-1]
+    sizes, left = [], int(used.size)
+    for r in room.tolist():
+        if left == 0:
+            break
+        sizes.append(min(int(r), left))
+        left -= sizes[-1]
+    out = []
+    for extra in (0, 1):
+        q = ceil_div(left, A) + extra if left else 0
+        tail = [left // q + (1 if k < left % q else 0) for k in range(q)] if q else []
+        seg_sizes = np.array(sizes + tail, dtype=np.int64)
+        seg = np.zeros(m.shape[1], dtype=np.int64)
+        seg[used] = np.repeat(np.arange(seg_sizes.size), seg_sizes)
+        out.append(seg)
+        if not left:
+            break
+    return out
+
+
+def _candidates(layer: PackLayer, prev: Optional[_LayerItems], core: CoreSpec,
+                free: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> List[_Placement]:
+    m = layer.mask
+    rows = _rows(m)
+    A = core.axons
+    segs = [("segments", _segments_of(m.shape[1], A, balanced=False))]
+    if m.shape[1] > A and m.shape[1] % A:
+        segs.append(("segments-balanced", _segments_of(m.shape[1], A, balanced=True)))
+    if layer.after_previous and prev is not None:
+        segs.append(("source-cores", _source_core_segments(m, prev, A)))
+    if free is not None:
+        segs += [(f"fill{k}", seg) for k, seg in enumerate(_fill_segments(m, free[0], free[1], core))]
+    out = [_naive(m, rows, core)]
+    for name, seg in segs:
+        out.append(_segments(m, rows, core, seg, name))
+        if m.nnz <= GROUPED_SYNAPSES:  # grouped placement is a loop over items: small layers only
+            out.append(_grouped(m, rows, core, seg, "grouped" + name[len("segments"):] if name.startswith("segments")
+                                else "grouped-" + name))
+    out += [_spread(pl, core, 1) for pl in out if pl.name.startswith("segments")]
+    return [pl for pl in out if pl.cores > 0] or out[:1]
+
+
+def _first_fit(a: np.ndarray, n: np.ndarray, core: CoreSpec, order: np.ndarray) -> np.ndarray:
+    """Bin of every block: first fit in ``order`` over (axons, neurons), counting sums (an upper bound)."""
+    A, N = core.axons, core.neurons
+    ra = np.zeros(a.size, dtype=np.int64)
+    rn = np.zeros(a.size, dtype=np.int64)
+    nb = 0
+    out = np.empty(a.size, dtype=np.int64)
+    for b in order.tolist():
+        ok = np.flatnonzero((ra[:nb] + a[b] <= A) & (rn[:nb] + n[b] <= N))
+        t = int(ok[0]) if ok.size else nb
+        if t == nb:
+            nb += 1
+        ra[t] += a[b]
+        rn[t] += n[b]
+        out[b] = t
+    return out
+
+
+@dataclass(frozen=True)
+class PackedMapping:
+    """A whole network packed onto shared cores (module docstring). Counts are cores, neurons, axons.
+
+    ``placement``: 'packed' (shared cores) or 'per-layer' (the per-layer placement was not beaten).
+    ``core_axons`` / ``core_neurons``: what every core uses (packed placements only).
+    """
+
+    cores: int
+    lower_bound: int
+    per_layer_cores: int
+    placement: str
+    layer_placements: Tuple[str, ...]
+    partial_sum_neurons: int
+    splitter_neurons: int
+    relay_axons: int
+    latency_ticks: int
+    core_axons: Tuple[int, ...] = ()
+    core_neurons: Tuple[int, ...] = ()
+    core: CoreSpec = field(default_factory=CoreSpec)
+
+    def __post_init__(self):
+        if not self.lower_bound <= self.cores <= self.per_layer_cores:
+            raise ValueError(f"packed cores {self.cores} must lie in [lower bound {self.lower_bound}, "
+                             f"per-layer {self.per_layer_cores}]")
+
+    @property
+    def chips(self) -> int:
+        """ceil(cores / cores_per_chip)."""
+        return ceil_div(self.cores, self.core.cores_per_chip)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["chips"] = self.chips
+        d["layer_placements"] = list(self.layer_placements)
+        d["core_axons"], d["core_neurons"] = list(self.core_axons), list(self.core_neurons)
+        return d
+
+
+@dataclass
+class _Result:
+    cores: int
+    axons: np.ndarray
+    neurons: np.ndarray
+    partial: int
+    splitters: int
+    relays: int
+    latency: int
+
+
+def _tree_depth(counts: Sequence[int]) -> int:
+    """Levels of a splitter tree whose nodes host ``counts`` splitters (sum = nodes - 1), built breadth first."""
+    counts = sorted((int(c) for c in counts), reverse=True)
+    if not counts or counts[0] == 0:
+        return 0
+    frontier, rest, depth = [counts[0]], counts[1:], 0
+    while rest:
+        depth += 1
+        take = sum(frontier)
+        frontier, rest = rest[:take], rest[take:]
+    return depth
+
+
+def _place_splitters(keys: np.ndarray, nbins: int, free_a: np.ndarray, free_n: np.ndarray, core: CoreSpec):
+    """Splitters of one layer's on-chip sources (``keys`` = sorted ``source * nbins + bin``), in place.
+
+    Returns (splitter neurons, relay axons, tree depth). Every source with k >= 2 axon cores first tries
+    to put its k - 1 splitters on the one of its cores with the most free neurons (depth 1; done for all
+    such sources at once, in source order per core); the rest are spread over its cores, then relay
+    cores (a free axon and >= 2 free neurons), then new splitter cores.
+    """
+    A, N = core.axons, core.neurons
+    src, bins = keys // nbins, keys % nbins
+    if src.size == 0:
+        return free_a, free_n, 0, 0, 0
+    starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
+    counts = np.diff(np.r_[starts, src.size])
+    need = counts - 1
+    todo = np.flatnonzero(need > 0)
+    splitters = int(need.sum())
+    depth = 1 if todo.size else 0
+    # vectorised first pass: the best core (most free neurons) of every source, accepted per core in order
+    order = np.lexsort((-free_n[bins], src))
+    best = bins[order[starts]]
+    cand = todo[free_n[best[todo]] >= need[todo]]
+    if cand.size:
+        o = np.argsort(best[cand], kind="stable")
+        c_sorted, d_sorted = best[cand][o], need[cand][o]
+        first = np.r_[True, c_sorted[1:] != c_sorted[:-1]]
+        csum = np.cumsum(d_sorted)
+        base = np.maximum.accumulate(np.where(first, csum - d_sorted, 0))
+        ok = (csum - base) <= free_n[c_sorted]
+        np.subtract.at(free_n, c_sorted[ok], d_sorted[ok])
+        done = np.zeros(counts.size, dtype=bool)
+        done[cand[o][ok]] = True
+        todo = todo[~done[todo]]
+    relays = 0
+    for s in todo.tolist():
+        cb = bins[starts[s]:starts[s] + counts[s]]
+        left = int(need[s])
+        placed = []
+        for c in cb[np.argsort(-free_n[cb], kind="stable")].tolist():
+            t = min(left, int(free_n[c]))
+            if t > 0:
+                free_n[c] -= t
+                left -= t
+                placed.append(t)
+            if left == 0:
+                break
+        while left > 0:  # relay: a core with a free axon and >= 2 free neurons joins K_j
+            spare = np.flatnonzero((free_a >= 1) & (free_n >= 2))
+            if spare.size:
+                c = int(spare[np.argmax(free_n[spare])])
+            else:  # a new splitter core
+                free_a, free_n = np.append(free_a, A), np.append(free_n, N)
+                c = free_n.size - 1
+            free_a[c] -= 1
+            relays += 1
+            splitters += 1  # the relay's own axon is fed by one more splitter
+            left += 1
+            t = min(left, int(free_n[c]))
+            free_n[c] -= t
+            left -= t
+            placed.append(t)
+        depth = max(depth, _tree_depth(placed))
+    return free_a, free_n, splitters, relays, depth
+
+
+def _account(items: List[_LayerItems], block_bin: List[np.ndarray], core: CoreSpec, exact: bool = True) -> _Result:
+    """Resources of a placement: compute items in their bins, then adders, splitters and orphans.
+
+    ``exact=False`` (for ranking candidates) prices the splitters by count: sum (k_j - 1) neurons that
+    fill the free neurons first and then new cores of N - 1.
+    """
+    A, N = core.axons, core.neurons
+    nbins = int(max(int(b.max()) + 1 if b.size else 0 for b in block_bin))
+    axons = np.zeros(nbins, dtype=np.int64)
+    neurons = np.zeros(nbins, dtype=np.int64)
+    sources = []
+    partial = orphans = 0
+    levels = 0
+    for li, b in zip(items, block_bin):
+        n_src = li.layer.mask.shape[1]
+        neurons += np.bincount(b, weights=li.block_neurons, minlength=nbins).astype(np.int64)
+        keys = np.unique((li.block_keys % n_src) * nbins + b[li.block_keys // n_src])
+        axons += np.bincount(keys % nbins, minlength=nbins)
+        partial += li.partial
+        orphans += li.orphans
+        levels += 1 + li.adder_levels
+        sources.append(keys if li.layer.source_on_chip else None)
+    adders = [li.adder_items for li in items]
+    free_a, free_n = pack_into(np.concatenate(adders), A - axons, N - neurons, A, N)
+    splitters = relays = depth_sum = 0
+    if not exact:
+        for keys in sources:
+            if keys is not None and keys.size:
+                src = keys // nbins
+                splitters += int(src.size - np.unique(src).size)
+        short = max(0, splitters + orphans - int(free_n.sum()))
+        cores = int(free_n.size) + ceil_div(short, N - 1)
+        return _Result(cores, A - free_a, N - free_n, partial, splitters, 0, levels)
+    for keys in sources:
+        if keys is not None:
+            free_a, free_n, sp_, rl, dp = _place_splitters(keys, nbins, free_a, free_n, core)
+            splitters, relays, depth_sum = splitters + sp_, relays + rl, depth_sum + dp
+    extra = max(0, orphans - int(free_n.sum()))
+    used_a, used_n = A - free_a, N - free_n
+    if extra:
+        k = ceil_div(extra, N)
+        used_a = np.append(used_a, np.zeros(k, np.int64))
+        used_n = np.append(used_n, np.minimum(N, extra - N * np.arange(k)))
+    else:  # orphans into free slots, first fit
+        take = np.minimum(free_n, np.maximum(orphans - (np.cumsum(free_n) - free_n), 0))
+        used_n = used_n + take
+    if (used_a > A).any() or (used_n > N).any() or (used_a < 0).any():
+        raise AssertionError("packed placement exceeds a core's axons or neurons")
+    return _Result(int(used_n.size), used_a, used_n, partial, splitters, relays, levels + depth_sum)
+
+
+def _merge(items: List[_LayerItems], core: CoreSpec, local_search: int,
+           exact: bool = True) -> Tuple[_Result, List[np.ndarray]]:
+    """First-fit decreasing of every layer's blocks into shared cores, then local search on the emptiest cores."""
+    A, N = core.axons, core.neurons
+    a = np.concatenate([li.block_axons for li in items])
+    n = np.concatenate([li.block_neurons for li in items])
+    offsets = np.cumsum([0] + [li.block_axons.size for li in items])
+    size = np.maximum(a / A, n / N)
+    order = np.lexsort((-(a + n), -size))
+    bins = _first_fit(a, n, core, order)
+
+    def split(b):
+        return [b[offsets[i]:offsets[i + 1]] for i in range(len(items))]
+
+    best = _account(items, split(bins), core, exact)
+    best_bins = bins
+    for _ in range(local_search if best_bins.size else 0):
+        nb = int(best_bins.max()) + 1
+        if nb <= 1:
+            break
+        load_a = np.bincount(best_bins, weights=a, minlength=nb)
+        load_n = np.bincount(best_bins, weights=n, minlength=nb)
+        victim = int(np.argmin(np.maximum(load_a / A, load_n / N)))
+        moved = best_bins.copy()
+        ok = True
+        for blk in np.flatnonzero(best_bins == victim)[np.argsort(-n[best_bins == victim])].tolist():
+            la = np.bincount(moved, weights=a, minlength=nb)
+            ln = np.bincount(moved, weights=n, minlength=nb)
+            fit = np.flatnonzero((la + a[blk] <= A) & (ln + n[blk] <= N) & (np.arange(nb) != victim))
+            if not fit.size:
+                ok = False
+                break
+            moved[blk] = int(fit[np.argmax(ln[fit] + n[blk])])  # best fit on neurons
+        if not ok:
+            break
+        moved = np.unique(moved, return_inverse=True)[1]
+        r = _account(items, split(moved), core, exact)
+        if r.cores >= best.cores:
+            break
+        best, best_bins = r, moved
+    return best, split(best_bins)
+
+
+LOOKAHEAD_SYNAPSES = 2_000_000  # up to this many synapses a layer's candidate is chosen with the next layer's
+GROUPED_SYNAPSES = 2_000_000   # larger layers skip the grouped candidates (the per-layer result still bounds)
+
+
+def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Optional[int] = None,
+                 local_search: int = 8, parts_out: Optional[dict] = None) -> PackedMapping:
+    """Pack a whole network's layers onto shared cores (module docstring) and state its lower bound.
+
+    ``layers``: :class:`hw_models.unroll.SynapticLayer` (or :class:`PackLayer`) records in network
+    order. ``per_layer_cores``: the per-layer sparse mapping's cores, if already known. ``parts_out``:
+    a dict that receives, per layer name, the part (item) of every synapse in CSR order when the packed
+    placement is used (each part is one TrueNorth neuron: a whole neuron or one of its partial sums).
+    """
+    pls = pack_layers_of(layers)
+    if not pls:
+        raise ValueError("a network needs at least one layer to pack")
+    lb = network_lower_bound(pls, core).cores
+    if per_layer_cores is None:
+        per_layer_cores = sum(map_layer(l.mask, "sparse", core, source_on_chip=l.source_on_chip).cores for l in pls)
+    lookahead = sum(l.mask.nnz for l in pls) <= LOOKAHEAD_SYNAPSES
+    chosen: List[_LayerItems] = []
+
+    def cost(trial):
+        r, _ = _merge(trial, core, local_search=0, exact=False)
+        return (r.cores, r.latency, int(r.axons.sum())), (A - r.axons, N - r.neurons)
+
+    A, N = core.axons, core.neurons
+    free = None
+    for i, layer in enumerate(pls):
+        best = None
+        for pl in _candidates(layer, chosen[-1] if chosen else None, core, free):
+            mine = _layer_items(layer, pl, core)
+            trial = chosen + [mine]
+            c, room = cost(trial)
+            if lookahead and i + 1 < len(pls):  # the next layer's best candidate decides (source cores)
+                c = min(cost(trial + [_layer_items(pls[i + 1], q, core)])[0]
+                        for q in _candidates(pls[i + 1], mine, core, room))
+            if best is None or c < best[0]:
+                best = (c, mine)
+        chosen.append(best[1])
+        free = cost(chosen)[1]
+    result, _ = _merge(chosen, core, local_search=local_search)
+    names = tuple(li.pl.name for li in chosen)
+    if parts_out is not None and result.cores < per_layer_cores:
+        parts_out.update({li.layer.name: li.pl.syn_item for li in chosen})
+    if result.cores >= per_layer_cores:
+        from .truenorth import map_layers
+        per = map_layers(pls, "sparse", core)
+        return PackedMapping(cores=per_layer_cores, lower_bound=lb, per_layer_cores=per_layer_cores,
+                             placement="per-layer", layer_placements=tuple(l.placement for l in per.layers),
+                             partial_sum_neurons=sum(l.partial_sum_neurons for l in per.layers),
+                             splitter_neurons=sum(l.splitter_neurons for l in per.layers), relay_axons=0,
+                             latency_ticks=per.latency_ticks, core=core)
+    return PackedMapping(cores=result.cores, lower_bound=lb, per_layer_cores=per_layer_cores, placement="packed",
+                         layer_placements=names, partial_sum_neurons=result.partial,
+                         splitter_neurons=result.splitters, relay_axons=result.relays,
+                         latency_ticks=result.latency, core_axons=tuple(int(x) for x in result.axons),
+                         core_neurons=tuple(int(x) for x in result.neurons), core=core)
