@@ -5,7 +5,7 @@
 
 Two runs through the same trainer as ``esl train``: the digits ESL MLP 64-800-10 at 10 %, seed 0 (the
 ``esl_s0`` run of ``benchmarks/digits_results.py``), and MNIST 784-800-10 from ``configs/mnist_esl.toml``
-(the paper's settings) for ``--mnist-epochs`` epochs instead of 300, seed 0 (``mnist_esl_s0``). For each,
+(the paper's settings) for ``--mnist-epochs`` epochs instead of 300, seed 0 (``mnist_esl_config_s0``). For each,
 the numbers of ``esl inspect`` (:func:`train.structure.structure_report`): inputs the first layer
 connects at the start and at the kept epoch, the share of kept connections present from the start, and
 the survival of regrown connections (grown at one rewiring, still there after the next). Writes
@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
     for label, cfg, folder in (
             (f"digits 64-800-10, {a.epochs} epochs", digits_config(a.epochs), a.out / "esl_s0"),
             (f"MNIST 784-800-10, {a.mnist_epochs} epochs", mnist_config(a.mnist_epochs, a.data_dir),
-             a.out / "mnist_esl_s0")):
+             a.out / "mnist_esl_config_s0")):
         rep = report(cfg, folder, a.retrain)
         runs[label] = {"folder": str(folder), "summary": summary_row(rep), "report": rep,
                        "fanout_vs_activity": fanout_vs_activity(rep, pixel_activity(cfg))}
