@@ -22,8 +22,6 @@ against real (nonzero) density per method, and accuracy against TrueNorth energy
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import subprocess
@@ -35,7 +33,7 @@ from typing import Dict, List, Optional, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
-from esl_deploy.atomic import atomic_write_text  # noqa: E402
+from esl_deploy.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
 
 NAME = "mnist_sweep"
 CONFIG = C.ROOT / "configs" / "mnist_esl.toml"
@@ -209,17 +207,6 @@ def plot(res: dict):
     return fig
 
 
-def write_csv(path: Path, rows: List[dict]) -> None:
-    keys: List[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-
-
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -243,7 +230,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     res = sweep(a)
     name = NAME if a.dataset == "mnist" else f"{NAME}_{a.dataset}"
     a.results.mkdir(parents=True, exist_ok=True)
-    write_csv(a.results / f"{name}.csv", res["runs"])
+    atomic_write_csv(a.results / f"{name}.csv", res["runs"])
     return C.publish(name, res, table(res), a, __file__, argv, fig=plot(res))
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import BinaryIO, Callable, List, Mapping, Sequence, Union
 
 from .errors import EslError
 
@@ -84,3 +84,18 @@ def atomic_write_bytes(path: PathLike, write: Callable[[BinaryIO], object]) -> N
 
 def atomic_write_text(path: PathLike, text: str) -> None:
     atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_write_csv(path: PathLike, rows: Sequence[Mapping[str, object]]) -> None:
+    """``rows`` as CSV; the columns are every key in order of first appearance (a row lacking one: empty)."""
+    import csv
+    import io
+
+    keys: List[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())

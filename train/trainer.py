@@ -21,7 +21,6 @@ folder; :mod:`train.distributed` says how the result stays that of one process.
 from __future__ import annotations
 
 import copy
-import csv
 import io
 import json
 import math
@@ -37,6 +36,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from esl_deploy.atomic import atomic_write_csv
 from esl_deploy.checkpoint import atomic_write_bytes, atomic_write_text, read_checkpoint, save_checkpoint
 from esl_deploy.datasets import load_dataset, to_time_major
 from esl_deploy.env import environment
@@ -495,14 +495,7 @@ def _save(out, cfg, spec, model, optimizer, lr_sched, engine, epoch, history, be
 
 
 def _write_metrics(path: Path, history: List[dict]) -> None:
-    keys: List[str] = []
-    for row in history:
-        keys += [k for k in row if k not in keys]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_csv(path, history)
 
 
 def _plot_curves(path: Path, history: List[dict], cfg: TrainConfig) -> None:
