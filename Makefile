@@ -49,6 +49,7 @@ results: $(STAMP)
 	$(BIN)/python benchmarks/truenorth_weights.py --epochs 40
 	$(BIN)/python benchmarks/lava_agreement.py --epochs 40
 	$(BIN)/python benchmarks/structure_results.py --epochs 40 --mnist-epochs 10
+	$(BIN)/python benchmarks/mnist_lava.py --mnist-epochs 10
 	$(BIN)/python benchmarks/nir_interop.py --epochs 40
 	$(BIN)/python benchmarks/bench_distributed.py
 	$(BIN)/python benchmarks/readme_tables.py --write
