@@ -456,3 +456,17 @@ def test_simulate_snntorch_backend_and_bad_options(nir_file):
         simulate(nir_file, "netx", progress=False, weight_groups=2)
     with pytest.raises(EslError, match="no such file"):
         simulate(nir_file.parent / "missing.nir", "lava", progress=False)
+
+
+def test_run_without_recorders_is_the_floor_and_records_nothing():
+    """``record="none"`` (benchmarks/bench_lava.py's floor): the same network, no spikes kept."""
+    from esl_deploy.models import ModelSpec, build_model
+    from export.lava.convert import convert
+    from export.lava.run import run
+    from export.nir.write import to_nir
+    from helpers import digit_like_input
+
+    model = build_model(ModelSpec(name="mlp", input_shape=(1, 8, 8), num_classes=10, width=0.05)).eval()
+    x = digit_like_input(4, 3).astype(np.float32)
+    res = run(convert(to_nir(model)), x, record="none", chunk=3)
+    assert res.spikes == [] and res.steps == 3 * 4 + 2

@@ -207,8 +207,8 @@ def run(net: LavaNet, x: np.ndarray, *, mode: str = "float", record: str = "all"
     if mode == "fixed" and not net.quantized:
         raise EslError("this network has no fixed-point parameters: quantize it first")
     cfg = run_config(mode)
-    if record not in ("all", "output"):
-        raise EslError(f"record must be 'all' or 'output', got {record!r}")
+    if record not in ("all", "output", "none"):
+        raise EslError(f"record must be 'all', 'output' or 'none', got {record!r}")
     data = encode_input(net, x, mode)
     T, B = data.shape[:2]
     L = len(net.layers)
@@ -235,7 +235,7 @@ def run(net: LavaNet, x: np.ndarray, *, mode: str = "float", record: str = "all"
             port = neuron.s_out
             if volt is not None:
                 continue  # no spikes to record: its voltage is written by the process itself
-            if record == "all" or index == L:
+            if record == "all" or (record == "output" and index == L):
                 recorders.append((index, layer) + record_spikes(neuron.s_out, tmp, index, steps))
         build_s = time.perf_counter() - t0
         run_s = run_in_chunks(source, cfg, steps=steps, T=T, B=B, L=L, chunk=chunk, progress=progress)
