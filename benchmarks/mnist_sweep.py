@@ -115,9 +115,8 @@ def energy_row(e: dict) -> dict:
            "ann_flops": t["ann_flops"], "cores": t.get("cores"), "cores_naive": t.get("cores_naive"),
            "cores_sparse": t.get("cores_sparse"), "cores_lower_bound": t.get("cores_lower_bound"),
            "convention": e.get("convention")}
-    for k in ("cores_packed", "cores_bound"):
-        if k in t:
-            out[k] = t[k]
+    if "cores_packed" in t:  # the whole-network placement (hw_models.packing) and its bound
+        out["cores_packed"] = t["cores_packed"]
     for hw, v in e["energy_j"].items():
         out[f"energy_{hw}_j"] = v.get("total_j", v.get("dynamic_j", 0.0) + v.get("static_j", 0.0))
     return out
@@ -162,25 +161,30 @@ def sweep(a) -> dict:
             r["lava_output_agreement"] = lv.get("output_agreement")
             r["lava_samples"] = lv.get("samples", a.lava_limit)
     return {"dataset": a.dataset, "model": "mlp 784-800-10" if a.dataset == "mnist" else "mlp", "epochs": a.epochs,
+            "lava_samples": a.lava_limit,
             "config": str(CONFIG.relative_to(C.ROOT)), "extra_train_options": list(a.extra),
             "runs": rows, "pareto_truenorth": [rows[i]["run"] for i in pareto(
                 [(r.get("energy_truenorth_j", 0.0), r["test_acc"]) for r in rows])]}
 
 
 def table(res: dict) -> str:
-    head = ["method", "target", "seed", "test acc %", "density", "SOPs/sample", "TrueNorth cores (naive / sparse / bound)",
-            "TrueNorth energy µJ", "Lava float agreement %"]
+    head = ["method", "target", "seed", "test acc %", "density", "SOPs/sample",
+            "TrueNorth cores (naive / per-layer / packed / bound)", "TrueNorth energy µJ",
+            f"Lava float agreement % ({res.get('lava_samples') or 'all'} test images, best of each method)"]
     body = []
     for r in res["runs"]:
         lava = r.get("lava_output_agreement")
         body.append([r["method"], f"{r['target_density']:g}", r["seed"], f"{100 * r['test_acc']:.2f}",
                      f"{r['density']:.4f}", f"{r['sops_per_sample']:.0f}",
-                     f"{r['cores_naive']} / {r['cores_sparse']} / {r['cores_lower_bound']}",
+                     f"{r['cores_naive']} / {r['cores_sparse']} / {r.get('cores_packed', '-')} / {r['cores_lower_bound']}",
                      f"{1e6 * r.get('energy_truenorth_j', float('nan')):.3f}",
                      "-" if lava is None else f"{lava:.3f}"])
     return (f"{res['model']} on {res['dataset']}, {res['epochs']} epochs (the paper: 300), from "
-            f"`{res['config']}`; Pareto front (TrueNorth energy vs accuracy): {', '.join(res['pareto_truenorth'])}.\n\n"
-            + C.md_table(head, body))
+            f"`{res['config']}`; target = the density asked for (pq: its start density); density = nonzero weights "
+            f"of the kept model; TrueNorth energy per sample in the papers' convention.\n\n"
+            + C.md_table(head, body) + "\n"
+            + f"Pareto front (TrueNorth energy vs accuracy, in the plot): {', '.join(res['pareto_truenorth'])}.\n\n"
+            + "![accuracy vs density and vs TrueNorth energy](results/mnist_sweep.png)\n")
 
 
 def plot(res: dict):
