@@ -118,7 +118,7 @@ def energy_row(e: dict) -> dict:
     if "cores_packed" in t:  # the whole-network placement (hw_models.packing) and its bound
         out["cores_packed"] = t["cores_packed"]
     for hw, v in e["energy_j"].items():
-        out[f"energy_{hw}_j"] = v.get("total_j", v.get("dynamic_j", 0.0) + v.get("static_j", 0.0))
+        out[f"energy_{hw}_j"] = v["total_j"]
     return out
 
 

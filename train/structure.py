@@ -129,7 +129,8 @@ def structure_report(ckpt: dict) -> dict:
 
 # -- pictures (thin wrappers over the report) --------------------------------------------------------
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path: Path) -> None:
+    """A matplotlib figure as a PNG (110 dpi), written atomically; the figure is closed."""
     import matplotlib.pyplot as plt
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -155,7 +156,7 @@ def plot_fanout(rep: dict, path: Path) -> None:
         ax.set_yticks([])
     fig.colorbar(im, ax=axes, shrink=0.85, label="fan-out (hidden neurons fed)")
     fig.suptitle(f"first-layer fan-out per input pixel: {_title(rep)}", fontsize=10)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_degrees(rep: dict, path: Path) -> None:
@@ -176,7 +177,7 @@ def plot_degrees(rep: dict, path: Path) -> None:
             ax.grid(alpha=0.3)
     fig.suptitle(f"degree histograms, kept vs initial mask: {_title(rep)}", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_rewiring(rep: dict, path: Path) -> None:
@@ -196,7 +197,7 @@ def plot_rewiring(rep: dict, path: Path) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"structure over training: {_title(rep)}", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_cores(kept: Dict[str, torch.Tensor], allowed: Dict[str, torch.Tensor], rep: dict, path: Path) -> None:
@@ -215,7 +216,7 @@ def plot_cores(kept: Dict[str, torch.Tensor], allowed: Dict[str, torch.Tensor], 
                            Patch(color="#08306b", label="kept connection")], fontsize=7, loc="upper right")
     fig.suptitle(f"core-aware masks: {_title(rep)}", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def write_structure_plots(run: Path, ckpt: dict, rep: Optional[dict] = None) -> List[Path]:

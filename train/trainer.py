@@ -21,7 +21,6 @@ folder; :mod:`train.distributed` says how the result stays that of one process.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import math
 import random
@@ -37,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from esl_deploy.atomic import atomic_write_csv
-from esl_deploy.checkpoint import atomic_write_bytes, atomic_write_text, read_checkpoint, save_checkpoint
+from esl_deploy.checkpoint import atomic_write_text, read_checkpoint, save_checkpoint
 from esl_deploy.datasets import load_dataset, to_time_major
 from esl_deploy.env import environment
 from esl_deploy.errors import EslError
@@ -52,7 +51,7 @@ from .losses import compute_loss, predict
 from .masking import MaskEngine
 from .quant import hardware_beta, quantized_state, quantized_weights
 from .sparse_adam import MaskedAdam
-from .structure import PLOT_FILES, write_structure_plots
+from .structure import PLOT_FILES, save_png, write_structure_plots
 
 RUN_FILES = ("checkpoint.pt", "metrics.csv", "summary.json", "curves.png", "config.toml") + PLOT_FILES
 EVAL_SEED = 12345  # rate-encoded evaluation uses a fixed stream, so accuracies are comparable
@@ -521,7 +520,4 @@ def _plot_curves(path: Path, history: List[dict], cfg: TrainConfig) -> None:
         ax.legend(fontsize=7)
     fig.suptitle(f"{cfg.model} on {cfg.dataset}, method {cfg.sparsity.method}, seed {cfg.seed}")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
+    save_png(fig, path)
