@@ -51,7 +51,7 @@ results: $(STAMP)
 	$(BIN)/python benchmarks/structure_results.py --epochs 40 --mnist-epochs 10
 	$(BIN)/python benchmarks/mnist_lava.py --mnist-epochs 10
 	rm -rf runs/sweep
-	$(BIN)/python benchmarks/mnist_sweep.py --epochs 10 --out runs/sweep --lava-limit 2000
+	$(BIN)/python benchmarks/mnist_sweep.py --epochs 10 --out runs/sweep
 	$(BIN)/python benchmarks/nir_interop.py --epochs 40
 	$(BIN)/python benchmarks/bench_distributed.py
 	$(BIN)/python benchmarks/readme_tables.py --write

@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/mnist_sweep.py [--epochs 10] [--data-dir ../shared/data/mnist]
         [--methods dense static set rigl esl pq_layer pq_neuron magnitude] [--densities 0.01 0.02 0.05 0.1 0.2]
-        [--key-density 0.1] [--key-seeds 0 1] [--seeds 0] [--lava-limit N] [--no-lava]
-        [--out runs/sweep] [--results results] [--json] [-- EXTRA esl train OPTIONS]
+        [--key-density 0.1] [--key-seeds 0 1] [--seeds 0] [--lrs 0.01 0.005 0.002] [--lava-limit N]
+        [--no-lava] [--out runs/sweep] [--results results] [--json] [-- EXTRA esl train OPTIONS]
 
 Every run is the user's own commands, run as subprocesses: ``esl train --config configs/mnist_esl.toml``
 (784-800-10, lr 0.01 -> 0.0001, batch 100, T_iter 1000) with ``--method``, ``--density``, ``--seed`` and
@@ -14,6 +14,12 @@ hardware, both conventions' papers default) on the test set, and, for the best m
 or ``--lava-limit`` images). Each step leaves its JSON in the run folder (``summary.json``,
 ``energy.json``, ``lava.json``), and a step whose file is there is skipped: an interrupted sweep
 continues where it stopped (a run whose training was cut off resumes with ``esl train --resume``).
+
+The learning rate is chosen on the validation split first, never on the test set: dense and ESL at the
+key density train once (seed 0) at each of ``--lrs`` (decaying to lr / 100, the paper's 0.01 -> 0.0001
+ratio), in ``RUNS/lr_select/``; the lr with the best validation accuracy (``best_val_acc``; ties go to the
+first listed, the paper's 0.01) is used by every dense run, and ESL's by every sparse method (they share
+ESL's engine and schedule). The choice and every candidate's numbers are in the results.
 
 Methods with a target take each density (``pq_*``: the start density of a sparse start; PQ ends
 sparser); ``dense`` runs once per seed. ``--key-seeds`` at ``--key-density``, ``--seeds`` elsewhere.
@@ -39,6 +45,7 @@ NAME = "mnist_sweep"
 CONFIG = C.ROOT / "configs" / "mnist_esl.toml"
 DEFAULT_DATA = C.ROOT.parent / "shared" / "data" / "mnist"
 # grid label -> esl train options (besides --density)
+LR_RATIO = 100.0  # lr_end = lr / 100: the paper's 0.01 -> 0.0001
 METHODS: Dict[str, List[str]] = {
     "dense": ["--method", "dense"],
     "static": ["--method", "static"],
@@ -82,6 +89,38 @@ def _esl(args: Sequence[str]) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
+def config_lr() -> float:
+    """The learning rate of ``configs/mnist_esl.toml`` (used where no lr was chosen)."""
+    import tomllib
+
+    return float(tomllib.loads(CONFIG.read_text())["lr"])
+
+
+def train_args(method: str, density: float, seed: int, epochs: int, lr: Optional[float]) -> List:
+    """The ``esl train`` options of one run (``--lr`` / ``--lr-end`` = lr / 100 when ``lr`` is given)."""
+    lr_args = [] if lr is None else ["--lr", f"{lr:g}", "--lr-end", f"{lr / LR_RATIO:g}"]
+    return ["--config", CONFIG, *METHODS[method], "--density", density, "--seed", seed, "--epochs", epochs, *lr_args]
+
+
+def select_lr(a, data_args: Sequence[str]) -> dict:
+    """The validation-chosen learning rate of dense and of ESL (seed 0, key density): ``{"dense": {...},
+    "esl": {...}}``, each with ``lr`` (the choice) and ``candidates`` (lr, best_val_acc, test_acc, best_epoch).
+    Each candidate is a run folder under ``out/lr_select`` (skipped when finished, like the grid)."""
+    from tqdm import tqdm
+
+    chosen = {}
+    todo = [(m, lr) for m in ("dense", "esl") for lr in a.lrs]
+    for m, lr in tqdm(todo, desc="lr select", unit="run"):
+        d = 1.0 if m == "dense" else a.key_density
+        folder = a.out / "lr_select" / f"{m}_lr{lr:g}"
+        s = train_run(folder, train_args(m, d, 0, a.epochs, lr), data_args, a.extra)
+        chosen.setdefault(m, {"candidates": []})["candidates"].append(
+            {"lr": lr, "best_val_acc": s["best_val_acc"], "test_acc": s["test_acc"], "best_epoch": s["best_epoch"]})
+    for m, c in chosen.items():
+        c["lr"] = max(c["candidates"], key=lambda r: r["best_val_acc"])["lr"]  # max keeps the first of ties
+    return chosen
+
+
 def _json_step(path: Path, args: Sequence[str]) -> dict:
     """Run ``esl ARGS --json`` unless ``path`` already holds its result; keep the result in ``path``."""
     if path.is_file():
@@ -94,13 +133,12 @@ def _json_step(path: Path, args: Sequence[str]) -> dict:
     return data
 
 
-def train_run(run: Run, folder: Path, epochs: int, data_args: Sequence[str], extra: Sequence[str]) -> dict:
-    """``esl train`` for one grid point (skipped when finished, resumed when cut off)."""
+def train_run(folder: Path, options: Sequence, data_args: Sequence[str], extra: Sequence[str]) -> dict:
+    """``esl train OPTIONS`` into ``folder`` (skipped when finished, resumed when cut off)."""
     summary = folder / "summary.json"
     if summary.is_file():
         return json.loads(summary.read_text())
-    args = ["train", "--config", CONFIG, *METHODS[run.method], "--density", run.density, "--seed", run.seed,
-            "--epochs", epochs, *data_args, *extra, "--out", folder, "--no-progress", "--json"]
+    args = ["train", *options, *data_args, *extra, "--out", folder, "--no-progress", "--json"]
     if (folder / "checkpoint.pt").is_file():
         args.append("--resume")
     r = _esl(args)
@@ -137,15 +175,17 @@ def sweep(a) -> dict:
 
     runs = grid(a.methods, a.densities, a.seeds, a.key_density, a.key_seeds)
     data_args = ["--dataset", a.dataset] + (["--data-dir", a.data_dir] if a.dataset != "digits" else [])
+    lrs = select_lr(a, data_args) if a.lrs else {}
     rows = []
     bar = tqdm(runs, desc="sweep", unit="run")
     for run in bar:
         bar.set_postfix_str(run.name)
         folder = a.out / run.name
-        s = train_run(run, folder, a.epochs, data_args, a.extra)
+        lr = lrs.get("dense" if run.method == "dense" else "esl", {}).get("lr")
+        s = train_run(folder, train_args(run.method, run.density, run.seed, a.epochs, lr), data_args, a.extra)
         e = _json_step(folder / "energy.json", ["energy", folder / "checkpoint.pt", "--hw", "all", *data_args])
         rows.append({"run": run.name, "method": run.method, "target_density": run.density, "seed": run.seed,
-                     "test_acc": s["test_acc"], "density": s["density"], "best_epoch": s["best_epoch"],
+                     "lr": config_lr() if lr is None else lr, "test_acc": s["test_acc"], "density": s["density"], "best_epoch": s["best_epoch"],
                      "seconds_per_epoch": s["seconds_per_epoch"], **energy_row(e)})
     if not a.no_lava:
         best: Dict[str, dict] = {}
@@ -161,7 +201,7 @@ def sweep(a) -> dict:
             r["lava_output_agreement"] = lv.get("output_agreement")
             r["lava_samples"] = lv.get("samples", a.lava_limit)
     return {"dataset": a.dataset, "model": "mlp 784-800-10" if a.dataset == "mnist" else "mlp", "epochs": a.epochs,
-            "lava_samples": a.lava_limit,
+            "lava_samples": a.lava_limit, "lr_select": lrs,
             "config": str(CONFIG.relative_to(C.ROOT)), "extra_train_options": list(a.extra),
             "runs": rows, "pareto_truenorth": [rows[i]["run"] for i in pareto(
                 [(r.get("energy_truenorth_j", 0.0), r["test_acc"]) for r in rows])]}
@@ -224,6 +264,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     ap.add_argument("--key-density", type=float, default=0.1)
     ap.add_argument("--key-seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--lrs", nargs="*", type=float, default=[0.01, 0.005, 0.002],
+                    help="learning rates tried for dense and ESL (seed 0), chosen on validation; none: the config's")
     ap.add_argument("--lava-limit", type=int, default=None, help="Lava on the first N test images (default: all)")
     ap.add_argument("--no-lava", action="store_true", help="skip the Lava agreement of the best models")
     ap.add_argument("--out", type=Path, default=Path("runs/sweep"), help="run folders")

@@ -24,7 +24,7 @@ def test_pareto_front_by_hand():
 
 
 def test_a_second_sweep_skips_finished_runs(tmp_path):
-    args = ["--dataset", "digits", "--densities", "0.1", "--key-seeds", "0", "--epochs", "1", "--no-lava",
+    args = ["--dataset", "digits", "--densities", "0.1", "--key-seeds", "0", "--epochs", "1", "--no-lava", "--lrs",
             "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "res"), "--", "--width", "0.05", "--T", "2"]
     first = S.main(["--methods", "esl", *args])
     ckpt = tmp_path / "runs" / "esl_d0.1_s0" / "checkpoint.pt"
@@ -37,3 +37,23 @@ def test_a_second_sweep_skips_finished_runs(tmp_path):
     assert saved["runs"] == second["runs"]
     assert (tmp_path / "res" / "mnist_sweep_digits.png").is_file()
     assert (tmp_path / "res" / "mnist_sweep_digits.csv").read_text().count("\n") == 3
+
+
+def test_learning_rate_is_chosen_on_validation_and_used_by_the_grid(tmp_path):
+    args = ["--dataset", "digits", "--methods", "dense", "static", "--densities", "0.1", "--key-seeds", "0",
+            "--epochs", "2", "--no-lava", "--lrs", "0.01", "0.002", "--out", str(tmp_path / "runs"),
+            "--results", str(tmp_path / "res"), "--", "--width", "0.1", "--T", "2"]
+    res = S.main(args)
+    sel = res["lr_select"]
+    for m in ("dense", "esl"):
+        cands = sel[m]["candidates"]
+        assert [c["lr"] for c in cands] == [0.01, 0.002]
+        best = max(c["best_val_acc"] for c in cands)
+        assert sel[m]["lr"] == next(c["lr"] for c in cands if c["best_val_acc"] == best)
+        for c in cands:  # each candidate is a real run with that learning rate
+            toml = (tmp_path / "runs" / "lr_select" / f"{m}_lr{c['lr']:g}" / "config.toml").read_text()
+            assert f"lr = {c['lr']}" in toml
+    by = {r["method"]: r for r in res["runs"]}
+    assert by["dense"]["lr"] == sel["dense"]["lr"] and by["static"]["lr"] == sel["esl"]["lr"]
+    toml = (tmp_path / "runs" / "dense_d1_s0" / "config.toml").read_text()
+    assert f"lr = {sel['dense']['lr']}" in toml
