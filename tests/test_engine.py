@@ -157,3 +157,24 @@ def test_core_aware_rewiring_stays_inside_core_groups(method):
         for n, m in eng.masks.items():
             assert not bool((m & ~eng.allowed[n]).any()), f"{n} grew outside its core group"
     assert eng.rewired_total > 0
+
+
+def test_gradient_hook_follows_the_mask_through_rewirings_and_in_place_edits():
+    """The hook's cached 0./1. mask is the current bool mask: after rewirings (new mask tensors) and an
+    in-place edit, every masked gradient equals grad * mask, and grad_seen is a bool view of the steps."""
+    model, opt, eng = _setup("esl", t_iter=2, total=40)
+    name, p = next(iter(eng.params.items()))
+    seen = torch.zeros_like(eng.masks[name])
+    for s in range(9):
+        if s == 5:
+            eng.masks[name][0].logical_not_()  # an in-place edit bumps the version
+        mask = eng.masks[name].clone()  # the mask of this backward pass (a rewiring in step() comes after)
+        _step(model, opt, eng, s)
+        assert torch.equal(p.grad, eng.dense_grad[name] * mask)
+        seen |= eng.dense_grad[name] != 0
+        if eng.t % eng.t_iter == 0:
+            seen.zero_()  # a rewiring resets what was seen
+        assert eng.grad_seen[name].dtype == torch.bool
+        assert torch.equal(eng.grad_seen[name], seen)
+    state = eng.state_dict()
+    assert state["grad_seen"][name].dtype == torch.bool

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -186,11 +186,13 @@ class MaskEngine:
         if config.grow_rule == "momentum" and self.method.rewire is not None:
             self.grad_ema = {n: torch.zeros_like(p) for n, p in self.params.items()}
         # grad_seen[name]: positions whose dense gradient was not 0 at some step since the last rewiring
-        # (regrowth prefers them: a connection from a silent neuron or an unused input cannot learn)
-        self.grad_seen: Dict[str, torch.Tensor] = {}
+        # (regrowth prefers them: a connection from a silent neuron or an unused input cannot learn).
+        # Kept as 0./1. floats (_seen) and updated with float ops: bool ops are several times slower on CPUs.
+        self._seen: Dict[str, torch.Tensor] = {}
+        self._scratch: Dict[str, torch.Tensor] = {}
         if self.method.rewire is not None and self.method.name != "magnitude":
-            self.grad_seen = {n: torch.zeros(p.shape, dtype=torch.bool, device=p.device)
-                              for n, p in self.params.items()}
+            self._seen = {n: torch.zeros_like(p) for n, p in self.params.items()}
+        self._mask_f: Dict[str, Tuple[torch.Tensor, int, torch.Tensor]] = {}  # name -> (mask, version, float copy)
         self.rewired_total = 0
         # What the structure did (for ``esl inspect``; never read by the training itself): the masks the
         # run started from, one record per rewiring (see :func:`rewire_record`), and the connections the
@@ -208,10 +210,25 @@ class MaskEngine:
             optimizer.use_masks(lambda p: self.masks[names[id(p)]] if id(p) in names else None)
         self.apply()
 
+    @property
+    def grad_seen(self) -> Dict[str, torch.Tensor]:
+        """name -> bool tensor: the positions whose dense gradient was not 0 at some step since the last
+        rewiring."""
+        return {n: v != 0 for n, v in self._seen.items()}
+
+    def float_mask(self, name: str) -> torch.Tensor:
+        """The mask of ``name`` as 0./1. in the weight's dtype (cached until the mask changes): ``g * M``
+        with it gives the bits ``g * bool_mask`` gives (the bool is promoted to the same 0./1.), faster."""
+        mask, p = self.masks[name], self.params[name]
+        hit = self._mask_f.get(name)
+        if hit is None or hit[0] is not mask or hit[1] != mask._version:
+            hit = self._mask_f[name] = (mask, mask._version, mask.to(p.dtype))
+        return hit[2]
+
     def _grad_hook(self, name: str):
         def hook(grad: torch.Tensor) -> torch.Tensor:
             self.dense_grad[name] = grad
-            return grad * self.masks[name]
+            return grad * self.float_mask(name)
         return hook
 
     @torch.no_grad()
@@ -221,7 +238,7 @@ class MaskEngine:
         for name, p in self.params.items():
             if p.grad is not None:
                 self.dense_grad[name] = p.grad
-                p.grad = p.grad * self.masks[name]
+                p.grad = p.grad * self.float_mask(name)
 
     def _initial_mask(self, name: str, shape) -> torch.Tensor:
         density = self.target_density[name]
@@ -255,10 +272,13 @@ class MaskEngine:
                 g = self.dense_grad.get(name)
                 if g is not None:
                     self.grad_ema[name].mul_(mu).add_(g, alpha=1.0 - mu)
-        for name, seen in self.grad_seen.items():
+        for name, seen in self._seen.items():
             g = self.dense_grad.get(name)
-            if g is not None:
-                seen |= g != 0
+            if g is not None:  # seen <- max(seen, [g != 0])
+                nz = self._scratch.get(name)
+                if nz is None or nz.shape != g.shape or nz.dtype != seen.dtype:
+                    nz = self._scratch[name] = torch.empty_like(seen)
+                torch.maximum(seen, torch.ne(g, 0, out=nz), out=seen)
         rewired = 0
         if self.method.rewire is not None:
             if self._due(self.t):
@@ -268,7 +288,7 @@ class MaskEngine:
                 rewired = self.method.rewire(self, self.pending)
                 self._record_rewiring(before)
                 self.pending = 0
-                for seen in self.grad_seen.values():
+                for seen in self._seen.values():
                     seen.zero_()
                 self.rewired_total += rewired
                 self.apply()
@@ -299,8 +319,8 @@ class MaskEngine:
 
     def learnable(self, name: str) -> Optional[torch.Tensor]:
         """(1, numel) bool view of the positions of ``name`` that had a gradient since the last rewiring."""
-        seen = self.grad_seen.get(name)
-        return None if seen is None else seen.reshape(1, -1)
+        seen = self._seen.get(name)
+        return None if seen is None else (seen != 0).reshape(1, -1)
 
     def init_grown(self, name: str, grown: torch.Tensor, values: Optional[torch.Tensor] = None) -> None:
         """Start the connections ``grown`` (bool, weight-shaped) of layer ``name`` afresh: weight = ``values``
@@ -354,7 +374,7 @@ class MaskEngine:
             "pending": self.pending,
             "generator": self.generator.get_state(),
             "grad_ema": {n: v.cpu().clone() for n, v in self.grad_ema.items()},
-            "grad_seen": {n: v.cpu().clone() for n, v in self.grad_seen.items()},
+            "grad_seen": {n: v.cpu() for n, v in self.grad_seen.items()},
             "schedule": self.schedule.state_dict(),
             "rewired_total": self.rewired_total,
             "initial_masks": {n: m.clone() for n, m in self.initial_masks.items()},
@@ -377,7 +397,7 @@ class MaskEngine:
         for name, v in state["grad_ema"].items():
             self.grad_ema[name] = v.to(self.params[name].device)
         for name, v in state.get("grad_seen", {}).items():
-            self.grad_seen[name] = v.to(device=self.params[name].device, dtype=torch.bool)
+            self._seen[name] = v.to(device=self.params[name].device, dtype=self.params[name].dtype)
         self.schedule.load_state_dict(state["schedule"])
         self.rewired_total = int(state["rewired_total"])
         if "initial_masks" in state:  # checkpoints written before structure records lack these

@@ -33,7 +33,7 @@ class MaskedAdam(torch.optim.Adam):
     def __init__(self, params, **kwargs):
         super().__init__(params, **kwargs)
         self._mask_of: Optional[MaskOf] = None
-        self._active: Dict[int, Tuple[int, int, torch.Tensor]] = {}  # id(p) -> (id(mask), version, flat idx)
+        self._active: Dict[int, Tuple[torch.Tensor, int, torch.Tensor]] = {}  # id(p) -> (mask, version, flat idx)
 
     def use_masks(self, mask_of: MaskOf) -> None:
         """``mask_of(p)``: the bool mask of parameter ``p`` (same shape), or None for an unmasked one."""
@@ -48,9 +48,9 @@ class MaskedAdam(torch.optim.Adam):
 
     def _indices(self, p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         key = self._active.get(id(p))
-        if key is None or key[0] != id(mask) or key[1] != mask._version:
+        if key is None or key[0] is not mask or key[1] != mask._version:  # the mask itself is held: no id reuse
             idx = mask.reshape(-1).nonzero().squeeze(1)
-            self._active[id(p)] = (id(mask), mask._version, idx)
+            self._active[id(p)] = (mask, mask._version, idx)
             return idx
         return key[2]
 
