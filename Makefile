@@ -54,6 +54,7 @@ results: $(STAMP)
 	$(BIN)/python benchmarks/mnist_sweep.py --epochs 10 --out runs/sweep
 	$(BIN)/python benchmarks/nir_interop.py --epochs 40
 	$(BIN)/python benchmarks/bench_distributed.py
+	$(BIN)/python benchmarks/bench_mnist_speed.py
 	$(BIN)/python benchmarks/readme_tables.py --write
 
 clean:

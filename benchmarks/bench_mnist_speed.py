@@ -12,7 +12,9 @@ affects all alike (rounds x batches each; the median seconds per batch of each i
   step, Adam's per-tensor loop.
 - ``ours``: what ``esl train`` does now: the input given once with ``T`` (``SpikingNet.forward(x, T)``:
   the first layer's projection computed once per sample and broadcast over T, forward and backward),
-  the fused LIF (:class:`esl_deploy.neurons.FusedLIF`: bit-identical spikes and gradients) and
+  the fused LIF (:class:`esl_deploy.neurons.FusedLIF`: bit-identical spikes and gradients, float ops
+  only: spikes written as 0./1. by the comparison, reset as U - S U), the gradient masked by a cached
+  float copy of the mask (bool x float products are the slow path of CPU kernels) and
   :class:`train.sparse_adam.MaskedAdam` (Adam's multi-tensor arithmetic on the masks' entries only:
   bit-identical updates).
 - ``ours_T_copies``: ``ours`` fed T copies: what the time-constant path alone buys.
@@ -20,8 +22,10 @@ affects all alike (rounds x batches each; the median seconds per batch of each i
   which cannot share the projection (event data takes the same (T, B, ...) path), now and before.
 
 It prints seconds per batch and the ratios tutorial / ours, T-copies / ours and tutorial / rate, then
-a profile of one ``ours`` step (forward, backward, optimizer, mask engine). Speed is measured, not
-asserted.
+a profile of one ``ours`` step (forward, backward, optimizer, mask engine), and the peak RSS of one real
+MNIST epoch (``esl train --config configs/mnist_esl.toml --epochs 1`` as a subprocess; its summary's
+``peak_rss_mib``) beside the size of the training images and of T copies of them. Writes
+``results/mnist_speed.{md,json}`` (the README's table). Speed is measured, not asserted.
 """
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ import snntorch as snn  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import _common as C  # noqa: E402
 import esl_deploy  # noqa: E402,F401
 from esl_deploy.datasets import encode, load_dataset  # noqa: E402
 from esl_deploy.env import environment  # noqa: E402
@@ -141,12 +147,59 @@ def profile(data_batches) -> dict:
     return {k: v / total for k, v in parts.items()}
 
 
+def peak_rss(data_dir: str) -> dict:
+    """Peak RSS of one MNIST training epoch run the way users run it, and the data sizes it compares to."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run([sys.executable, "-m", "cli", "train", "--config", str(ROOT / "configs" / "mnist_esl.toml"),
+                            "--epochs", "1", "--data-dir", data_dir, "--out", str(Path(tmp) / "run"), "--no-progress",
+                            "--json"], cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"bench_mnist_speed: esl train failed: {r.stderr.strip()}")
+    images = 60000 * 784 * 4 / 2 ** 20
+    return {"peak_rss_mib": json.loads(r.stdout)["peak_rss_mib"], "train_images_mib": images,
+            "train_images_T_copies_mib": T * images}
+
+
+VARIANTS = {
+    "tutorial": "tutorial-style snnTorch loop (dense, `Linear` + `Leaky` per step, Adam)",
+    "before": "ours before (input as T copies, snnTorch `Leaky` step by step, per-tensor Adam)",
+    "ours": "**ours now** (`esl train`)",
+    "ours_T_copies": "ours now, input as T copies",
+}
+
+
+def table(res: dict) -> str:
+    sec = res["seconds_per_batch"]
+    rows = [[label, f"{1000 * sec[k]:.1f}", f"{1 / sec[k]:.1f}"] for k, label in VARIANTS.items()]
+    rows.append(["rate-encoded input, before / now", f"{1000 * sec['before_rate']:.1f} / {1000 * sec['ours_rate']:.1f}",
+                 f"{1 / sec['before_rate']:.1f} / {1 / sec['ours_rate']:.1f}"])
+    prof = ", ".join(f"{k} {100 * v:.0f} %" for k, v in res["profile_ours"].items())
+    mem = res.get("memory")
+    mem_line = "" if not mem else (
+        f"- Peak RSS of one MNIST training epoch (`esl train --config configs/mnist_esl.toml --epochs 1`): "
+        f"**{mem['peak_rss_mib']:.0f} MiB**; the 60,000 training images are {mem['train_images_mib']:.0f} MiB as "
+        f"float32, T = {T} copies of them would be {mem['train_images_T_copies_mib']:.0f} MiB.\n")
+    return (f"Real MNIST, 784-800-10, T = {T}, batch {BATCH}, ESL at 10 %; every variant interleaved in one run, "
+            f"median of {res['rounds']} x {res['batches']} batches.\n\n"
+            + C.md_table(["variant", "ms per batch", "batches/s"], rows) + "\n"
+            + f"- tutorial / ours: **{res['ratio_tutorial_over_ours']:.2f}x** (target 2.5x); before / ours: "
+              f"**{res['ratio_before_over_ours']:.2f}x** (target 3x); T copies / ours: {res['ratio_T_copies_over_ours']:.2f}x; "
+              f"rate-encoded before / now: {res['ratio_rate_before_over_now']:.2f}x; tutorial / ours rate-encoded: "
+              f"{res['ratio_tutorial_over_rate']:.2f}x.\n"
+            + f"- Where an `ours` step spends its time: {prof}.\n" + mem_line)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     ap.add_argument("--batches", type=int, default=60)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS epoch")
+    ap.add_argument("--results", type=Path, default=C.RESULTS)
     a = ap.parse_args(argv)
     data = load_dataset("mnist", a.data_dir)
     data_batches = batches(data, a.batches)
@@ -171,6 +224,9 @@ def main(argv=None) -> dict:
         "profile_ours": profile(data_batches[:20]),
         "batches": a.batches, "rounds": a.rounds, "environment": environment(),
     }
+    if not a.no_memory:
+        res["memory"] = peak_rss(a.data_dir)
+    C.write_results("mnist_speed", table(res), res, C.command(__file__, argv), a.results)
     if a.json:
         print(json.dumps(res, indent=2))
     else:
@@ -183,6 +239,8 @@ def main(argv=None) -> dict:
               f"tutorial / ours rate-encoded: {res['ratio_tutorial_over_rate']:.2f}x")
         print("where an `ours` step spends its time: " + ", ".join(f"{k} {100 * v:.0f} %"
                                                                  for k, v in res["profile_ours"].items()))
+        if "memory" in res:
+            print(f"peak RSS of one MNIST epoch: {res['memory']['peak_rss_mib']:.0f} MiB")
     return res
 
 

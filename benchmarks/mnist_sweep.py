@@ -208,20 +208,28 @@ def sweep(a) -> dict:
 
 
 def table(res: dict) -> str:
-    head = ["method", "target", "seed", "test acc %", "density", "SOPs/sample",
+    head = ["method", "target", "seed", "lr", "test acc %", "density", "SOPs/sample",
             "TrueNorth cores (naive / per-layer / packed / bound)", "TrueNorth energy µJ",
             f"Lava float agreement % ({res.get('lava_samples') or 'all'} test images, best of each method)"]
     body = []
     for r in res["runs"]:
         lava = r.get("lava_output_agreement")
-        body.append([r["method"], f"{r['target_density']:g}", r["seed"], f"{100 * r['test_acc']:.2f}",
+        body.append([r["method"], f"{r['target_density']:g}", r["seed"], f"{r['lr']:g}", f"{100 * r['test_acc']:.2f}",
                      f"{r['density']:.4f}", f"{r['sops_per_sample']:.0f}",
                      f"{r['cores_naive']} / {r['cores_sparse']} / {r.get('cores_packed', '-')} / {r['cores_lower_bound']}",
                      f"{1e6 * r.get('energy_truenorth_j', float('nan')):.3f}",
                      "-" if lava is None else f"{lava:.3f}"])
-    return (f"{res['model']} on {res['dataset']}, {res['epochs']} epochs (the paper: 300), from "
+    sel = res.get("lr_select") or {}
+    lr_part = ""
+    if sel:
+        rows = [[m, f"{c['lr']:g}", f"{100 * c['best_val_acc']:.2f}", f"{100 * c['test_acc']:.2f}", c["best_epoch"],
+                 "**chosen**" if c["lr"] == sel[m]["lr"] else ""] for m in sel for c in sel[m]["candidates"]]
+        lr_part = ("Learning rate, chosen on the validation split (seed 0, decaying to lr / 100; dense's choice for "
+                   "dense, ESL's for every sparse method):\n\n"
+                   + C.md_table(["method", "lr", "best val acc %", "test acc %", "best epoch", ""], rows) + "\n")
+    return (lr_part + f"{res['model']} on {res['dataset']}, {res['epochs']} epochs (the paper: 300), from "
             f"`{res['config']}`; target = the density asked for (pq: its start density); density = nonzero weights "
-            f"of the kept model; TrueNorth energy per sample in the papers' convention.\n\n"
+            f"of the kept model; lr = its learning rate; TrueNorth energy per sample in the papers' convention.\n\n"
             + C.md_table(head, body) + "\n"
             + f"Pareto front (TrueNorth energy vs accuracy, in the plot): {', '.join(res['pareto_truenorth'])}.\n\n"
             + "![accuracy vs density and vs TrueNorth energy](results/mnist_sweep.png)\n")

@@ -90,11 +90,13 @@ class MaskedAdam(torch.optim.Adam):
         state["step"] += 1
         t = state["step"].item()
         flat_p, flat_m, flat_v = p.view(-1), state["exp_avg"].view(-1), state["exp_avg_sq"].view(-1)
-        gk = g.reshape(-1)[idx]
-        m, v, pk = flat_m[idx], flat_v[idx], flat_p[idx]
+        take = lambda flat: torch.index_select(flat, 0, idx)  # noqa: E731  (faster than flat[idx] on CPUs)
+        gk = take(g.reshape(-1))
+        m, v, pk = take(flat_m), take(flat_v), take(flat_p)
         m.lerp_(gk, 1 - beta1)
         v.mul_(beta2).addcmul_(gk, gk, value=1 - beta2)
         step_size = (group["lr"] / (1 - beta1 ** t)) * -1
         denom = v.sqrt().div_(math.sqrt(1 - beta2 ** t)).add_(group["eps"])
         pk.addcdiv_(m, denom, value=step_size)
-        flat_m[idx], flat_v[idx], flat_p[idx] = m, v, pk
+        for flat, values in ((flat_m, m), (flat_v, v), (flat_p, pk)):
+            flat.index_copy_(0, idx, values)

@@ -139,6 +139,16 @@ def input_feasible(model: SpikingNet, data, cfg: TrainConfig) -> Dict[str, torch
     return {f"{name}.weight": active.reshape(1, -1)}
 
 
+def _peak_rss_mib() -> Optional[float]:
+    """This process's peak resident set size so far, MiB (``ru_maxrss``: KiB on Linux); None where unknown."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return None
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)  # macOS reports bytes
+
+
 def _densities(engine: MaskEngine) -> dict:
     """Nonzero-weight and mask densities, global and per layer, under the names the reports use."""
     nz, nz_layer = engine.weight_density()
@@ -429,7 +439,7 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
         "dead_inputs_excluded": dead_inputs, "untrained_dropped": best.get("untrained_dropped", 0),
         "t_iter": engine.t_iter, "rewired_total": engine.rewired_total,
         "wall_time_s": wall, "seconds_per_epoch": wall / max(1, len(history)), "world_size": world.size,
-        "environment": environment(),
+        "peak_rss_mib": _peak_rss_mib(), "environment": environment(),
     }
     _save(out, cfg, spec, model, optimizer, lr_sched, engine, cfg.epochs, history, best, wall, summary)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
