@@ -54,7 +54,8 @@ def test_each_config_loads_builds_and_takes_one_optimisation_step(path, tmp_path
     assert abs(engine.density() - cfg.sparsity.density) < 0.02  # the masks hold the config's density
     x = torch.rand(2, cfg.T, *shape) if temporal else torch.rand(2, *shape)  # as the loaders collate
     y = torch.tensor([0, classes - 1])
-    before = {n: p.detach().clone() for n, p in engine.params.items()}
+    trained = engine.params or dict(model.named_parameters())  # a dense config has no sparse layer
+    before = {n: p.detach().clone() for n, p in trained.items()}
     out = run_model(model, x, cfg, temporal, torch.Generator().manual_seed(0), torch.device("cpu"))
     assert out.shape == (cfg.T, 2, classes)
     loss = compute_loss(cfg.loss, out, y, cfg.tet_lambda, readout=cfg.readout)
@@ -62,8 +63,8 @@ def test_each_config_loads_builds_and_takes_one_optimisation_step(path, tmp_path
     loss.backward()
     opt.step()
     engine.step()
-    moved = [n for n, p in engine.params.items() if not torch.equal(p.detach(), before[n])]
-    assert moved, "one optimisation step changed no sparse weight"
+    moved = [n for n, p in trained.items() if not torch.equal(p.detach(), before[n])]
+    assert moved, "one optimisation step changed no weight"
     for n, p in engine.params.items():  # masked weights stay 0
         assert not p.detach()[~engine.masks[n]].any()
 
