@@ -72,12 +72,16 @@ def load_source(path: str) -> nn.Module:
               help="Also map the weights onto TrueNorth's rule (4 axon types per core, a 9-bit signed weight per neuron "
                    "and type) and report the weight error, the accuracy with those weights and the extra axons/cores "
                    "of axon duplication; 'cluster': one type per source, no duplication. Alone: duplicate.")
+@click.option("--tn-finetune", "tn_finetune", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              metavar="EPOCHS",
+              help="With --truenorth-weights duplicate: also fine-tune the shared TrueNorth weights (4 levels per "
+                   "neuron) this many epochs on the training split, and report the accuracy after it.")
 @click.option("--list-constants", is_flag=True, help="Print the table of constants with sources and exit.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of rate encoding.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG bar chart here.")
 def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encoding, strategy, max_chips, consts,
-               convention, tn_weights, list_constants, seed, as_json, plot):
+               convention, tn_weights, tn_finetune, list_constants, seed, as_json, plot):
     """Count synaptic operations on a data set, map the network onto TrueNorth cores and estimate its
     energy on TrueNorth, Loihi and 45 nm CMOS against the dense ANN on a V100-class GPU."""
     from esl_deploy.datasets import load_dataset
@@ -93,6 +97,8 @@ def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encodi
         return
     if source is None:
         raise click.UsageError("missing the model: give RUN/checkpoint.pt or model.nir")
+    if tn_finetune and tn_weights != "duplicate":
+        raise EslError("--tn-finetune needs --truenorth-weights duplicate")
     model = load_source(source)
     meta = dict(getattr(model, "meta", None) or {})
     dataset = dataset or (meta.get("dataset") if meta.get("dataset") != "unknown" else None)
@@ -111,7 +117,8 @@ def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encodi
                            source=str(source), dataset=dataset, hardware=hardware, constants=constants,
                            strategy=strategy, max_chips=max_chips, limit=limit, batch_size=batch_size, seed=seed,
                            progress=not as_json and sys.stderr.isatty(), convention=convention,
-                           truenorth_weights=tn_weights)
+                           truenorth_weights=tn_weights, tn_finetune=tn_finetune,
+                           train=splits.train if tn_finetune else None)
     if plot:
         plot_energy(report, plot)
     if as_json:

@@ -200,11 +200,13 @@ def energy_report(model: nn.Module, data, *, T: int, encoding: str, temporal: bo
                   constants: EnergyConstants = EnergyConstants(), strategy: str = "packed",
                   max_chips: Optional[int] = None, limit: Optional[int] = None, batch_size: int = 256,
                   seed: int = 0, progress: bool = False, convention: str = "papers",
-                  truenorth_weights: Optional[str] = None) -> EnergyReport:
+                  truenorth_weights: Optional[str] = None, tn_finetune: float = 0.0,
+                  train=None) -> EnergyReport:
     """Map ``model`` onto cores (refusing it early if it needs more than ``max_chips`` chips), count its
     activity on ``data`` (:func:`hw_models.sops.count_activity`) and compute the energies.
     ``truenorth_weights`` ('duplicate' or 'cluster'): also run the fidelity check of TrueNorth's weight
-    rule (:func:`hw_models.tn_weights.truenorth_weights_report`) on the same data."""
+    rule (:func:`hw_models.tn_weights.truenorth_weights_report`) on the same data, with ``tn_finetune``
+    epochs of fine-tuning its levels on ``train`` (the training split) when > 0."""
     hardware = hardware_list(hardware)
     mappings, packed = map_all(model, constants, strategy, max_chips)
     activity = count_activity(model, data, T=T, encoding=encoding, temporal=temporal, batch_size=batch_size,
@@ -216,7 +218,7 @@ def energy_report(model: nn.Module, data, *, T: int, encoding: str, temporal: bo
     tn = truenorth_weights_report(model, synaptic_layers(model), data, mode=truenorth_weights, T=T, encoding=encoding,
                                   temporal=temporal, accuracy_float=activity.accuracy, packed_cores=packed.cores,
                                   core=constants.core, batch_size=batch_size, limit=limit, seed=seed,
-                                  progress=progress)
+                                  progress=progress, finetune_epochs=tn_finetune, train=train)
     return replace(report, tn_weights=tn)
 
 

@@ -19,6 +19,14 @@ Two ways of mapping a real weight matrix W (neurons x sources), both valid for a
   neuron's weight per type is the least-squares one, the mean of its weights from that type, rounded
   as above. No extra axons; a larger weight error.
 
+Fine-tuning under the rule (``finetune_epochs``, ``esl energy --tn-finetune E``): the 4 levels of each
+(neuron, part) are shared weights (Han et al. 2016's trained quantisation): W[n, i] = L[g(n, i)] with
+g the (neuron, part, type) group of the synapse, so dL/dL_g = sum of dL/dW over the group; the levels
+train with Adam (lr 1e-3) on the training split under the trainer's ``ce`` loss (the types and the
+mask stay fixed), then go back onto each
+neuron's 9-bit grid (S = round(L / s_n), s_n = max |L| / 255 over the neuron's levels). The result
+still follows the rule exactly (:func:`follows_rule`).
+
 The weight error is reported as ``||W_tn - W|| / ||W||`` over the nonzero weights; the fidelity check
 runs the network with the TrueNorth weights (the float equivalent ``S * s_n``: an integer threshold
 ``theta / s_n`` per neuron is what the chip would hold) in snnTorch, like the Lava fixed-point check.
@@ -192,6 +200,131 @@ def apply_truenorth_weights(model: nn.Module, mode: str = "duplicate",
     return tn, stats, types
 
 
+def _groups(weight: torch.Tensor, types: np.ndarray, part: Optional[np.ndarray]) -> Tuple[torch.Tensor, ...]:
+    """(flat positions of the synapses, their group ids, each group's neuron) of one layer: a group is a
+    (neuron, part, type) triple, the synapses that share one TrueNorth weight."""
+    t = types.reshape(types.shape[0], -1)
+    flat = t.reshape(-1)
+    pos = np.flatnonzero(flat >= 0)
+    rows = pos // t.shape[1]
+    if part is None or part.size != pos.size:
+        part = np.zeros(pos.size, dtype=np.int64)
+    key = np.stack([rows, part, flat[pos]], axis=1)
+    uniq, gid = np.unique(key, axis=0, return_inverse=True)
+    return (torch.from_numpy(pos), torch.from_numpy(gid.reshape(-1)), torch.from_numpy(uniq[:, 0].copy()))
+
+
+def _requantise(levels: torch.Tensor, neuron: torch.Tensor, n_neurons: int) -> torch.Tensor:
+    """Levels back onto each neuron's integer grid: S = round(L / s_n), |S| <= 255, s_n = max |L| / 255."""
+    top = torch.zeros(n_neurons, dtype=levels.dtype).index_reduce_(0, neuron, levels.abs(), "amax",
+                                                                   include_self=False)
+    scale = top / WEIGHT_MAX
+    scale[scale == 0] = 1.0
+    s = scale[neuron]
+    return torch.clamp(torch.round(levels / s), -WEIGHT_MAX, WEIGHT_MAX) * s
+
+
+def follows_rule(weight: torch.Tensor, types: np.ndarray, part: Optional[np.ndarray] = None,
+                 rtol: float = 1e-5) -> bool:
+    """Whether ``weight`` is exactly TrueNorth's rule for ``types``: zero off the synapses, one value per
+    (neuron, part, type) group, and every neuron's values integers |S| <= 255 times one scale."""
+    w = weight.detach().reshape(weight.shape[0], -1).double()
+    pos, gid, neuron = _groups(weight, types, part)
+    flat = w.reshape(-1)
+    off = torch.ones(flat.numel(), dtype=torch.bool)
+    off[pos] = False
+    if flat[off].abs().max().item() if off.any() else 0.0:
+        return False
+    vals = flat[pos]
+    first = torch.zeros(len(neuron), dtype=vals.dtype).index_reduce_(0, gid, vals, "amax", include_self=False)
+    low = torch.zeros(len(neuron), dtype=vals.dtype).index_reduce_(0, gid, vals, "amin", include_self=False)
+    if not torch.allclose(first, low, rtol=rtol, atol=0):
+        return False
+    top = torch.zeros(w.shape[0], dtype=vals.dtype).index_reduce_(0, neuron, first.abs(), "amax", include_self=False)
+    s = (top / WEIGHT_MAX)[neuron]
+    ok = s > 0
+    S = first[ok] / s[ok]
+    return bool(torch.allclose(S, torch.round(S), rtol=0, atol=1e-3) and (S.abs() <= WEIGHT_MAX + 1e-3).all())
+
+
+def finetune_levels(tn: nn.Module, types: dict, parts: Optional[dict], train, *, T: int, encoding: str,
+                    temporal: bool = False, epochs: float = 1.0, lr: float = 1e-3, batch_size: int = 100,
+                    seed: int = 0, progress: bool = False) -> nn.Module:
+    """Train the shared TrueNorth weights of ``tn`` (from :func:`apply_truenorth_weights`, changed in
+    place and returned) for ``epochs`` passes over ``train`` (a Dataset of (x, y)); see the module doc.
+    Everything but the levels (biases, beta, threshold, types, masks) stays as it is."""
+    from esl_deploy.datasets import to_time_major
+
+    spec = getattr(tn, "spec", None)
+    membrane = getattr(spec, "readout", "spikes") == "membrane"
+    groups = []
+    for name, mod in tn.named_modules():
+        if name not in types or not isinstance(mod, (nn.Linear, nn.Conv2d)):
+            continue
+        part = (parts or {}).get(name) if isinstance(mod, nn.Linear) else None
+        pos, gid, neuron = _groups(mod.weight, types[name], part)
+        if pos.numel() == 0:
+            continue
+        flat = mod.weight.detach().reshape(-1)
+        levels = torch.zeros(len(neuron), dtype=flat.dtype).index_reduce_(0, gid, flat[pos], "mean",
+                                                                         include_self=False)
+        groups.append((mod, pos, gid, neuron, levels.requires_grad_()))
+    if not groups:
+        return tn
+
+    def write():
+        with torch.no_grad():
+            for mod, pos, gid, _, levels in groups:
+                w = torch.zeros(mod.weight.numel(), dtype=mod.weight.dtype)
+                w[pos] = levels[gid].to(w.dtype)
+                mod.weight.copy_(w.view_as(mod.weight))
+
+    opt = torch.optim.Adam([g[4] for g in groups], lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True, generator=gen)
+    steps = max(1, int(round(epochs * len(loader))))
+    was = tn.training
+    tn.train()
+    for p in tn.parameters():
+        p.requires_grad_(False)
+    for mod, *_ in groups:
+        mod.weight.requires_grad_(True)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=steps, unit="batch", desc="fine-tuning TrueNorth weights", leave=False)
+    done = 0
+    try:
+        while done < steps:
+            for x, y in loader:
+                write()
+                for mod, *_ in groups:
+                    mod.weight.grad = None
+                out = tn(to_time_major(x, T, encoding, temporal, gen))
+                logits = out.mean(0) if membrane else out.sum(0)  # the trainer's ``ce`` for the model's readout
+                nn.functional.cross_entropy(logits, y.reshape(-1)).backward()
+                for mod, pos, gid, _, levels in groups:  # dL/dL_g = sum of dL/dW over the group
+                    g = mod.weight.grad.reshape(-1)[pos].to(levels.dtype)
+                    levels.grad = torch.zeros_like(levels).index_add_(0, gid, g)
+                opt.step()
+                done += 1
+                if bar is not None:
+                    bar.update(1)
+                if done >= steps:
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+    with torch.no_grad():
+        for mod, pos, gid, neuron, levels in groups:
+            levels.copy_(_requantise(levels.detach(), neuron, mod.weight.shape[0]))
+    write()
+    for p in tn.parameters():
+        p.requires_grad_(False)
+    tn.train(was)
+    return tn
+
+
 def duplicated_mask(mask: sp.csr_matrix, types: np.ndarray) -> sp.csr_matrix:
     """The (neurons, sources * 4) mask of a layer whose source j reaches neuron n by an axon of type t:
     column ``4 j + t`` (one axon per (source, type) pair that a core needs)."""
@@ -215,6 +348,8 @@ class TnWeightsReport:
     packed_cores: int
     packed_cores_duplicated: int
     extra_axons: int
+    finetune_epochs: float = 0.0
+    accuracy_truenorth_finetuned: Optional[float] = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -225,6 +360,10 @@ class TnWeightsReport:
         acc = ("-" if self.accuracy_float is None else
                f"float {100 * self.accuracy_float:.2f}%, TrueNorth weights {100 * self.accuracy_truenorth:.2f}% "
                f"({100 * (self.accuracy_truenorth - self.accuracy_float):+.2f} points)")
+        if self.accuracy_truenorth_finetuned is not None and self.accuracy_float is not None:
+            acc += (f"; after {self.finetune_epochs:g} epoch(s) of fine-tuning the levels "
+                    f"{100 * self.accuracy_truenorth_finetuned:.2f}% "
+                    f"({100 * (self.accuracy_truenorth_finetuned - self.accuracy_float):+.2f} points)")
         errs = ", ".join(f"{l.name} {100 * l.rel_error:.1f}%" for l in self.layers)
         return (f"TrueNorth weights ({self.mode}: 4 axon types per core, per-neuron 9-bit signed weight per type): "
                 f"accuracy {acc}; weight error ||W_tn - W|| / ||W|| {errs}; axon duplication +{self.extra_axons} "
@@ -234,10 +373,12 @@ class TnWeightsReport:
 def truenorth_weights_report(model: nn.Module, layers, data, *, mode: str = "duplicate", T: int, encoding: str,
                              temporal: bool = False, accuracy_float: Optional[float] = None, packed_cores: int,
                              core=None, batch_size: int = 256, limit: Optional[int] = None, seed: int = 0,
-                             progress: bool = False) -> TnWeightsReport:
+                             progress: bool = False, finetune_epochs: float = 0.0, train=None) -> TnWeightsReport:
     """Apply TrueNorth's weight rule (``mode``), run the network with it on ``data`` and pack the
     duplicated masks (``layers``: the network's :class:`hw_models.unroll.SynapticLayer` records; a
-    convolution keeps its mask: its kernel's types are per output channel, duplication is not counted)."""
+    convolution keeps its mask: its kernel's types are per output channel, duplication is not counted).
+    ``finetune_epochs`` > 0 (``duplicate`` mode, with ``train``: the training split): also fine-tune the
+    levels (:func:`finetune_levels`) and run the network again."""
     from .cores import CoreSpec
     from .packing import PackLayer, pack_layers_of, pack_network
     from .sops import count_activity
@@ -259,5 +400,14 @@ def truenorth_weights_report(model: nn.Module, layers, data, *, mode: str = "dup
             else:
                 dup.append(l)
         packed_dup = pack_network(dup, core).cores
+    acc_ft = None
+    if finetune_epochs > 0:
+        if mode != "duplicate" or train is None:
+            raise ValueError("fine-tuning the TrueNorth weights needs mode 'duplicate' and the training split")
+        finetune_levels(tn, types, parts, train, T=T, encoding=encoding, temporal=temporal, epochs=finetune_epochs,
+                        seed=seed, progress=progress)
+        acc_ft = count_activity(tn, data, T=T, encoding=encoding, temporal=temporal, batch_size=batch_size,
+                                limit=limit, seed=seed, progress=progress).accuracy
     return TnWeightsReport(mode=mode, accuracy_float=accuracy_float, accuracy_truenorth=acc, layers=tuple(stats),
-                           packed_cores=packed_cores, packed_cores_duplicated=packed_dup, extra_axons=int(extra))
+                           packed_cores=packed_cores, packed_cores_duplicated=packed_dup, extra_axons=int(extra),
+                           finetune_epochs=float(finetune_epochs), accuracy_truenorth_finetuned=acc_ft)

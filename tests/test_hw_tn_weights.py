@@ -66,3 +66,68 @@ def test_duplicated_mask_and_model_copy():
     assert stats[0].sources <= stats[0].duplicated_sources <= 4 * stats[0].sources and types["0"].shape == (5, 6)
     with pytest.raises(ValueError):
         apply_truenorth_weights(lin, "float")
+
+
+def _digits_net():
+    from esl_deploy.datasets import load_dataset
+    from esl_deploy.models import ModelSpec, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelSpec("mlp", (1, 8, 8), 10, width=0.2))
+    with torch.no_grad():  # a sparse net: 30 % of the weights
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                m.weight.mul_(torch.rand(m.weight.shape) < 0.3).mul_(3.0)
+    return model, load_dataset("digits", None, T=4)
+
+
+def _train_loss(model, data, T=4):
+    from esl_deploy.datasets import to_time_major
+
+    x = torch.stack([data.train[i][0] for i in range(300)])
+    y = torch.tensor([int(data.train[i][1]) for i in range(300)])
+    with torch.no_grad():
+        return float(nn.functional.cross_entropy(model(to_time_major(x, T, "direct", False)).sum(0), y))
+
+
+def test_fine_tuned_levels_still_follow_the_rule_and_lower_the_training_loss():
+    from hw_models.tn_weights import finetune_levels, follows_rule
+
+    model, data = _digits_net()
+    tn, _, types = apply_truenorth_weights(model, "duplicate")
+    names = [n for n, m in tn.named_modules() if isinstance(m, nn.Linear)]
+    for n in names:
+        w = dict(tn.named_modules())[n].weight
+        assert follows_rule(w, types[n])
+        assert not follows_rule(dict(model.named_modules())[n].weight, types[n])  # float weights do not
+    start = {n: dict(tn.named_modules())[n].weight.detach().clone() for n in names}
+    before = _train_loss(tn, data)
+    finetune_levels(tn, types, None, data.train, T=4, encoding="direct", epochs=2, seed=0)
+    for n in names:
+        w = dict(tn.named_modules())[n].weight
+        assert follows_rule(w, types[n]), n
+        off = torch.from_numpy(types[n] < 0)
+        assert not w.detach()[off].any()  # no synapse where the crossbar has none
+        assert not torch.equal(w, start[n])
+    assert _train_loss(tn, data) < before
+
+
+def test_the_report_runs_the_fine_tuned_network():
+    from hw_models.tn_weights import truenorth_weights_report
+    from hw_models.unroll import synaptic_layers
+
+    model, data = _digits_net()
+    r = truenorth_weights_report(model, synaptic_layers(model), data.test, T=4, encoding="direct", packed_cores=1,
+                                 finetune_epochs=1, train=data.train, limit=100)
+    assert r.finetune_epochs == 1 and 0.0 <= r.accuracy_truenorth_finetuned <= 1.0
+    assert r.to_dict()["accuracy_truenorth_finetuned"] == r.accuracy_truenorth_finetuned
+    with pytest.raises(ValueError, match="duplicate"):
+        truenorth_weights_report(model, synaptic_layers(model), data.test, mode="cluster", T=4, encoding="direct",
+                                 packed_cores=1, finetune_epochs=1, train=data.train, limit=10)
+
+
+def test_tn_finetune_without_duplicate_is_one_line(capsys):
+    from helpers import assert_user_error, run_cli
+
+    code, _, err = run_cli(capsys, "energy", "runs/none.pt", "--truenorth-weights", "cluster", "--tn-finetune", "1")
+    assert_user_error(code, err, "--tn-finetune needs --truenorth-weights duplicate")
