@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 import esl_deploy
-from esl_deploy.datasets import load_dataset, to_time_major
+from esl_deploy.datasets import frame_size_for, load_dataset, to_time_major
 from esl_deploy.errors import EslError
 from esl_deploy.models import SpikingNet, apply_layer
 from esl_deploy.neurons import LI, LIF
@@ -111,7 +111,7 @@ def load_network(source: Union[str, os.PathLike]) -> Tuple[SpikingNet, nir.NIRGr
 def encoded_inputs(dataset: str, T: int, encoding: str, *, limit: Optional[int] = None,
                    data_dir=None, input_shape: Optional[Tuple[int, ...]] = None) -> Tuple[np.ndarray, np.ndarray]:
     """The test set as ``(x (T, N, ...) float32, labels (N,))``, encoded as in the trainer's evaluation."""
-    splits = load_dataset(dataset, data_dir, T)
+    splits = load_dataset(dataset, data_dir, T, frame_size=frame_size_for(dataset, input_shape))
     if input_shape is not None and tuple(splits.input_shape) != tuple(input_shape):
         raise EslError(f"dataset {dataset!r} has inputs of shape {splits.input_shape}, the network expects "
                        f"{tuple(input_shape)}")
@@ -204,13 +204,14 @@ def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.nda
     return res.names, res.spikes, extra
 
 
-def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: str = "digits",
+def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: Optional[str] = None,
              limit: Optional[int] = None, progress: bool = True, *, data_dir=None, T: Optional[int] = None,
              encoding: Optional[str] = None, synapse: str = "sparse", conv: str = "conv",
              weight_groups: Optional[int] = None) -> SimReport:
     """Run ``source`` (a ``.nir`` file or a checkpoint) on the test set of ``dataset`` with ``backend``.
 
-    ``T`` and ``encoding`` default to those recorded with the network (else 8 and ``direct``);
+    ``dataset``, ``data_dir``, ``T`` and ``encoding`` default to those recorded with the network (else
+    digits, no folder, 8 and ``direct``);
     ``limit`` keeps the first N test samples. ``synapse``/``conv`` choose the Lava processes
     (:func:`export.lava.convert.convert`). ``weight_groups``: 8-bit synapse groups per weight in fixed
     point, 2 for ``lava-fixed`` by default (about 15-bit weights), 1 for ``netx`` (the only choice) and
@@ -238,6 +239,11 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: st
         weight_groups = 1 if backend == "netx" or (bits is not None and int(bits) <= 8) else 2
     T = int(T if T is not None else meta.get("T", 8))
     encoding = str(encoding if encoding is not None else meta.get("encoding", "direct"))
+    recorded = meta.get("dataset") if meta.get("dataset") not in (None, "unknown") else None
+    if dataset is None:
+        dataset = recorded or "digits"
+        if data_dir is None and dataset == recorded:
+            data_dir = meta.get("data_dir")
     x, y = encoded_inputs(dataset, T, encoding, limit=limit, data_dir=data_dir,
                           input_shape=tuple(model.spec.input_shape))
     n = x.shape[1]

@@ -42,9 +42,10 @@ def format_report(r: SimReport) -> str:
 @click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--backend", type=click.Choice(BACKENDS), default="lava", show_default=True,
               help="snntorch (float32), lava (floating point), lava-fixed (Loihi 2 fixed point) or netx.")
-@click.option("--dataset", type=click.Choice(list(DATASETS)), default="digits", show_default=True)
+@click.option("--dataset", type=click.Choice(list(DATASETS)), default=None,
+              help="Test set [default: the one the network was trained on, else digits].")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Folder holding the data set's files.")
+              help="Folder holding the data set's files [default: the training run's, for its data set].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N test samples.")
 @click.option("-T", "--steps", type=click.IntRange(min=1), default=None,
               help="Time steps per sample (default: the T the network was trained with).")
@@ -59,7 +60,7 @@ def format_report(r: SimReport) -> str:
                    "and for networks trained with --weight-bits 8].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def simulate_cmd(model: Path, backend: str, dataset: str, data_dir: Optional[Path], limit: Optional[int],
+def simulate_cmd(model: Path, backend: str, dataset: Optional[str], data_dir: Optional[Path], limit: Optional[int],
                  steps: Optional[int], encoding: Optional[str], synapse: str, conv: str,
                  weight_groups: Optional[int], as_json: bool, no_progress: bool) -> None:
     """Run MODEL (a checkpoint or .nir file) on a test set and compare its spikes with snnTorch."""

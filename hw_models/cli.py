@@ -84,7 +84,7 @@ def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encodi
                convention, tn_weights, tn_finetune, list_constants, seed, as_json, plot):
     """Count synaptic operations on a data set, map the network onto TrueNorth cores and estimate its
     energy on TrueNorth, Loihi and 45 nm CMOS against the dense ANN on a V100-class GPU."""
-    from esl_deploy.datasets import load_dataset
+    from esl_deploy.datasets import frame_size_for, load_dataset
 
     from .report import energy_report, plot_energy
 
@@ -108,8 +108,9 @@ def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encodi
     if not T:
         raise EslError("the model does not say how many time steps it runs: give --T")
     encoding = encoding or meta.get("encoding") or "direct"
-    splits = load_dataset(dataset, data_dir or meta.get("data_dir"), T=int(T))
     spec = getattr(model, "spec", None)
+    splits = load_dataset(dataset, data_dir or meta.get("data_dir"), T=int(T),
+                          frame_size=frame_size_for(dataset, spec.input_shape if spec is not None else None))
     if spec is not None and tuple(spec.input_shape) != tuple(splits.input_shape):
         raise EslError(f"the model takes input of shape {tuple(spec.input_shape)} but {dataset} gives "
                        f"{tuple(splits.input_shape)}")

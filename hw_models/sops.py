@@ -386,7 +386,8 @@ def _sample_dims(module: nn.Module) -> int:
 
 
 def _batches(data, batch_size: int) -> Iterable[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
-    """(x, y-or-None) batches from a tensor, an (x, y) pair, a Dataset or an iterable of batches."""
+    """(x, y-or-None) batches from a tensor, an (x, y) pair, a map-style data set (a torch or tonic
+    Dataset) or an iterable (a list) of batches."""
     if isinstance(data, torch.Tensor):
         for i in range(0, len(data), batch_size):
             yield data[i:i + batch_size], None
@@ -396,7 +397,9 @@ def _batches(data, batch_size: int) -> Iterable[Tuple[torch.Tensor, Optional[tor
         for i in range(0, len(x), batch_size):
             yield x[i:i + batch_size], y[i:i + batch_size]
         return
-    if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):
+    map_style = isinstance(data, torch.utils.data.Dataset) or (  # tonic's data sets are not torch Datasets
+        hasattr(data, "__getitem__") and not isinstance(data, (list, tuple, dict)))
+    if map_style and hasattr(data, "__len__"):
         data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
     for batch in data:
         if isinstance(batch, (list, tuple)):

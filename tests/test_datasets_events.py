@@ -306,3 +306,28 @@ def test_stratified_split():
     assert [targets[i] for i in test].count(0) == 1 and 30 in train  # a single-sample class stays in train
     assert events.stratified_split(targets, 0.1, seed=0) == (train, test)
     assert events.stratified_split(targets, 0.1, seed=1) != (train, test)
+
+
+def test_energy_and_simulate_read_event_data_at_the_frame_size_the_model_was_trained_at(tmp_path, capsys):
+    """A model trained with --frame-size 32 takes (2, 32, 32) frames; esl energy and esl simulate load the
+    events at that size again (before, they loaded the sensor's 128x128 and stopped on the shape)."""
+    import json
+
+    from esl_deploy.datasets import frame_size_for
+    from helpers import run_cli
+
+    assert frame_size_for("dvsgesture", (2, 32, 32)) == 32 and frame_size_for("mnist", (1, 28, 28)) is None
+    assert frame_size_for("dvsgesture", (2, 32, 16)) is None and frame_size_for("nope", (2, 8, 8)) is None
+    make_dvsgesture(tmp_path / "data", x_offset=100)
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--model", "convnet", "--dataset", "dvsgesture", "--data-dir",
+                           tmp_path / "data", "--frame-size", "32", "--T", T, "--epochs", "1", "--width", "0.25",
+                           "--out", run, "--no-progress")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "energy", run / "checkpoint.pt", "--hw", "truenorth", "--json")
+    assert code == 0, err
+    assert json.loads(out)["activity"]["samples"] == 100
+    code, out, err = run_cli(capsys, "simulate", run / "checkpoint.pt", "--backend", "snntorch", "--json",
+                             "--no-progress")
+    assert code == 0, err
+    assert json.loads(out)["samples"] == 100

@@ -89,5 +89,16 @@ def load_dataset(name: str, data_dir: Optional[str | Path] = None, T: int = 8,
     return info.load(path, T, frame_size)
 
 
-__all__ = ["DATASETS", "DatasetInfo", "DataSplits", "ENCODINGS", "encode", "load_dataset", "split_train_val",
-           "to_time_major"]
+def frame_size_for(name: str, input_shape) -> Optional[int]:
+    """The ``frame_size`` that gives a model trained with ``--frame-size`` its input again: the side of
+    a square (C, H, H) input for an event data set, None for any other data set or shape (the loader's
+    own size, or a mismatch that the caller reports)."""
+    info = DATASETS.get(name)
+    shape = tuple(int(s) for s in (input_shape or ()))
+    if info is None or not info.temporal or len(shape) != 3 or shape[1] != shape[2]:
+        return None
+    return shape[1]
+
+
+__all__ = ["DATASETS", "DatasetInfo", "DataSplits", "ENCODINGS", "encode", "frame_size_for", "load_dataset",
+           "split_train_val", "to_time_major"]
