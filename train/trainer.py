@@ -140,7 +140,16 @@ def input_feasible(model: SpikingNet, data, cfg: TrainConfig) -> Dict[str, torch
 
 
 def _peak_rss_mib() -> Optional[float]:
-    """This process's peak resident set size so far, MiB (``ru_maxrss``: KiB on Linux); None where unknown."""
+    """This process's peak resident set size so far, MiB; None where unknown. Linux: ``VmHWM`` of
+    /proc/self/status (this program's own; ``ru_maxrss`` also holds the peak of a parent it was forked
+    from), elsewhere ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2 ** 10  # kB
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:  # not on POSIX
