@@ -22,10 +22,10 @@ Two ways of mapping a real weight matrix W (neurons x sources), both valid for a
 Fine-tuning under the rule (``finetune_epochs``, ``esl energy --tn-finetune E``): the 4 levels of each
 (neuron, part) are shared weights (Han et al. 2016's trained quantisation): W[n, i] = L[g(n, i)] with
 g the (neuron, part, type) group of the synapse, so dL/dL_g = sum of dL/dW over the group; the levels
-train with Adam (lr 1e-3) on the training split under the trainer's ``ce`` loss (the types and the
-mask stay fixed), then go back onto each
-neuron's 9-bit grid (S = round(L / s_n), s_n = max |L| / 255 over the neuron's levels). The result
-still follows the rule exactly (:func:`follows_rule`).
+train with Adam (lr 1e-3) on the training split under the trainer's ``ce`` loss, in eval mode (the
+types, the mask and everything else stay fixed), then go back onto each neuron's 9-bit grid
+(S = round(L / s_n), s_n = max |L| / 255 over the neuron's levels). The result still follows the rule
+exactly (:func:`follows_rule`).
 
 The weight error is reported as ``||W_tn - W|| / ||W||`` over the nonzero weights; the fidelity check
 runs the network with the TrueNorth weights (the float equivalent ``S * s_n``: an integer threshold
@@ -233,17 +233,17 @@ def follows_rule(weight: torch.Tensor, types: np.ndarray, part: Optional[np.ndar
     flat = w.reshape(-1)
     off = torch.ones(flat.numel(), dtype=torch.bool)
     off[pos] = False
-    if flat[off].abs().max().item() if off.any() else 0.0:
+    if flat[off].any():
         return False
     vals = flat[pos]
-    first = torch.zeros(len(neuron), dtype=vals.dtype).index_reduce_(0, gid, vals, "amax", include_self=False)
+    high = torch.zeros(len(neuron), dtype=vals.dtype).index_reduce_(0, gid, vals, "amax", include_self=False)
     low = torch.zeros(len(neuron), dtype=vals.dtype).index_reduce_(0, gid, vals, "amin", include_self=False)
-    if not torch.allclose(first, low, rtol=rtol, atol=0):
+    if not torch.allclose(high, low, rtol=rtol, atol=0):
         return False
-    top = torch.zeros(w.shape[0], dtype=vals.dtype).index_reduce_(0, neuron, first.abs(), "amax", include_self=False)
+    top = torch.zeros(w.shape[0], dtype=vals.dtype).index_reduce_(0, neuron, high.abs(), "amax", include_self=False)
     s = (top / WEIGHT_MAX)[neuron]
     ok = s > 0
-    S = first[ok] / s[ok]
+    S = high[ok] / s[ok]
     return bool(torch.allclose(S, torch.round(S), rtol=0, atol=1e-3) and (S.abs() <= WEIGHT_MAX + 1e-3).all())
 
 
@@ -284,7 +284,7 @@ def finetune_levels(tn: nn.Module, types: dict, parts: Optional[dict], train, *,
     loader = torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True, generator=gen)
     steps = max(1, int(round(epochs * len(loader))))
     was = tn.training
-    tn.train()
+    tn.eval()  # batch norm and the like keep their statistics: only the levels change
     for p in tn.parameters():
         p.requires_grad_(False)
     for mod, *_ in groups:
