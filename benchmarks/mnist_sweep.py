@@ -6,7 +6,7 @@
         [--no-lava] [--out runs/sweep] [--results results] [--json] [-- EXTRA esl train OPTIONS]
 
 Every run is the user's own commands, run as subprocesses: ``esl train --config configs/mnist_esl.toml``
-(784-800-10, lr 0.01 -> 0.0001, batch 100, T_iter 1000) with ``--method``, ``--density``, ``--seed`` and
+(784-800-10, batch 100, T_iter 1000; the learning rate as chosen below) with ``--method``, ``--density``, ``--seed`` and
 ``--epochs`` (the paper trains 300 epochs; this grid uses fewer so it finishes in hours on 2 CPU cores),
 then ``esl energy RUN/checkpoint.pt --hw all --json`` (SOPs per sample, TrueNorth cores, energy per
 hardware, both conventions' papers default) on the test set, and, for the best model of each method,
@@ -44,8 +44,8 @@ from esl_deploy.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
 NAME = "mnist_sweep"
 CONFIG = C.ROOT / "configs" / "mnist_esl.toml"
 DEFAULT_DATA = C.ROOT.parent / "shared" / "data" / "mnist"
-# grid label -> esl train options (besides --density)
 LR_RATIO = 100.0  # lr_end = lr / 100: the paper's 0.01 -> 0.0001
+# grid label -> esl train options (besides --density)
 METHODS: Dict[str, List[str]] = {
     "dense": ["--method", "dense"],
     "static": ["--method", "static"],
@@ -185,8 +185,8 @@ def sweep(a) -> dict:
         s = train_run(folder, train_args(run.method, run.density, run.seed, a.epochs, lr), data_args, a.extra)
         e = _json_step(folder / "energy.json", ["energy", folder / "checkpoint.pt", "--hw", "all", *data_args])
         rows.append({"run": run.name, "method": run.method, "target_density": run.density, "seed": run.seed,
-                     "lr": config_lr() if lr is None else lr, "test_acc": s["test_acc"], "density": s["density"], "best_epoch": s["best_epoch"],
-                     "seconds_per_epoch": s["seconds_per_epoch"], **energy_row(e)})
+                     "lr": config_lr() if lr is None else lr, "test_acc": s["test_acc"], "density": s["density"],
+                     "best_epoch": s["best_epoch"], "seconds_per_epoch": s["seconds_per_epoch"], **energy_row(e)})
     if not a.no_lava:
         best: Dict[str, dict] = {}
         for r in rows:
