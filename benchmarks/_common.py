@@ -12,8 +12,10 @@ import argparse
 import io
 import json
 import math
+import os
 import shlex
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional, Sequence
@@ -52,6 +54,28 @@ def command(script: str, argv: Optional[Sequence[str]]) -> str:
     """The command line that made a result, as the README should quote it."""
     args = list(sys.argv[1:] if argv is None else argv)
     return shlex.join([".venv/bin/python", f"benchmarks/{Path(script).name}", *args])
+
+
+# ---------------------------------------------------------------------------------------- the esl commands
+def esl_json(args: Sequence, *, cache: Optional[Path] = None, newer_than: Optional[Path] = None,
+             who: str = "benchmark") -> dict:
+    """``esl ARGS --json`` as a user runs it (a subprocess from the repo root), parsed.
+
+    With ``cache``, the result is written there (atomically) and read back instead of running the command
+    again while the file exists (and, with ``newer_than``, is newer than that file). A failed command
+    stops the benchmark with its stderr, prefixed by ``who``."""
+    if cache is not None and cache.is_file() and (
+            newer_than is None or cache.stat().st_mtime_ns > newer_than.stat().st_mtime_ns):
+        return json.loads(cache.read_text())
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "cli", *map(str, args), "--json"], cwd=ROOT, env=env,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{who}: esl {' '.join(map(str, args[:2]))} failed: {r.stderr.strip()}")
+    data = json.loads(r.stdout)
+    if cache is not None:
+        atomic_write_text(cache, json.dumps(data, indent=1) + "\n")
+    return data
 
 
 # ------------------------------------------------------------------------------------------------- run folders

@@ -18,8 +18,6 @@ core-aware training buys.
 """
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -64,11 +62,7 @@ def ensure(run: Path, epochs: int, retrain: bool) -> None:
 
 def energy_json(run: Path, *args: str) -> dict:
     """`esl energy RUN/checkpoint.pt --json ARGS` (default --hw all), parsed."""
-    r = subprocess.run([sys.executable, "-m", "cli", "energy", str(run.resolve() / "checkpoint.pt"), "--json", *args],
-                       cwd=C.ROOT, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"{run}: {r.stderr.strip()}")
-    return json.loads(r.stdout)
+    return C.esl_json(["energy", run.resolve() / "checkpoint.pt", *args], who=str(run))
 
 
 def row(run: Path) -> dict:

@@ -17,8 +17,6 @@ in the run folder (``simulate_BACKEND[_N].json``) and reused while it is newer t
 from __future__ import annotations
 
 import dataclasses
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -36,16 +34,10 @@ MODELS = {  # run folder -> (label, weight bits, backends)
 
 def simulate(ckpt: Path, backend: str, data_dir: Path, limit) -> dict:
     """``esl simulate`` of ``ckpt`` on ``backend`` (its JSON cached beside the checkpoint)."""
-    cache = ckpt.parent / f"simulate_{backend}{'_' + str(limit) if limit else ''}.json"
-    if cache.is_file() and cache.stat().st_mtime_ns > ckpt.stat().st_mtime_ns:
-        return json.loads(cache.read_text())
-    args = [sys.executable, "-m", "cli", "simulate", str(ckpt.resolve()), "--backend", backend, "--dataset", "mnist",
-            "--data-dir", str(data_dir.resolve()), "--json", "--no-progress"] + (["--limit", str(limit)] if limit else [])
-    r = subprocess.run(args, cwd=C.ROOT, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"mnist_lava: {backend}: {r.stderr.strip()}")
-    C.atomic_write_text(cache, r.stdout)
-    return json.loads(r.stdout)
+    return C.esl_json(["simulate", ckpt.resolve(), "--backend", backend, "--dataset", "mnist", "--data-dir",
+                       data_dir.resolve(), "--no-progress"] + (["--limit", limit] if limit else []),
+                      cache=ckpt.parent / f"simulate_{backend}{'_' + str(limit) if limit else ''}.json",
+                      newer_than=ckpt, who=f"mnist_lava: {backend}")
 
 
 def table(res: dict) -> str:

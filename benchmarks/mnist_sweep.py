@@ -29,8 +29,6 @@ against real (nonzero) density per method, and accuracy against TrueNorth energy
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +37,7 @@ from typing import Dict, List, Optional, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
-from esl_deploy.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
+from esl_deploy.atomic import atomic_write_csv  # noqa: E402
 
 NAME = "mnist_sweep"
 CONFIG = C.ROOT / "configs" / "mnist_esl.toml"
@@ -83,12 +81,6 @@ def grid(methods: Sequence[str], densities: Sequence[float], seeds: Sequence[int
     return runs
 
 
-def _esl(args: Sequence[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(C.ROOT)}
-    return subprocess.run([sys.executable, "-m", "cli", *map(str, args)], cwd=C.ROOT, env=env,
-                          capture_output=True, text=True)
-
-
 def config_lr() -> float:
     """The learning rate of ``configs/mnist_esl.toml`` (used where no lr was chosen)."""
     import tomllib
@@ -121,30 +113,15 @@ def select_lr(a, data_args: Sequence[str]) -> dict:
     return chosen
 
 
-def _json_step(path: Path, args: Sequence[str]) -> dict:
-    """Run ``esl ARGS --json`` unless ``path`` already holds its result; keep the result in ``path``."""
-    if path.is_file():
-        return json.loads(path.read_text())
-    r = _esl([*args, "--json"])
-    if r.returncode != 0:
-        raise SystemExit(f"mnist_sweep: esl {' '.join(map(str, args[:2]))} failed: {r.stderr.strip()}")
-    data = json.loads(r.stdout)
-    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
-    return data
-
-
 def train_run(folder: Path, options: Sequence, data_args: Sequence[str], extra: Sequence[str]) -> dict:
     """``esl train OPTIONS`` into ``folder`` (skipped when finished, resumed when cut off)."""
     summary = folder / "summary.json"
     if summary.is_file():
         return json.loads(summary.read_text())
-    args = ["train", *options, *data_args, *extra, "--out", folder, "--no-progress", "--json"]
+    args = ["train", *options, *data_args, *extra, "--out", folder, "--no-progress"]
     if (folder / "checkpoint.pt").is_file():
         args.append("--resume")
-    r = _esl(args)
-    if r.returncode != 0:
-        raise SystemExit(f"mnist_sweep: {run.name}: {r.stderr.strip()}")
-    return json.loads(r.stdout)
+    return C.esl_json(args, who=f"mnist_sweep: {folder.name}")
 
 
 def energy_row(e: dict) -> dict:
@@ -183,7 +160,8 @@ def sweep(a) -> dict:
         folder = a.out / run.name
         lr = lrs.get("dense" if run.method == "dense" else "esl", {}).get("lr")
         s = train_run(folder, train_args(run.method, run.density, run.seed, a.epochs, lr), data_args, a.extra)
-        e = _json_step(folder / "energy.json", ["energy", folder / "checkpoint.pt", "--hw", "all", *data_args])
+        e = C.esl_json(["energy", folder / "checkpoint.pt", "--hw", "all", *data_args], cache=folder / "energy.json",
+                       who=NAME)
         rows.append({"run": run.name, "method": run.method, "target_density": run.density, "seed": run.seed,
                      "lr": config_lr() if lr is None else lr, "test_acc": s["test_acc"], "density": s["density"],
                      "best_epoch": s["best_epoch"], "seconds_per_epoch": s["seconds_per_epoch"], **energy_row(e)})
@@ -196,8 +174,8 @@ def sweep(a) -> dict:
             folder = a.out / r["run"]
             lim = ["--limit", a.lava_limit] if a.lava_limit else []
             name = f"lava{'_' + str(a.lava_limit) if a.lava_limit else ''}.json"
-            lv = _json_step(folder / name, ["simulate", folder / "checkpoint.pt", "--backend", "lava", *data_args,
-                                            *lim, "--no-progress"])
+            lv = C.esl_json(["simulate", folder / "checkpoint.pt", "--backend", "lava", *data_args, *lim,
+                             "--no-progress"], cache=folder / name, who=NAME)
             r["lava_output_agreement"] = lv.get("output_agreement")
             r["lava_samples"] = lv.get("samples", a.lava_limit)
     return {"dataset": a.dataset, "model": "mlp 784-800-10" if a.dataset == "mnist" else "mlp", "epochs": a.epochs,
