@@ -149,17 +149,12 @@ def profile(data_batches) -> dict:
 
 def peak_rss(data_dir: str) -> dict:
     """Peak RSS of one MNIST training epoch run the way users run it, and the data sizes it compares to."""
-    import subprocess
     import tempfile
 
     def run(*args: str) -> float:
         with tempfile.TemporaryDirectory() as tmp:
-            r = subprocess.run([sys.executable, "-m", "cli", "train", *args, "--epochs", "1", "--out",
-                                str(Path(tmp) / "run"), "--no-progress", "--json"], cwd=ROOT, capture_output=True,
-                               text=True)
-        if r.returncode != 0:
-            raise SystemExit(f"bench_mnist_speed: esl train failed: {r.stderr.strip()}")
-        return json.loads(r.stdout)["peak_rss_mib"]
+            return C.esl_json(["train", *args, "--epochs", "1", "--out", Path(tmp) / "run", "--no-progress"],
+                              who="bench_mnist_speed")["peak_rss_mib"]
 
     images = 60000 * 784 * 4 / 2 ** 20
     return {"peak_rss_mib": run("--config", str(ROOT / "configs" / "mnist_esl.toml"), "--data-dir", data_dir),
