@@ -40,6 +40,7 @@ from esl_deploy.checkpoint import atomic_write_text, read_checkpoint, save_check
 from esl_deploy.datasets import load_dataset, to_time_major
 from esl_deploy.env import environment
 from esl_deploy.errors import EslError
+from esl_deploy.loihi2 import INPUT_FRAC_BITS_MAX
 from esl_deploy.models import ModelSpec, SpikingNet, build_model
 from esl_deploy.resources import check_memory
 
@@ -49,7 +50,7 @@ from .distributed import (ShardedBatches, World, all_sum, broadcast_object, chec
                           together)
 from .losses import compute_loss, predict
 from .masking import MaskEngine
-from .quant import hardware_beta, quantized_state, quantized_weights
+from .quant import LoihiView, hardware_beta, loihi_views, quantized_state, quantized_weights
 from .sparse_adam import MaskedAdam
 from .structure import PLOT_FILES, save_png, write_structure_plots
 
@@ -137,6 +138,28 @@ def input_feasible(model: SpikingNet, data, cfg: TrainConfig) -> Dict[str, torch
     for x, _ in DataLoader(data.train, batch_size=1024, shuffle=False):
         active |= (x.reshape(len(x), -1) != 0).any(0)
     return {f"{name}.weight": active.reshape(1, -1)}
+
+
+def qat_views(model: SpikingNet, data, cfg: TrainConfig) -> Dict[str, LoihiView]:
+    """The Loihi grid of each synapse layer for quantisation-aware training (:func:`train.quant.loihi_views`).
+
+    The first layer's input is described as ``esl simulate`` will quantise it: direct-encoded static data
+    are scanned once for their range and the fractional bits that hold them exactly
+    (:func:`exact_frac_bits`, digits: 4); rate-encoded input is spikes; event frames are not scanned
+    (their integer range is not known before the test data are), so that layer keeps the threshold
+    and bias grid without width limits.
+    """
+    if not cfg.weight_bits:
+        return {}
+    if data.temporal or cfg.encoding != "direct":
+        return loihi_views(model, input_frac_bits=None if data.temporal else 0, graded_input=data.temporal)
+    bits, lo, hi = 0, 0.0, 1.0
+    for x, _ in DataLoader(data.train, batch_size=4096, shuffle=False):
+        x = x.double()
+        lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+        while bits is not None and not torch.equal(x * 2.0 ** bits, torch.round(x * 2.0 ** bits)):
+            bits = bits + 1 if bits < INPUT_FRAC_BITS_MAX else None
+    return loihi_views(model, input_frac_bits=bits, x_lo=lo, x_hi=hi)
 
 
 def _peak_rss_mib() -> Optional[float]:
@@ -376,6 +399,7 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
                         steps_per_epoch=spe, feasible=feasible, mask_in_hook=not world.distributed,
                         on_rewire=rewire_check(world))
     dead_inputs = sum(int((~ok).sum()) for ok in feasible.values())
+    views = qat_views(model, data, cfg)  # {} without --weight-bits
 
     start_epoch, history, best, wall = 0, [], None, 0.0
     if resume:
@@ -394,7 +418,8 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         try:
-            row = _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress, world=world, net=net)
+            row = _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress, world=world, net=net,
+                               views=views)
         except Diverged as e:
             kept = (f"the last good checkpoint (epoch {epoch}) is kept in {out / 'checkpoint.pt'}" if epoch
                     else "no epoch finished, so nothing was saved")
@@ -405,7 +430,7 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, row)
             continue
-        with quantized_weights(model, cfg.weight_bits):
+        with quantized_weights(model, cfg.weight_bits, views):
             val = evaluate(model, data.val, cfg, data.temporal, device)
         dens = _densities(engine)
         row.update(epoch=epoch + 1, val_loss=val["loss"], val_acc=val["acc"], lr=lr,
@@ -414,7 +439,7 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
         # Keep the best on validation among epochs whose sparsity is final: for pq and magnitude the
         # density still falls until the last pruning, and an earlier, denser model is not the result.
         if engine.structure_final and (best is None or val["acc"] > best["val_acc"]):
-            best = kept_model(epoch + 1, val["acc"], quantized_state(model, cfg.weight_bits), engine, dens)
+            best = kept_model(epoch + 1, val["acc"], quantized_state(model, cfg.weight_bits, views), engine, dens)
         wall += time.perf_counter() - t0
         row["epoch_seconds"] = time.perf_counter() - t0
         history.append(row)
@@ -431,7 +456,7 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
         return None
 
     if best is None:  # the structure never became final (a pruning still pending when the run ended)
-        best = kept_model(cfg.epochs, history[-1]["val_acc"], quantized_state(model, cfg.weight_bits), engine,
+        best = kept_model(cfg.epochs, history[-1]["val_acc"], quantized_state(model, cfg.weight_bits, views), engine,
                           _densities(engine))
     best_model = build_model(spec).to(device)
     best_model.load_state_dict(best["model"])
@@ -460,7 +485,7 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
 
 
 def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress, *, world: Optional[World] = None,
-                 net: Optional[torch.nn.Module] = None) -> dict:
+                 net: Optional[torch.nn.Module] = None, views: Optional[Dict[str, LoihiView]] = None) -> dict:
     """One epoch of training; returns its mean loss, training accuracy, connections rewired and seconds.
 
     With a distributed ``world`` the batches are this process's shards of the global batches
@@ -482,7 +507,7 @@ def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress, *
         shard = shard_rows(min(cfg.batch_size, n_train - i * cfg.batch_size), world)
         y = y.to(device)
         optimizer.zero_grad(set_to_none=True)
-        with quantized_weights(model, cfg.weight_bits):  # straight-through: gradients of the grid weights
+        with quantized_weights(model, cfg.weight_bits, views):  # straight-through: gradients of the grid values
             out = run_model(net, x, cfg, data.temporal, enc_gen, device, rows=(shard.start, shard.total))
             loss = compute_loss(cfg.loss, out, y, cfg.tet_lambda, readout=cfg.readout)
             hits = (predict(out.detach()) == y).sum() if shard.rows else torch.zeros((), device=device)

@@ -286,6 +286,10 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
     largest scale; ``max|x| 2^m <= 32767`` either way. Rounding is sum-preserving per neuron
     (:func:`quantize_weights`).
 
+    Lossless first: with one group, a layer whose weights, threshold and biases are already integers at
+    some scale inside these limits (trained on :func:`train.quant.loihi_quantize`'s grid) is mapped at
+    that scale, with no rounding at all (:func:`_lossless_scale`; ``errors["lossless"] = 1``).
+
     Raises :class:`EslError` (one line: layer, quantity) when the layer cannot fit: the input does not
     fit 16 bits, or the scale the widths allow leaves ``vth < 16`` integer steps (a threshold error of
     up to 3 %, weights below 1/32 of the threshold lost).
@@ -342,8 +346,12 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
             input_scale = float(2 ** min(max(m, 0), m_max))
     xi_lo, xi_hi = _input_ints(x_lo, x_hi, input_scale) if syn.graded else (0, 1)
     top = WEIGHT_MIXED_MAX * 2 ** SPLIT_EXP_MAX if split_ok else grid
-    scale = min(s_budget, top * input_scale / wmax) if wmax > 0 else s_budget
-    binding = min(limits, key=limits.get) if scale >= s_budget else "weight"
+    exact = _lossless_scale(syn, neuron, input_scale, xi_lo, xi_hi) if groups == 1 else None
+    if exact is not None:  # the layer already lies on a grid one synapse group holds (train.quant): no rounding
+        scale, binding = exact, "lossless"
+    else:
+        scale = min(s_budget, top * input_scale / wmax) if wmax > 0 else s_budget
+        binding = min(limits, key=limits.get) if scale >= s_budget else "weight"
     for _ in range(200):
         w_int, ref, back, zeroed, peak = _round_layer_weights(syn, scale, input_scale, mixed, top)
         # split so that hi = w / 2^k rounded to even stays within the mixed-sign 8-bit range [-254, 254]
@@ -387,8 +395,53 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
         "synapse_groups": float(2 if split else 1),
         "a_in_bound": float(a_bound),
         "v_saturates": float(ranges["v_floor"][0] < -UV_LIMIT + 1),
+        "lossless": float(binding == "lossless"),
     }
     return fixed
+
+
+def _lossless_scale(syn, neuron, input_scale: float, xi_lo: int, xi_hi: int) -> Optional[float]:
+    """The largest scale ``S`` at which the layer's weights, threshold and biases are all integers already
+    (a layer trained on :func:`train.quant.loihi_quantize`'s grid), inside every limit
+    :func:`quantize_layer` keeps; None when there is none.
+
+    Candidates: the largest weight is ``n_max`` steps of ``unit = 2 theta / v`` (``v`` an integer,
+    ``n_max <= 127``), so ``S = 2 input_scale / unit`` gives even weights ``2 W / unit`` up to 254,
+    ``vth = v input_scale`` and ``bias_mant = b S``; each must be an integer to within float32 rounding
+    (1e-3 of a step), with ``VTH_MIN <= vth <= VTH_TARGET``, ``|bias_mant| <= 4095`` and the worst-case
+    ``|a_in| <= 32767``.
+    """
+    theta = float(neuron.threshold)
+    signed = np.asarray(syn.weights_flat(), dtype=np.float64)
+    nonzero = np.abs(signed[signed != 0])
+    if not nonzero.size or not (theta > 0 and math.isfinite(theta)):
+        return None
+    peak = float(nonzero.max())
+    bias = np.asarray(neuron.bias, dtype=np.float64).ravel()
+    for n_max in range(WEIGHT_MIXED_MAX // 2, 0, -1):
+        v = 2.0 * theta * n_max / peak
+        v_int = round(v)
+        if v_int < 1 or abs(v - v_int) > 1e-5 * v:
+            continue
+        unit = 2.0 * theta / v_int
+        steps = signed / unit
+        n = np.round(steps)
+        if np.abs(steps - n).max() > 1e-3:
+            continue
+        scale = 2.0 * input_scale / unit
+        vth = v_int * input_scale
+        mant = bias * scale
+        if not VTH_MIN <= vth <= VTH_TARGET or np.abs(mant - np.round(mant)).max(initial=0.0) > 1e-3 \
+                or np.abs(np.round(mant)).max(initial=0.0) > BIAS_MANT_MAX:
+            continue
+        if syn.kind == "conv":
+            w_int = (2 * n).astype(np.int64).reshape(syn.weight.shape)
+        else:
+            w = syn.weight
+            w_int = sp.csr_matrix(((2 * n).astype(np.int64), w.indices, w.indptr), shape=w.shape)
+        if _port_peak(w_int, 0, syn.kind, xi_lo, xi_hi) <= A_IN_MAX:
+            return scale
+    return None
 
 
 def split_weights(weight, k: int):

@@ -12,6 +12,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import scipy.sparse as sp
 
+from esl_deploy.loihi2 import (A_IN_MAX, ACT_SHIFT, BIAS_EXP, BIAS_MANT_MAX, DECAY_UNITY,  # noqa: F401
+                               INPUT_FRAC_BITS_MAX, INPUT_INT_MAX, SPLIT_EXP_MAX, UV_LIMIT, VTH_MAX, VTH_MIN,
+                               VTH_TARGET, WEIGHT_MIXED_MAX, WEIGHT_SIGNED_MAX)
+
 from ..nir.graph import conv_output_hw, pair, size
 
 DEFAULT_DT = 1e-4  # snnTorch's export_nir constant, used when the graph's metadata has no "dt"
@@ -19,22 +23,7 @@ READOUT_NODE_TYPES = ("LI", "I")  # non-spiking readout neurons: a Lava LIF with
 READOUT_VTH = math.inf  # the threshold of a readout population: never reached
 SYNAPSE_KINDS = ("sparse", "dense")
 
-# --- Loihi 2 fixed-point limits (lava.proc.lif.models.AbstractPyLifModelFixed, PyLifModelBitAcc) ---
-DECAY_UNITY = 4096        # du, dv are 12-bit: decay factor (4096 - dv) / 4096; u uses du + 1 (ds_offset)
-ACT_SHIFT = 6             # a_in and vth are left-shifted by 6 bits into the 24-bit u, v
-UV_LIMIT = 2 ** 23        # u, v are 24-bit signed
-VTH_MAX = 2 ** 17 - 1     # vth is 17-bit unsigned
-BIAS_MANT_MAX = 4095      # bias_mant is 13-bit signed
-BIAS_EXP = 6              # bias = bias_mant << 6: one bias unit = one a_in unit (as lava-dl netx writes it)
-WEIGHT_MIXED_MAX = 254    # 8-bit mixed-sign weights: even values in [-256, 254] (Dense truncates the LSB)
-WEIGHT_SIGNED_MAX = 255   # one-signed weights: |w| <= 255
-VTH_TARGET = 2 ** 14      # largest vth we choose: v then has 8x threshold of headroom in 24 bits
-A_IN_MAX = 2 ** 15 - 1    # a_in and every synapse port's a_out are 16-bit signed: |a| <= 32767
-INPUT_INT_MAX = 2 ** 15 - 1  # graded input round(x * 2^m) travels in a 16-bit message
-INPUT_FRAC_BITS_MAX = 8   # graded input x is sent as round(x * 2^m), m <= 8
-SPLIT_EXP_MAX = 7         # split weights: hi * 2^k + lo with k <= 7 keeps |lo| <= 128 inside 8 bits
-VTH_MIN = 16              # fewer integer steps per threshold than this: the layer does not fit (EslError)
-
+# Loihi 2 fixed-point limits: esl_deploy.loihi2 (shared with the trainer's quantisation-aware grid)
 # quantity -> (lowest, highest, where Lava declares it); see the docstring of export.lava.fixed
 WIDTHS: Dict[str, tuple] = {
     "a_in": (-A_IN_MAX - 1, A_IN_MAX, "16-bit signed: LIF a_in, Dense/Sparse a_out (precision=16)"),
