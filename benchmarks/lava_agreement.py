@@ -7,8 +7,8 @@ Models (trained through the same trainer as ``esl train`` when their run folder 
 another config, or with --retrain; 40 epochs, seed 0): the MLP 64-800-10 dense and ESL at 10 %
 (``runs/results/{dense,esl}_s0``, shared with ``benchmarks/digits_results.py``) and the conv net
 16C3-AP2-32C3-AP2-FC10 dense and ESL at 10 % (``runs/results/convnet_{dense,esl}_s0``), and the same
-four trained with ``--weight-bits 8`` (quantisation-aware: weights on the 8-bit grid one netx synapse
-holds; ``*_q8_s0``). Each is run by ``esl simulate`` (:func:`export.simulate.simulate`) with every
+four trained with ``--weight-bits 8`` (quantisation-aware: weights, biases and threshold on the integer
+grid one 8-bit Loihi 2 / netx synapse group realises exactly, :func:`train.quant.loihi_quantize`; ``*_q8_s0``). Each is run by ``esl simulate`` (:func:`export.simulate.simulate`) with every
 backend: ``snntorch`` (float32), ``lava`` (Loihi 2 floating-point models), ``lava-fixed`` (bit-accurate
 fixed point) and ``netx`` (the lava-dl HDF5 file, loaded by ``netx.hdf5.Network``).
 The reference is snnTorch in float64. A second table does the same for the dense MLP trained with TET

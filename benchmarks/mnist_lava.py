@@ -10,8 +10,8 @@ samples through one compiled Lava network: accuracy, snnTorch float64 accuracy, 
 spike agreement, identical samples and samples/s. Writes ``mnist_lava.md`` / ``mnist_lava.json``.
 
 Two models: the float-trained run (Lava float and fixed point: the post-training rounding), and the same
-configuration trained with ``--weight-bits 8`` (``mnist_esl_qat8_s0``: weights on the 8-bit grid one
-Loihi 2 / netx synapse holds), in Lava float, fixed point and lava-dl netx. Each backend's JSON is kept
+configuration trained with ``--weight-bits 8`` (``mnist_esl_qat8_s0``: weights, biases and threshold
+on the integer grid of :func:`train.quant.loihi_quantize`; the first layer's k/255 input is not exact), in Lava float, fixed point and lava-dl netx. Each backend's JSON is kept
 in the run folder (``simulate_BACKEND[_N].json``) and reused while it is newer than the checkpoint.
 """
 from __future__ import annotations
