@@ -40,7 +40,7 @@ from esl_deploy.checkpoint import atomic_write_text, read_checkpoint, save_check
 from esl_deploy.datasets import load_dataset, to_time_major
 from esl_deploy.env import environment
 from esl_deploy.errors import EslError
-from esl_deploy.loihi2 import INPUT_FRAC_BITS_MAX
+from esl_deploy.loihi2 import exact_frac_bits
 from esl_deploy.models import ModelSpec, SpikingNet, build_model
 from esl_deploy.resources import check_memory
 
@@ -155,10 +155,10 @@ def qat_views(model: SpikingNet, data, cfg: TrainConfig) -> Dict[str, LoihiView]
         return loihi_views(model, input_frac_bits=None if data.temporal else 0, graded_input=data.temporal)
     bits, lo, hi = 0, 0.0, 1.0
     for x, _ in DataLoader(data.train, batch_size=4096, shuffle=False):
-        x = x.double()
+        x = x.double().numpy()
         lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
-        while bits is not None and not torch.equal(x * 2.0 ** bits, torch.round(x * 2.0 ** bits)):
-            bits = bits + 1 if bits < INPUT_FRAC_BITS_MAX else None
+        batch_bits = exact_frac_bits(x) if bits is not None else None
+        bits = None if batch_bits is None else max(bits, batch_bits)  # m bits hold a batch: so do m + 1
     return loihi_views(model, input_frac_bits=bits, x_lo=lo, x_hi=hi)
 
 

@@ -72,6 +72,8 @@ import scipy.sparse as sp
 
 from esl_deploy.errors import EslError
 
+from esl_deploy.loihi2 import exact_frac_bits  # noqa: F401  (re-exported: export.lava.fixed.exact_frac_bits)
+
 from .net import (A_IN_MAX, ACT_SHIFT, BIAS_EXP, BIAS_MANT_MAX, DECAY_UNITY, INPUT_FRAC_BITS_MAX,  # noqa: F401
                   INPUT_INT_MAX, SPLIT_EXP_MAX, UV_LIMIT, VTH_MAX, VTH_MIN, VTH_TARGET, WEIGHT_MIXED_MAX,
                   WEIGHT_SIGNED_MAX, WIDTHS, FixedLayer, LavaLayer, LavaNet, conv_matrix)
@@ -457,19 +459,6 @@ def split_weights(weight, k: int):
         return hi, lo
     hi = 2 * np.round(np.asarray(weight) / 2 ** (k + 1)).astype(np.int64)
     return hi, np.asarray(weight) - hi * 2 ** k
-
-
-def exact_frac_bits(x: np.ndarray, max_bits: int = INPUT_FRAC_BITS_MAX) -> Optional[int]:
-    """The fewest fractional bits ``m <= max_bits`` with every ``x * 2^m`` an integer, or None.
-
-    8x8 digits (pixel / 16) give 4; binary spikes give 0; data that no ``m`` holds exactly give None.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    for m in range(max_bits + 1):
-        scaled = x * 2.0 ** m
-        if np.array_equal(scaled, np.round(scaled)):
-            return m
-    return None
 
 
 def quantize(net: LavaNet, *, input_max: float = 1.0, input_min: float = 0.0, groups: int = 1,
