@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from esl_deploy.models import ModelSpec, build_model
+from esl_deploy.models import ModelSpec, build_model, synapse_layers
 from export.lava.convert import convert
 from export.lava.fixed import quantize
 from export.nir.write import to_nir
@@ -126,7 +126,7 @@ def test_loihi_grid_keeps_every_width_the_exporter_keeps(seed):
 def test_loihi_views_follow_the_exporters_layers():
     conv = build_model(ModelSpec("convnet", (1, 8, 8), 10, width=0.25))
     views = loihi_views(conv, input_frac_bits=4)
-    names = [n for n, _ in __import__("esl_deploy.models", fromlist=["x"]).synapse_layers(conv)]
+    names = [n for n, _ in synapse_layers(conv)]
     assert list(views) == names
     assert [v.gain for v in views.values()] == [1.0, 0.25, 0.25]  # 2x2 average pools fold into the next layer
     assert [v.input_scale for v in views.values()] == [16.0, 1.0, 1.0]

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -178,11 +178,6 @@ def loihi_views(model: nn.Module, *, input_frac_bits: Optional[int], x_lo: float
         elif not isinstance(layer, (nn.Flatten, nn.Identity, nn.Dropout)):
             pending, gain, first = None, 1.0, False  # anything else (a block, BatchNorm, a readout) ends the chain
     return views
-
-
-def synapse_weights(model: nn.Module) -> Iterable[nn.Parameter]:
-    """The weight of every Linear and Conv2d layer (the synapses an exporter quantises)."""
-    return [m.weight for _, m in synapse_layers(model)]
 
 
 @contextmanager
