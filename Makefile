@@ -43,6 +43,8 @@ bench: $(STAMP)
 results: $(STAMP)
 	rm -rf runs/results
 	$(BIN)/python benchmarks/digits_results.py --epochs 40 --seeds 0 1 2
+	$(BIN)/python benchmarks/digits_results.py --epochs 300 --seeds 0 1 2
+	$(BIN)/python benchmarks/digits_budget.py --budgets 40 100 300 --seeds 0 1 2
 	$(BIN)/python benchmarks/core_aware.py --epochs 40 --seeds 0 1 2
 	$(BIN)/python benchmarks/readout_results.py --epochs 40 --seeds 0 1 2
 	$(BIN)/python benchmarks/energy_table.py --epochs 40
