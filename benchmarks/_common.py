@@ -109,10 +109,11 @@ def mask_density(summary: dict) -> float:
     return summary.get("mask_density", summary["density"])
 
 
-def n_test(dataset: str = "digits") -> int:
+def n_test(dataset: str = "digits", split: str = "test") -> int:
+    """The number of images in ``split`` (``test``, ``val`` or ``train``) of ``dataset``."""
     from esl_deploy.datasets import load_dataset
 
-    return len(load_dataset(dataset).test)
+    return len(getattr(load_dataset(dataset), split))
 
 
 # ---------------------------------------------------------------------------------------------- tables, files

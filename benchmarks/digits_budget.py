@@ -33,14 +33,8 @@ BUDGETS = (40, 100, 300)
 METHODS = ("dense", "esl", "pq_layer", "pq_neuron")
 
 
-def n_val(dataset: str = "digits") -> int:
-    from esl_deploy.datasets import load_dataset
-
-    return len(load_dataset(dataset).val)
-
-
 def run_all(budgets, methods, seeds, out: Path, retrain: bool) -> dict:
-    nt, nv = C.n_test("digits"), n_val("digits")
+    nt, nv = C.n_test("digits"), C.n_test("digits", "val")
     res = {"model": D.MODEL, "dataset": "digits", "seeds": list(seeds), "n_test": nt, "n_val": nv, "budgets": {}}
     for epochs in budgets:
         runs = {}
