@@ -34,9 +34,16 @@ ALPHA = 0.05  # a difference is stated only below this p of the paired t-test (a
 
 
 # ---------------------------------------------------------------------------------------------- command line
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose bad-input message is one line on stderr (no usage block), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (--help for the options)\n")
+
+
 def parser(doc: str, *, epochs: bool = True, seeds: bool = True, out: bool = True) -> argparse.ArgumentParser:
     """The options every training benchmark has: --epochs, --seeds, --out, --results, --retrain, --json."""
-    ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    ap = OneLineParser(description=doc.strip().splitlines()[0])
     if epochs:
         ap.add_argument("--epochs", type=int, default=40)
     if seeds:

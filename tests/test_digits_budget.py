@@ -38,7 +38,10 @@ def test_short_budgets_report_paired_gaps_on_both_splits(tmp_path, capsys):
     assert "| 2 | esl |" in md and "validation: Δ vs dense" in md
 
 
-def test_a_budget_below_one_epoch_is_refused(capsys):
+@pytest.mark.parametrize("argv, word", [(["--budgets", "0"], "--budgets"), (["--budgets", "x"], "invalid int"),
+                                        (["--methods", "nope"], "invalid choice")])
+def test_bad_options_are_one_line_and_exit_2(capsys, argv, word):
     with pytest.raises(SystemExit) as e:
-        B.main(["--budgets", "0"])
-    assert e.value.code == 2 and "--budgets" in capsys.readouterr().err
+        B.main(argv)
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert e.value.code == 2 and len(lines) == 1 and word in lines[0] and "Traceback" not in lines[0]
