@@ -75,7 +75,7 @@ def esl_json(args: Sequence, *, cache: Optional[Path] = None, newer_than: Option
             newer_than is None or cache.stat().st_mtime_ns > newer_than.stat().st_mtime_ns):
         return json.loads(cache.read_text())
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-m", "cli", *map(str, args), "--json"], cwd=ROOT, env=env,
+    r = subprocess.run([sys.executable, "-m", "esl_deploy.cli", *map(str, args), "--json"], cwd=ROOT, env=env,
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{who}: esl {' '.join(map(str, args[:2]))} failed: {r.stderr.strip()}")
@@ -88,7 +88,7 @@ def esl_json(args: Sequence, *, cache: Optional[Path] = None, newer_than: Option
 # ------------------------------------------------------------------------------------------------- run folders
 def _same_config(folder: Path, cfg) -> bool:
     from esl_deploy.checkpoint import read_checkpoint
-    from train.config import NOT_IDENTITY, config_diff
+    from esl_deploy.train.config import NOT_IDENTITY, config_diff
 
     try:
         saved = read_checkpoint(folder / "checkpoint.pt")["config"]
@@ -99,7 +99,7 @@ def _same_config(folder: Path, cfg) -> bool:
 
 def load_or_train(cfg, folder: Path, retrain: bool = False) -> dict:
     """The summary of the run in ``folder``; trained (again) when missing, ``retrain``, or made by another config."""
-    from train.trainer import train
+    from esl_deploy.train.trainer import train
 
     folder = Path(folder)
     summary = folder / "summary.json"

@@ -4,7 +4,7 @@
         [--procs 1 2] [--device cpu] [--json]
 
 Each configuration is a real ``esl train`` run started the way users start it, ``torchrun
---standalone --nproc-per-node P -m cli train ...``: the MNIST MLP (784-800-10), ESL at 10 %, T = 8,
+--standalone --nproc-per-node P -m esl_deploy.cli train ...``: the MNIST MLP (784-800-10), ESL at 10 %, T = 8,
 global batch 100, Adam, on the 54000 training images. Throughput = training samples / seconds of the
 training passes (``train_seconds`` of rank 0 in ``metrics.csv``: interpreter start-up, rendezvous,
 validation and checkpoint writing are not in it). The reference is 1 process on 1 thread; on a CPU
@@ -32,7 +32,7 @@ TIMEOUT_S = 3600
 def run_config(procs: int, threads: int, args, folder: Path, n_train: int) -> dict:
     """One ``esl train`` under torchrun with ``procs`` processes of ``threads`` threads; its throughput."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(procs),
-           "-m", "cli", "train", "--model", "mlp", "--dataset", "mnist", "--data-dir", str(args.data_dir),
+           "-m", "esl_deploy.cli", "train", "--model", "mlp", "--dataset", "mnist", "--data-dir", str(args.data_dir),
            "--method", "esl", "--density", "0.1", "--T", "8", "--batch-size", "100", "--epochs", str(args.epochs),
            "--seed", "0", "--device", args.device, "--out", str(folder), "--force", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}

@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import esl_deploy  # noqa: E402  (lava import hook)
 from esl_deploy.models import ModelSpec, build_model  # noqa: E402
-from export.lava.convert import convert  # noqa: E402
-from export.lava.fixed import exact_frac_bits, quantize  # noqa: E402
-from export.lava.run import import_lava, run, run_per_sample  # noqa: E402
-from export.nir.write import to_nir  # noqa: E402
-from export.simulate import encoded_inputs, load_network, snntorch_spikes  # noqa: E402
+from esl_deploy.export.lava.convert import convert  # noqa: E402
+from esl_deploy.export.lava.fixed import exact_frac_bits, quantize  # noqa: E402
+from esl_deploy.export.lava.run import import_lava, run, run_per_sample  # noqa: E402
+from esl_deploy.export.nir.write import to_nir  # noqa: E402
+from esl_deploy.export.simulate import encoded_inputs, load_network, snntorch_spikes  # noqa: E402
 
 
 def main(argv=None) -> dict:

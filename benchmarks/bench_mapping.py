@@ -22,9 +22,9 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hw_models.core_aware import core_groups  # noqa: E402
-from hw_models.packing import PackLayer, pack_network  # noqa: E402
-from hw_models.truenorth import lower_bound, map_layer  # noqa: E402
+from esl_deploy.hw_models.core_aware import core_groups  # noqa: E402
+from esl_deploy.hw_models.packing import PackLayer, pack_network  # noqa: E402
+from esl_deploy.hw_models.truenorth import lower_bound, map_layer  # noqa: E402
 
 # (name, neurons, axons, fan-in): 10^6 and 10^7 synapses
 CASES = (

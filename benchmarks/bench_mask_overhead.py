@@ -25,9 +25,9 @@ import torch  # noqa: E402
 import esl_deploy  # noqa: E402,F401
 from esl_deploy.datasets import load_dataset  # noqa: E402
 from esl_deploy.models import ModelSpec, build_model  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
-from train.masking import MaskEngine, SparsityConfig  # noqa: E402
-from train.trainer import _train_epoch, make_optimizer, steps_per_epoch  # noqa: E402
+from esl_deploy.train.config import TrainConfig  # noqa: E402
+from esl_deploy.train.masking import MaskEngine, SparsityConfig  # noqa: E402
+from esl_deploy.train.trainer import _train_epoch, make_optimizer, steps_per_epoch  # noqa: E402
 
 
 class TimedEngine:

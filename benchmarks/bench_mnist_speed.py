@@ -50,9 +50,9 @@ from esl_deploy.datasets import encode, load_dataset  # noqa: E402
 from esl_deploy.env import environment  # noqa: E402
 from esl_deploy.models import ModelSpec, build_model  # noqa: E402
 from esl_deploy.neurons import LIF  # noqa: E402
-from train.losses import compute_loss  # noqa: E402
-from train.masking import MaskEngine, SparsityConfig  # noqa: E402
-from train.sparse_adam import MaskedAdam  # noqa: E402
+from esl_deploy.train.losses import compute_loss  # noqa: E402
+from esl_deploy.train.masking import MaskEngine, SparsityConfig  # noqa: E402
+from esl_deploy.train.sparse_adam import MaskedAdam  # noqa: E402
 
 T, BATCH = 8, 100
 

@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
 import esl_deploy  # noqa: E402
-from hw_models.packing import pack_network  # noqa: E402
-from hw_models.truenorth import map_layers  # noqa: E402
-from hw_models.unroll import synaptic_layers  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
-from train.masking import SparsityConfig  # noqa: E402
+from esl_deploy.hw_models.packing import pack_network  # noqa: E402
+from esl_deploy.hw_models.truenorth import map_layers  # noqa: E402
+from esl_deploy.hw_models.unroll import synaptic_layers  # noqa: E402
+from esl_deploy.train.config import TrainConfig  # noqa: E402
+from esl_deploy.train.masking import SparsityConfig  # noqa: E402
 
 NAME = "core_aware"
 MODELS = ("mlp", "mlp2")

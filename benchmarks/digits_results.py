@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
-from train.masking import SparsityConfig  # noqa: E402
-from train.pq_index import PQConfig  # noqa: E402
+from esl_deploy.train.config import TrainConfig  # noqa: E402
+from esl_deploy.train.masking import SparsityConfig  # noqa: E402
+from esl_deploy.train.pq_index import PQConfig  # noqa: E402
 
 NAME = "digits"
 EPOCHS = 40  # the default budget: its run folders and results files carry no epoch suffix

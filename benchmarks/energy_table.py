@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
 from digits_results import ROWS  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
-from train.masking import SparsityConfig  # noqa: E402
+from esl_deploy.train.config import TrainConfig  # noqa: E402
+from esl_deploy.train.masking import SparsityConfig  # noqa: E402
 
 NAME = "energy"
 # default run folder (under --out) -> (model, row of benchmarks/digits_results.py whose sparsity it uses)

@@ -25,10 +25,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
-from export.lava.run import import_lava  # noqa: E402
-from export.simulate import BACKENDS, simulate  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
-from train.masking import SparsityConfig  # noqa: E402
+from esl_deploy.export.lava.run import import_lava  # noqa: E402
+from esl_deploy.export.simulate import BACKENDS, simulate  # noqa: E402
+from esl_deploy.train.config import TrainConfig  # noqa: E402
+from esl_deploy.train.masking import SparsityConfig  # noqa: E402
 
 NAME = "lava_agreement"
 # (label, run folder, model, method, weight bits for quantisation-aware training or None)

@@ -28,9 +28,9 @@ import torch  # noqa: E402
 from lava_agreement import ensure_run  # noqa: E402
 
 import esl_deploy  # noqa: E402
-from export.cli import export_file  # noqa: E402
-from export.nir.readers import RUNNERS, compare, load_reader, run_loaded  # noqa: E402
-from export.simulate import encoded_inputs, snntorch_spikes  # noqa: E402
+from esl_deploy.export.cli import export_file  # noqa: E402
+from esl_deploy.export.nir.readers import RUNNERS, compare, load_reader, run_loaded  # noqa: E402
+from esl_deploy.export.simulate import encoded_inputs, snntorch_spikes  # noqa: E402
 
 NAME = "nir_interop"
 RUNS = [("digits MLP, ESL 10%", "esl_s0", "mlp"), ("digits conv net, ESL 10%", "convnet_esl_s0", "convnet")]

@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
-from train.masking import SparsityConfig  # noqa: E402
+from esl_deploy.train.config import TrainConfig  # noqa: E402
+from esl_deploy.train.masking import SparsityConfig  # noqa: E402
 
 NAME = "readout"
 COMBOS = (("ce", "spikes"), ("tet", "spikes"), ("ce", "membrane"), ("tet", "membrane"))

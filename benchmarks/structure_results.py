@@ -23,9 +23,9 @@ import numpy as np  # noqa: E402
 
 import _common as C  # noqa: E402
 from esl_deploy.checkpoint import read_checkpoint  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
-from train.masking import SparsityConfig  # noqa: E402
-from train.structure import plot_fanout, plot_rewiring, structure_report  # noqa: E402
+from esl_deploy.train.config import TrainConfig  # noqa: E402
+from esl_deploy.train.masking import SparsityConfig  # noqa: E402
+from esl_deploy.train.structure import plot_fanout, plot_rewiring, structure_report  # noqa: E402
 
 NAME = "structure"
 MNIST_CONFIG = C.ROOT / "configs" / "mnist_esl.toml"
@@ -34,7 +34,7 @@ DEFAULT_MNIST = C.ROOT.parent / "shared" / "data" / "mnist"
 
 def mnist_config(epochs: int, data_dir: Path) -> TrainConfig:
     """configs/mnist_esl.toml read the way ``esl train --config`` reads it, with fewer epochs."""
-    from train.cli import options_to_config, train_cmd
+    from esl_deploy.train.cli import options_to_config, train_cmd
     ctx = train_cmd.make_context("train", ["--config", str(MNIST_CONFIG), "--epochs", str(epochs),
                                            "--data-dir", str(data_dir), "--out", "unused"])
     return options_to_config(ctx.params)

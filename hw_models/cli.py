@@ -32,7 +32,7 @@ def load_source(path: str) -> nn.Module:
     suffix = p.suffix.lower()
     if suffix == ".nir":
         try:
-            from export.nir.read import load_nir
+            from esl_deploy.export.nir.read import load_nir
         except ImportError:
             raise EslError("reading .nir files needs export.nir.read, which is not installed") from None
         return load_nir(str(p))

@@ -3,7 +3,7 @@ networks that spike, and inputs for them."""
 import numpy as np
 import torch
 
-import cli
+import esl_deploy.cli as cli
 from esl_deploy.masks import random_mask, sparsifiable
 from esl_deploy.models import ModelSpec, build_model
 

@@ -13,7 +13,7 @@ import torch
 
 from esl_deploy.checkpoint import read_checkpoint
 from esl_deploy.models import ModelSpec, build_model
-from export.nir.write import write_nir
+from esl_deploy.export.nir.write import write_nir
 from helpers import assert_user_error, run_cli
 
 TARGETS = ("nir", "lava", "netx", "onnx")

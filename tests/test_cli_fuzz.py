@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import run_cli
-from train.config import TrainConfig
-from train.trainer import train
+from esl_deploy.train.config import TrainConfig
+from esl_deploy.train.trainer import train
 
 NASTY = ["nan", "inf", "-inf", "-1", "0", "1e30", "-1e30", "", "abc", "1e-300", "2147483648", str(2 ** 70)]
 small = st.sampled_from(NASTY + ["0.5", "1", "2", "0.3", "0.9"])

@@ -16,7 +16,7 @@ TINY = ["--width", "0.05", "--T", "4", "--epochs", "2", "--no-progress"]
 def test_train_command_end_to_end_in_a_subprocess(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "cli", "train", "--method", "esl", "--density", "0.1", *TINY,
+    r = subprocess.run([sys.executable, "-m", "esl_deploy.cli", "train", "--method", "esl", "--density", "0.1", *TINY,
                         "--out", str(out), "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["method"] == "esl"  # stdout is pure JSON; progress lines go to stderr

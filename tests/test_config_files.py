@@ -18,7 +18,7 @@ EVENTS = {"cifar10dvs": (2, 10)}
 
 
 def _parse(*args):
-    from train.cli import options_to_config, train_cmd
+    from esl_deploy.train.cli import options_to_config, train_cmd
     ctx = train_cmd.make_context("train", [str(a) for a in args])
     return ctx.params, options_to_config(ctx.params)
 
@@ -36,9 +36,9 @@ def test_the_papers_settings_are_all_there():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_each_config_loads_builds_and_takes_one_optimisation_step(path, tmp_path):
     from esl_deploy.models import ModelSpec, build_model
-    from train.losses import compute_loss
-    from train.masking import MaskEngine
-    from train.trainer import make_optimizer, run_model
+    from esl_deploy.train.losses import compute_loss
+    from esl_deploy.train.masking import MaskEngine
+    from esl_deploy.train.trainer import make_optimizer, run_model
 
     o, cfg = _parse("--config", path, "--device", "cpu", "--out", tmp_path / "r")
     if cfg.dataset in EVENTS:

@@ -8,10 +8,10 @@ import torch
 import esl_deploy
 from esl_deploy.checkpoint import read_checkpoint
 from esl_deploy.models import ModelSpec, build_model
-from train.config import TrainConfig
-from train.losses import compute_loss
-from train.masking import MaskEngine, SparsityConfig
-from train.trainer import train
+from esl_deploy.train.config import TrainConfig
+from esl_deploy.train.losses import compute_loss
+from esl_deploy.train.masking import MaskEngine, SparsityConfig
+from esl_deploy.train.trainer import train
 
 
 def _engine(method, density=0.2, t_iter=3, total=60, spe=None, feasible=None, **kw):

@@ -18,7 +18,7 @@ import torch
 from esl_deploy.checkpoint import read_checkpoint
 from esl_deploy.errors import EslError
 from helpers import assert_user_error, run_cli
-from train.distributed import (DIGEST_LOG, ShardedBatches, World, mask_digest, peer_lost, shard_rows,
+from esl_deploy.train.distributed import (DIGEST_LOG, ShardedBatches, World, mask_digest, peer_lost, shard_rows,
                                world_from_env)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def torchrun_cmd(*args, log_dir=None):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     if log_dir is not None:
         cmd += ["--redirects", "3", "--log-dir", str(log_dir)]
-    return cmd + ["-m", "cli", "train", *map(str, args)]
+    return cmd + ["-m", "esl_deploy.cli", "train", *map(str, args)]
 
 
 def torchrun_env(**extra):
@@ -205,7 +205,7 @@ def test_rate_encoded_shards_are_the_whole_batch_encoding():
 
 
 def test_masking_after_the_backward_pass_equals_the_hook():
-    from train.masking import MaskEngine, SparsityConfig
+    from esl_deploy.train.masking import MaskEngine, SparsityConfig
     grads = []
     for in_hook in (True, False):
         torch.manual_seed(0)

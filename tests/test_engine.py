@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from esl_deploy.models import ModelSpec, build_model
-from train.losses import compute_loss
-from train.masking import METHODS, MaskEngine, SparsityConfig
-from train.pq_index import PQConfig
-from train.rewire import grow_by_score, prune_magnitude
-from train.schedule import RewireSchedule
+from esl_deploy.train.losses import compute_loss
+from esl_deploy.train.masking import METHODS, MaskEngine, SparsityConfig
+from esl_deploy.train.pq_index import PQConfig
+from esl_deploy.train.rewire import grow_by_score, prune_magnitude
+from esl_deploy.train.schedule import RewireSchedule
 
 
 def _setup(method, optimizer="adam", density=0.2, t_iter=3, total=30, **kw):

@@ -16,8 +16,8 @@ import esl_deploy
 from esl_deploy.errors import EslError
 from esl_deploy.masks import sparsifiable
 from esl_deploy.models import ModelSpec, build_model
-from export.nir.write import DT, fold_batchnorm, lif_node, storable_metadata, to_nir, write_nir
-from export.nir.read import from_nir, lif_parameters, load_nir, metadata_from_hdf5
+from esl_deploy.export.nir.write import DT, fold_batchnorm, lif_node, storable_metadata, to_nir, write_nir
+from esl_deploy.export.nir.read import from_nir, lif_parameters, load_nir, metadata_from_hdf5
 from helpers import half_sparse_model, spiking_input
 
 SPECS = {
@@ -378,9 +378,9 @@ def test_cli_reads_checkpoints_through_esl_deploy_load(esl, tmp_path, monkeypatc
 
 def test_cli_hands_the_nir_graph_to_the_lava_writer(esl, tmp_path, monkeypatch):
     received = {}
-    fake = types.ModuleType("export.lava.file")
+    fake = types.ModuleType("esl_deploy.export.lava.file")
     fake.write_lava = lambda graph, path: received.update(graph=graph, path=path)
-    monkeypatch.setitem(sys.modules, "export.lava.file", fake)
+    monkeypatch.setitem(sys.modules, "esl_deploy.export.lava.file", fake)
     src = write_nir(sparse_model(SPECS["mlp"]), tmp_path / "src.nir")
     code, _, err = esl("export", src, "--to", "lava", "-o", tmp_path / "lava_out")
     assert code == 0, err

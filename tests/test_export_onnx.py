@@ -10,8 +10,8 @@ import torch
 
 from esl_deploy.errors import EslError
 from esl_deploy.models import ModelSpec
-from export.nir.write import write_nir
-from export.onnx import UnrolledNet, lif_unrolled, run_onnx, to_onnx
+from esl_deploy.export.nir.write import write_nir
+from esl_deploy.export.onnx import UnrolledNet, lif_unrolled, run_onnx, to_onnx
 from helpers import half_sparse_model
 
 SPECS = {

@@ -7,17 +7,17 @@ import pytest
 import torch
 from torch import nn
 
-import cli
+import esl_deploy.cli as cli
 import esl_deploy
-import hw_models.cli as hw_cli
+import esl_deploy.hw_models.cli as hw_cli
 from esl_deploy.errors import EslError
 from esl_deploy.masks import LayerShape, layer_densities, random_mask, sparsifiable
 from esl_deploy.models import ModelSpec, SpikingNet, build_model
 from esl_deploy.neurons import LIF
-from hw_models.energy import (CONSTANTS, EnergyConstants, cmos45_energy, energies, energy_ratio, gpu_ann_energy,
+from esl_deploy.hw_models.energy import (CONSTANTS, EnergyConstants, cmos45_energy, energies, energy_ratio, gpu_ann_energy,
                               hardware_list, loihi_energy, parse_overrides, truenorth_energy)
-from hw_models.sops import ActivityReport, NeuronActivity, SynapseActivity
-from hw_models.truenorth import CoreSpec, LayerMapping, NetworkMapping
+from esl_deploy.hw_models.sops import ActivityReport, NeuronActivity, SynapseActivity
+from esl_deploy.hw_models.truenorth import CoreSpec, LayerMapping, NetworkMapping
 
 
 def _activity():
@@ -210,9 +210,9 @@ def test_cli_table(run_esl):
 def test_load_source_dispatches_on_file_type(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(esl_deploy, "load", lambda p: calls.append(("pt", p)) or "net", raising=False)
-    fake = types.ModuleType("export.nir.read")
+    fake = types.ModuleType("esl_deploy.export.nir.read")
     fake.load_nir = lambda p: calls.append(("nir", p)) or "graph"
-    monkeypatch.setitem(sys.modules, "export.nir.read", fake)
+    monkeypatch.setitem(sys.modules, "esl_deploy.export.nir.read", fake)
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint.pt").write_bytes(b"")

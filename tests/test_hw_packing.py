@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from hw_models.cores import CoreSpec
-from hw_models.packing import PackLayer, network_lower_bound, pack_network
-from hw_models.truenorth import map_layers
+from esl_deploy.hw_models.cores import CoreSpec
+from esl_deploy.hw_models.packing import PackLayer, network_lower_bound, pack_network
+from esl_deploy.hw_models.truenorth import map_layers
 
 DATA = Path(__file__).parent / "data"
 

@@ -5,9 +5,9 @@ from torch import nn
 
 from esl_deploy.models import ModelSpec, SpikingNet
 from esl_deploy.neurons import LIF
-from hw_models.sops import (ActivityCounter, ActivityReport, NeuronActivity, SynapseActivity, conv2d_fanout, count_activity,
+from esl_deploy.hw_models.sops import (ActivityCounter, ActivityReport, NeuronActivity, SynapseActivity, conv2d_fanout, count_activity,
                             dense_ann_flops, dense_macs, is_binary, linear_fanout, synaptic_ops)
-from hw_models.unroll import unroll_conv2d
+from esl_deploy.hw_models.unroll import unroll_conv2d
 
 W23 = torch.tensor([[1.0, 0.0, 2.0],
                     [0.0, 0.0, 3.0]])  # 2 outputs x 3 inputs; fan-out per input = [1, 0, 2]

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from hw_models.tn_weights import (WEIGHT_MAX, apply_truenorth_weights, cluster_columns, duplicate_rows,
+from esl_deploy.hw_models.tn_weights import (WEIGHT_MAX, apply_truenorth_weights, cluster_columns, duplicate_rows,
                                   duplicated_mask, four_levels)
 
 
@@ -91,7 +91,7 @@ def _train_loss(model, data, T=4):
 
 
 def test_fine_tuned_levels_still_follow_the_rule_and_lower_the_training_loss():
-    from hw_models.tn_weights import finetune_levels, follows_rule
+    from esl_deploy.hw_models.tn_weights import finetune_levels, follows_rule
 
     model, data = _digits_net()
     tn, _, types = apply_truenorth_weights(model, "duplicate")
@@ -113,8 +113,8 @@ def test_fine_tuned_levels_still_follow_the_rule_and_lower_the_training_loss():
 
 
 def test_the_report_runs_the_fine_tuned_network():
-    from hw_models.tn_weights import truenorth_weights_report
-    from hw_models.unroll import synaptic_layers
+    from esl_deploy.hw_models.tn_weights import truenorth_weights_report
+    from esl_deploy.hw_models.unroll import synaptic_layers
 
     model, data = _digits_net()
     r = truenorth_weights_report(model, synaptic_layers(model), data.test, T=4, encoding="direct", packed_cores=1,

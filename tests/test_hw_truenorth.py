@@ -8,11 +8,11 @@ from esl_deploy.errors import EslError
 from esl_deploy.masks import LayerShape, layer_densities, random_mask, sparsifiable
 from esl_deploy.models import ModelSpec, SpikingNet, build_model
 from esl_deploy.neurons import LIF
-from hw_models.core_aware import (axon_blocks, check_within, core_allowed_mask, core_aware_allowed, core_groups,
+from esl_deploy.hw_models.core_aware import (axon_blocks, check_within, core_allowed_mask, core_aware_allowed, core_groups,
                                   max_density, random_mask_within, relaxed_window, restrict_scores, window_of)
-from hw_models.truenorth import (CoreSpec, LayerMapping, NetworkMapping, adder_tree, lower_bound,
+from esl_deploy.hw_models.truenorth import (CoreSpec, LayerMapping, NetworkMapping, adder_tree, lower_bound,
                                  map_layer, map_network, pack_into, pack_items, splitter_tree)
-from hw_models.unroll import pool_matrix, synaptic_layers, unroll_conv2d
+from esl_deploy.hw_models.unroll import pool_matrix, synaptic_layers, unroll_conv2d
 
 
 def _both(mask, **kw):

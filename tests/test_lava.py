@@ -19,14 +19,14 @@ from click.testing import CliRunner
 from esl_deploy.errors import EslError
 from esl_deploy.models import ModelSpec, apply_layer, build_model
 from esl_deploy.neurons import LIF
-from export.lava import convert as lc
-from export.lava import fixed as lf
-from export.lava import run as lr
-from export.lava.file import read_lava, write_lava
-from export.lava.netx import netx_net, run_netx, write_netx, write_netx_file
-from export.nir.write import to_nir, write_nir
-from export.simulate import simulate, snntorch_spikes
-from export.simulate_cli import simulate_cmd
+from esl_deploy.export.lava import convert as lc
+from esl_deploy.export.lava import fixed as lf
+from esl_deploy.export.lava import run as lr
+from esl_deploy.export.lava.file import read_lava, write_lava
+from esl_deploy.export.lava.netx import netx_net, run_netx, write_netx, write_netx_file
+from esl_deploy.export.nir.write import to_nir, write_nir
+from esl_deploy.export.simulate import simulate, snntorch_spikes
+from esl_deploy.export.simulate_cli import simulate_cmd
 
 from helpers import digit_like_input
 
@@ -461,9 +461,9 @@ def test_simulate_snntorch_backend_and_bad_options(nir_file):
 def test_run_without_recorders_is_the_floor_and_records_nothing():
     """``record="none"`` (benchmarks/bench_lava.py's floor): the same network, no spikes kept."""
     from esl_deploy.models import ModelSpec, build_model
-    from export.lava.convert import convert
-    from export.lava.run import run
-    from export.nir.write import to_nir
+    from esl_deploy.export.lava.convert import convert
+    from esl_deploy.export.lava.run import run
+    from esl_deploy.export.nir.write import to_nir
     from helpers import digit_like_input
 
     model = build_model(ModelSpec(name="mlp", input_shape=(1, 8, 8), num_classes=10, width=0.05)).eval()

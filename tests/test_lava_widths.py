@@ -12,9 +12,9 @@ import pytest
 import scipy.sparse as sp
 
 from esl_deploy.errors import EslError
-from export.lava import convert as lc
-from export.lava import fixed as lf
-from export.lava.netx import netx_net, write_netx_file
+from esl_deploy.export.lava import convert as lc
+from esl_deploy.export.lava import fixed as lf
+from esl_deploy.export.lava.netx import netx_net, write_netx_file
 
 A_IN = (-2 ** 15, 2 ** 15 - 1)   # LIF a_in, Dense/Sparse a_out: 16-bit signed
 UV = 2 ** 23 - 1                 # u, v: 24-bit signed (v clipped to +-(2^23 - 1))
@@ -258,8 +258,8 @@ def test_bias_limit_binding_the_scale_keeps_netx_bias_exp():
     max|b| * scale must not push one group's bias_exp to 7 (netx needs 6)."""
     import nir
     import numpy as np
-    from export.lava.convert import convert
-    from export.lava.fixed import BIAS_EXP, quantize
+    from esl_deploy.export.lava.convert import convert
+    from esl_deploy.export.lava.fixed import BIAS_EXP, quantize
     rng = np.random.default_rng(3)
     for trial in range(200):
         bmax = float(rng.uniform(0.05, 3.0))

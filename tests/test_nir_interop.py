@@ -12,13 +12,13 @@ import torch
 from esl_deploy.errors import EslError
 from esl_deploy.models import ModelSpec, apply_layer
 from esl_deploy.neurons import LIF
-from export.cli import export_file
-from export.lava.convert import convert
-from export.nir.flavours import flavour, fold_pools, sinabs_tau
-from export.nir.graph import walk
-from export.nir.read import from_nir, load_nir
-from export.nir.readers import compare, run_reader
-from export.nir.write import to_nir, write_nir
+from esl_deploy.export.cli import export_file
+from esl_deploy.export.lava.convert import convert
+from esl_deploy.export.nir.flavours import flavour, fold_pools, sinabs_tau
+from esl_deploy.export.nir.graph import walk
+from esl_deploy.export.nir.read import from_nir, load_nir
+from esl_deploy.export.nir.readers import compare, run_reader
+from esl_deploy.export.nir.write import to_nir, write_nir
 from helpers import assert_user_error, digit_like_input, half_sparse_model
 
 SPECS = {
@@ -168,7 +168,7 @@ def test_cli_writes_a_flavour_and_refuses_it_for_other_formats(esl, tmp_path):
 def test_bias_free_linear_layers_become_affine_and_norse_runs_them(tmp_path):
     """Norse 1.1.0 builds NIR ``Linear`` with in and out swapped and Sinabs has no ``Linear``: the flavours
     write ``Affine`` with a zero bias, the same map."""
-    from export.nir.write import lif_node
+    from esl_deploy.export.nir.write import lif_node
 
     w = np.random.default_rng(0).uniform(0, 1, (3, 4)).astype(np.float32)
     graph = nir.NIRGraph.from_list(nir.Input(np.array([4])), nir.Linear(weight=w),

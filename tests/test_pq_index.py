@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from train.pq_index import PQConfig, pq_index, prune_count, retained_bound
+from esl_deploy.train.pq_index import PQConfig, pq_index, prune_count, retained_bound
 
 
 def test_equal_magnitudes_give_zero():

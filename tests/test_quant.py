@@ -4,18 +4,18 @@ import pytest
 import torch
 
 from esl_deploy.models import ModelSpec, build_model, synapse_layers
-from export.lava.convert import convert
-from export.lava.fixed import quantize
-from export.nir.write import to_nir
-from export.simulate import load_network
-from train.config import TrainConfig
-from train.masking import SparsityConfig
+from esl_deploy.export.lava.convert import convert
+from esl_deploy.export.lava.fixed import quantize
+from esl_deploy.export.nir.write import to_nir
+from esl_deploy.export.simulate import load_network
+from esl_deploy.train.config import TrainConfig
+from esl_deploy.train.masking import SparsityConfig
 from esl_deploy.loihi2 import A_IN_MAX, BIAS_MANT_MAX, VTH_TARGET
-from export.lava.fixed import emulate_fixed
-from export.simulate import snntorch_spikes
-from train.quant import (LoihiView, grid_quantize, hardware_beta, loihi_quantize, loihi_steps, loihi_views,
+from esl_deploy.export.lava.fixed import emulate_fixed
+from esl_deploy.export.simulate import snntorch_spikes
+from esl_deploy.train.quant import (LoihiView, grid_quantize, hardware_beta, loihi_quantize, loihi_steps, loihi_views,
                          quantized_state, quantized_weights)
-from train.trainer import train
+from esl_deploy.train.trainer import train
 
 
 def test_grid_by_hand():

@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from esl_deploy.errors import EslError
 from esl_deploy.models import ModelSpec, build_model
 from esl_deploy.neurons import LI, LIF
-from export.lava import convert as lc
-from export.lava import run as lr
-from export.nir.write import to_nir, write_nir
-from export.nir.read import from_nir, load_nir
-from export.simulate import simulate, snntorch_run
-from train.losses import compute_loss, predict
+from esl_deploy.export.lava import convert as lc
+from esl_deploy.export.lava import run as lr
+from esl_deploy.export.nir.write import to_nir, write_nir
+from esl_deploy.export.nir.read import from_nir, load_nir
+from esl_deploy.export.simulate import simulate, snntorch_run
+from esl_deploy.train.losses import compute_loss, predict
 
 from helpers import digit_like_input
 
@@ -256,7 +256,7 @@ def test_simulate_snntorch_backend_reports_the_readout(tmp_path):
 
 def test_onnx_export_of_the_membrane_readout(tmp_path):
     onnx = pytest.importorskip("onnx")
-    from export.onnx import UnrolledNet, run_onnx, to_onnx
+    from esl_deploy.export.onnx import UnrolledNet, run_onnx, to_onnx
 
     model = membrane_mlp(width=0.1, seed=6)
     x = torch.from_numpy(digit_like_input(4, 2)).float()
@@ -269,8 +269,8 @@ def test_onnx_export_of_the_membrane_readout(tmp_path):
 
 
 def test_sops_and_core_mapping_of_the_membrane_readout():
-    from hw_models.sops import count_activity
-    from hw_models.unroll import synaptic_layers
+    from esl_deploy.hw_models.sops import count_activity
+    from esl_deploy.hw_models.unroll import synaptic_layers
 
     model = membrane_mlp(width=0.1, seed=7)
     x = torch.from_numpy(digit_like_input(1, 8)[0]).float()

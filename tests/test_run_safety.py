@@ -6,9 +6,9 @@ import pytest
 
 from esl_deploy.errors import EslError
 from helpers import assert_user_error, run_cli
-from train.config import TrainConfig
-from train.masking import SparsityConfig
-from train.trainer import LOCK_FILE, lock_run_folder, train
+from esl_deploy.train.config import TrainConfig
+from esl_deploy.train.masking import SparsityConfig
+from esl_deploy.train.trainer import LOCK_FILE, lock_run_folder, train
 
 
 @pytest.fixture()
@@ -49,7 +49,7 @@ def test_non_finite_or_out_of_range_options_are_one_line(tmp_path, capsys, opt):
 
 
 def test_divergence_stops_with_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
-    import train.trainer as trainer
+    import esl_deploy.train.trainer as trainer
     out = tmp_path / "run"
     real = trainer.compute_loss
     calls = {"n": 0}
@@ -78,7 +78,7 @@ def test_energy_core_of_fan_one_is_refused_at_once(tmp_path, capsys, const):
 
 
 def test_trees_refuse_a_fan_of_one():
-    from hw_models.truenorth import adder_tree, splitter_tree
+    from esl_deploy.hw_models.truenorth import adder_tree, splitter_tree
     import numpy as np
     with pytest.raises(ValueError):
         adder_tree(np.array([5]), 1)
@@ -203,7 +203,7 @@ def test_data_dir_for_the_embedded_digits_is_refused(tmp_path, capsys):
 
 
 def test_ctrl_c_points_to_resume(monkeypatch, capsys, tmp_path):
-    import train.trainer as trainer
+    import esl_deploy.train.trainer as trainer
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -228,7 +228,7 @@ def test_non_finite_weights_are_refused_on_export(tmp_path, capsys, trained_ckpt
 
 def test_magnitude_pruning_is_correct_under_nan_weights():
     import torch
-    from train.rewire import prune_magnitude
+    from esl_deploy.train.rewire import prune_magnitude
     w = torch.tensor([[0.5, float("nan"), -0.1, 2.0, float("nan"), 0.3]])
     mask = torch.ones_like(w, dtype=torch.bool)
     kept = prune_magnitude(w, mask, torch.tensor([3]))
@@ -261,7 +261,7 @@ def test_empty_out_is_not_the_current_directory(capsys):
 
 def test_resume_on_a_read_only_folder_fails_before_training(tmp_path, capsys, monkeypatch):
     import errno
-    import train.trainer as trainer
+    import esl_deploy.train.trainer as trainer
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "--epochs", "2", "--out", out, "--no-progress")
     assert code == 0, err
@@ -288,7 +288,7 @@ def test_energy_plot_has_ordinary_permissions(tmp_path, capsys, trained_ckpt):
 def test_the_memory_estimate_does_not_move_the_seeded_initialisation():
     import torch
     from esl_deploy.models import ModelSpec, build_model
-    from train.trainer import estimate_train_bytes
+    from esl_deploy.train.trainer import estimate_train_bytes
     spec = ModelSpec("mlp", (1, 8, 8), 10)
     torch.manual_seed(0)
     estimate_train_bytes(spec, TrainConfig())

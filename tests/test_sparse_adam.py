@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from train.sparse_adam import MaskedAdam
+from esl_deploy.train.sparse_adam import MaskedAdam
 
 
 def _pair(mask_density, **kw):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from helpers import assert_user_error, run_cli
-from train.masking import rewire_record
-from train.structure import degrees, fanout_image, rewiring_series
+from esl_deploy.train.masking import rewire_record
+from esl_deploy.train.structure import degrees, fanout_image, rewiring_series
 
 TINY = ["--width", "0.1", "--T", "4", "--epochs", "4", "--no-progress"]
 

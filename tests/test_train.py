@@ -7,9 +7,9 @@ import torch
 
 import esl_deploy
 from esl_deploy.checkpoint import read_checkpoint
-from train.config import TrainConfig
-from train.masking import SparsityConfig
-from train.trainer import train
+from esl_deploy.train.config import TrainConfig
+from esl_deploy.train.masking import SparsityConfig
+from esl_deploy.train.trainer import train
 
 
 def tiny(method="esl", epochs=3, **kw):

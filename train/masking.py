@@ -160,7 +160,7 @@ class MaskEngine:
         # allowed[name]: positions that may ever hold a connection (core groups x feasible positions)
         self.allowed: Dict[str, torch.Tensor] = {}
         if config.core_aware is not None:
-            from hw_models.core_aware import core_allowed_mask
+            from esl_deploy.hw_models.core_aware import core_allowed_mask
             self.allowed = {n: core_allowed_mask(tuple(p.shape), self.target_density[n]).to(p.device)
                             for n, p in self.params.items()}
         for name, ok in (feasible or {}).items():
