@@ -8,10 +8,26 @@ Discrete dynamics of one neuron i (snnTorch ``Leaky`` with ``reset_mechanism="ze
     S[t] = H(U[t] - theta_i)                 # spike when strictly above threshold
     U'[t] = U[t] * (1 - S[t])                # reset to zero in the same step
 
-This is the explicit-Euler discretisation of the NIR ``LIF`` node with ``tau = dt/(1-beta)``,
+That is :class:`LIF`'s default (``reset_mechanism="zero"``, ``reset_delay=False``), the fused fast path.
+snnTorch's own default neuron, ``snn.Leaky(beta)``, resets by subtraction one step late
+(``reset_mechanism="subtract"``, ``reset_delay=True``); :class:`LIF` runs every one of snnTorch's six
+(mechanism, delay) combinations exactly, by running ``snn.Leaky`` itself. With the stored membrane
+``M[t-1]`` and ``r[t] = H(M[t-1] - theta)`` (the reset signal snnTorch computes before the update)::
+
+    reset_delay=True:  subtract  M[t] = (beta M[t-1] + I[t]) - r[t] theta
+                       zero      M[t] = beta ((1 - r[t]) M[t-1]) + I[t]
+                       none      M[t] = beta M[t-1] + I[t]
+                       S[t] = H(M[t] - theta)                       (so r[t+1] = S[t])
+    reset_delay=False: P[t] as above, S[t] = H(P[t] - theta), then
+                       subtract  M[t] = P[t] - (S[t] - r[t]) theta
+                       zero      M[t] = P[t] - (S[t] - r[t]) P[t]   (r = 0 always: the update above)
+                       none      M[t] = P[t]
+
+The zero-reset, no-delay neuron is the explicit-Euler discretisation of the NIR ``LIF`` node with ``tau = dt/(1-beta)``,
 ``r = tau/dt``, ``v_leak = 0``, ``v_reset = 0``, and Lava's ``LIF`` with ``du = 1``, ``dv = 1 - beta``,
 ``vth = theta``. ``beta`` and ``theta`` are per-neuron tensors (scalars give 0-d NIR parameters, which
-fail NIR's type inference), and the reset is to zero, the reset both NIR and Lava can represent.
+fail NIR's type inference). NIR's LIF resets to ``v_reset``; the other mechanisms are written as NIR node
+metadata (``reset_mechanism``, ``reset_delay``, see :mod:`esl_deploy.export.nir.write`).
 The spike's backward pass uses snnTorch's arctan surrogate gradient,
 dS/dU ~ (alpha/2) / (1 + (pi/2 alpha (U - theta))^2).
 
@@ -34,6 +50,8 @@ import snntorch as snn
 import torch
 from snntorch import surrogate
 from torch import nn
+
+RESET_MECHANISMS = ("zero", "subtract", "none")  # snnTorch's names
 
 
 def _checked(neuron_shape: Sequence[int], beta: float) -> tuple:
@@ -96,24 +114,31 @@ class LIF(nn.Module):
     """A layer of LIF neurons of shape ``neuron_shape``; input and output are ``(T, B, *neuron_shape)``.
 
     ``beta`` (membrane decay, 0..1) and ``threshold`` are buffers of shape ``neuron_shape``: one value per
-    neuron, all equal at construction. They are not trained.
+    neuron, all equal at construction. They are not trained. ``reset_mechanism`` and ``reset_delay`` are
+    snnTorch's (see the module docstring); the default, reset to zero at once, runs fused
+    (:class:`FusedLIF`), the others step by step through ``snn.Leaky`` itself.
     """
 
     def __init__(self, neuron_shape: Sequence[int], *, beta: float = 0.9, threshold: float = 1.0,
-                 surrogate_slope: float = 2.0, fused: bool = True):
+                 surrogate_slope: float = 2.0, fused: bool = True, reset_mechanism: str = "zero",
+                 reset_delay: bool = False):
         super().__init__()
         self.surrogate_slope = float(surrogate_slope)
-        self.fused = fused
         shape = _checked(neuron_shape, beta)
         if not threshold > 0:
             raise ValueError(f"threshold must be positive, got {threshold}")
+        if reset_mechanism not in RESET_MECHANISMS:
+            raise ValueError(f"unknown reset_mechanism {reset_mechanism!r}; choose one of: {', '.join(RESET_MECHANISMS)}")
+        self.reset_mechanism = reset_mechanism
+        self.reset_delay = bool(reset_delay)
+        self.fused = fused and reset_mechanism == "zero" and not self.reset_delay
         self.neuron_shape = shape
         self.leaky = snn.Leaky(
             beta=torch.full(shape, float(beta)),
             threshold=torch.full(shape, float(threshold)),
             spike_grad=surrogate.atan(alpha=surrogate_slope),
-            reset_mechanism="zero",
-            reset_delay=False,
+            reset_mechanism=reset_mechanism,
+            reset_delay=self.reset_delay,
         )
 
     @property
@@ -144,8 +169,10 @@ class LIF(nn.Module):
         return torch.stack(spikes), torch.stack(mems)
 
     def extra_repr(self) -> str:
+        reset = "" if (self.reset_mechanism, self.reset_delay) == ("zero", False) else \
+            f", reset_mechanism={self.reset_mechanism!r}, reset_delay={self.reset_delay}"
         return f"neuron_shape={self.neuron_shape}, beta={float(self.beta.flatten()[0]):g}, " \
-               f"threshold={float(self.threshold.flatten()[0]):g}"
+               f"threshold={float(self.threshold.flatten()[0]):g}{reset}"
 
 
 class LI(nn.Module):

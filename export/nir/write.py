@@ -47,7 +47,7 @@ import esl_deploy
 from esl_deploy.errors import EslError
 from esl_deploy.masks import sparsifiable
 from esl_deploy.models import BasicBlock, SpikingNet
-from esl_deploy.neurons import LI, LIF
+from esl_deploy.neurons import LI, LIF, RESET_MECHANISMS
 
 from esl_deploy.atomic import atomic_write, check_free_space
 
@@ -60,13 +60,21 @@ DT = 1e-4  # seconds per step; the constant snnTorch's export_nir hard-codes (sn
 PRODUCER = "esl_deploy"
 
 
-def lif_node(beta: np.ndarray, threshold: np.ndarray, dt: float = DT) -> nir.NIRNode:
+def lif_node(beta: np.ndarray, threshold: np.ndarray, dt: float = DT, *, reset_mechanism: str = "zero",
+             reset_delay: bool = False) -> nir.NIRNode:
     """The NIR neuron for snnTorch LIF parameters (per-neuron float64 arrays of one shape).
 
     ``0 <= beta < 1``: ``LIF(tau = dt/(1-beta), r = tau/dt, v_leak = 0, v_threshold = theta, v_reset = 0)``.
     ``beta == 1`` for every neuron (no leak): ``IF(r = 1/dt, v_threshold = theta, v_reset = 0)``, whose
     Euler step ``v += dt r I = I`` is the same update. A layer mixing ``beta == 1`` with ``beta < 1``
     has no NIR node and is refused.
+
+    NIR's LIF/IF resets to ``v_reset`` at once. snnTorch's other resets (``reset_mechanism`` "subtract":
+    ``v -= theta``, "none": no reset; ``reset_delay``: the reset lands one step late, see
+    :mod:`esl_deploy.neurons`) have no NIR field, so every neuron node records its reset in its metadata,
+    ``{"reset_mechanism": ..., "reset_delay": ...}``. Our reader and the Lava converter run it exactly;
+    readers that look only at the NIR fields (snnTorch's ``import_from_nir``, Norse, Sinabs) run the
+    node as reset to ``v_reset = 0`` (see the README).
     """
     beta = np.asarray(beta, dtype=np.float64)
     threshold = np.asarray(threshold, dtype=np.float64)
@@ -74,13 +82,16 @@ def lif_node(beta: np.ndarray, threshold: np.ndarray, dt: float = DT) -> nir.NIR
         raise ValueError(f"beta {beta.shape} and threshold {threshold.shape} must be per-neuron arrays of one shape")
     if not np.all((beta >= 0) & (beta <= 1)):
         raise EslError(f"LIF beta must lie in [0, 1], got values in [{beta.min():g}, {beta.max():g}]")
+    if reset_mechanism not in RESET_MECHANISMS:
+        raise EslError(f"unknown reset_mechanism {reset_mechanism!r}; choose one of: {', '.join(RESET_MECHANISMS)}")
     zeros = np.zeros_like(beta)
+    meta = {"reset_mechanism": reset_mechanism, "reset_delay": np.bool_(reset_delay)}
     if np.all(beta == 1.0):
-        return nir.IF(r=np.full_like(beta, 1.0 / dt), v_threshold=threshold, v_reset=zeros)
+        return nir.IF(r=np.full_like(beta, 1.0 / dt), v_threshold=threshold, v_reset=zeros, metadata=meta)
     if np.any(beta == 1.0):
         raise EslError("not supported: a LIF layer mixing beta == 1 (no leak) with beta < 1")
     tau = dt / (1.0 - beta)
-    return nir.LIF(tau=tau, r=tau / dt, v_leak=zeros, v_threshold=threshold, v_reset=zeros)
+    return nir.LIF(tau=tau, r=tau / dt, v_leak=zeros, v_threshold=threshold, v_reset=zeros, metadata=meta)
 
 
 def li_node(beta: np.ndarray, dt: float = DT) -> nir.NIRNode:
@@ -277,7 +288,8 @@ def _layer_node(layer: nn.Module, name: str, shape: Tuple[int, ...], folded: Opt
             raise EslError(f"layer {name}: LIF of shape {layer.neuron_shape} follows a layer of shape {shape}")
         beta = layer.beta.detach().cpu().double().numpy()
         thr = layer.threshold.detach().cpu().double().numpy()
-        return lif_node(np.broadcast_to(beta, shape).copy(), np.broadcast_to(thr, shape).copy(), dt)
+        return lif_node(np.broadcast_to(beta, shape).copy(), np.broadcast_to(thr, shape).copy(), dt,
+                        reset_mechanism=layer.reset_mechanism, reset_delay=layer.reset_delay)
     if isinstance(layer, LI):
         if tuple(layer.neuron_shape) != tuple(shape):
             raise EslError(f"layer {name}: LI of shape {layer.neuron_shape} follows a layer of shape {shape}")
