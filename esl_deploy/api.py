@@ -16,7 +16,8 @@ from torch import nn
 
 from .checkpoint import read_checkpoint
 from .errors import EslError
-from .models import ModelSpec, SpikingNet, build_model
+from .convert import from_snntorch, stepwise
+from .models import ModelSpec, SpikingNet, build_model, is_factory
 
 
 def load(path: str | Path) -> SpikingNet:
@@ -44,6 +45,10 @@ def load(path: str | Path) -> SpikingNet:
                 raise EslError(f"{path}: mask {name} does not fit the model")
             params[name].mul_(mask)
     cfg = state["config"]
+    if is_factory(spec.name):  # a user's snnTorch network: its deployable form (esl_deploy.convert)
+        model.eval()
+        sample = torch.zeros(1, *spec.input_shape)
+        model = from_snntorch(model, sample if stepwise(model) else sample.expand(int(cfg["T"]), *sample.shape))
     model.meta = {
         "method": cfg["sparsity"]["method"], "dataset": cfg["dataset"], "data_dir": cfg.get("data_dir"),
         "T": cfg["T"], "encoding": cfg["encoding"], "weight_bits": cfg.get("weight_bits"), "density": state["best"]["density"],
@@ -51,6 +56,8 @@ def load(path: str | Path) -> SpikingNet:
         "layer_density": state["best"]["layer_density"], "model_spec": state["model_spec"],
         "best_epoch": state["best"]["epoch"], "val_acc": state["best"]["val_acc"],
     }
+    if is_factory(spec.name):
+        model.meta.update(source="snntorch", module=spec.name)
     return check_finite(model.eval(), path)
 
 

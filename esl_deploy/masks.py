@@ -59,6 +59,21 @@ def sparsifiable(model: nn.Module) -> List[Tuple[str, nn.Parameter]]:
     return [(f"{n}.weight", m.weight) for n, m in layers if n not in skip]
 
 
+def weights_of(model: nn.Module, exclude: Sequence[str] = ()) -> List[Tuple[str, nn.Parameter]]:
+    """``(name, weight)`` of every Linear and Conv2d layer of any ``nn.Module`` (a user's snnTorch network
+    included), except the layers named in ``exclude`` (module names such as ``"0"`` or ``"fc1"``, or
+    their weight names ``"fc1.weight"``): the library API's default choice of sparse layers.
+    ValueError for a name in ``exclude`` that is no such layer."""
+    layers = synapse_layers(model)
+    names = {n for n, _ in layers}
+    wanted = {e[: -len(".weight")] if e.endswith(".weight") else e for e in exclude}
+    unknown = sorted(wanted - names)
+    if unknown:
+        raise ValueError(f"exclude names {unknown}, which are not Linear/Conv2d layers of the model "
+                         f"(those are: {', '.join(sorted(names)) or 'none'})")
+    return [(f"{n}.weight", m.weight) for n, m in layers if n not in wanted]
+
+
 def layer_densities(layers: Sequence[LayerShape], density: float, mode: str = "erk") -> Dict[str, float]:
     """Per-layer densities whose parameter-weighted mean is ``density`` (see the module docstring).
 

@@ -24,7 +24,13 @@ Architectures (``width`` multiplies hidden sizes and channels):
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
+import re
+import sys
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -46,11 +52,16 @@ class ModelSpec:
     beta: float = 0.9
     threshold: float = 1.0
     readout: str = "spikes"  # "spikes": last layer LIF; "membrane": last layer a leaky integrator (no spikes)
+    factory_dir: Optional[str] = None  # user models: the folder their module was imported from
 
     def __post_init__(self):
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
-        if self.name not in MODELS:
-            raise ValueError(f"unknown model {self.name!r}; choose one of: {', '.join(sorted(MODELS))}")
+        if is_factory(self.name):
+            if self.readout != "spikes" or self.width != 1.0:
+                raise ValueError(f"a user model ({self.name}) is built by its own code: width and readout do not apply")
+        elif self.name not in MODELS:
+            raise ValueError(f"unknown model {self.name!r}; choose one of: {', '.join(sorted(MODELS))}, "
+                             "or module.path:factory for your own network")
         if not self.input_shape or any(s <= 0 for s in self.input_shape):
             raise ValueError(f"input_shape must be positive, got {self.input_shape}")
         if self.num_classes < 2:
@@ -291,8 +302,86 @@ MODELS: Dict[str, Callable[[ModelSpec], SpikingNet]] = {
 }
 
 
-def build_model(spec: ModelSpec) -> SpikingNet:
-    """Build the network named by ``spec`` with freshly initialised weights."""
+FACTORY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
+def is_factory(name: str) -> bool:
+    """True for a user model named ``module.path:factory`` (a function returning the ``nn.Module``)."""
+    return bool(FACTORY_RE.match(str(name)))
+
+
+def factory_module_file(name: str, folder: str | os.PathLike) -> Optional[Path]:
+    """The file of ``name``'s module inside ``folder`` (``a/b.py`` or ``a/b/__init__.py`` for ``a.b``), or None."""
+    base = Path(folder).joinpath(*name.split(":")[0].split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def import_factory(name: str, folder: Optional[str | os.PathLike] = None) -> Callable[[], nn.Module]:
+    """The factory function of a user model ``module.path:factory``.
+
+    With ``folder`` (a recorded run: :attr:`ModelSpec.factory_dir`) the module is loaded from its file in that
+    folder only, never from an installed package: a checkpoint can name user code next to the run's
+    source, not any function of the Python installation. Without it (``esl train --model``, typed by the
+    user) the current directory is searched first, then the installed packages, as ``python -m`` does.
+    ValueError when it cannot be found.
+    """
+    if not is_factory(name):
+        raise ValueError(f"{name!r} is not of the form module.path:factory")
+    module_name, func = name.split(":")
+    if folder is not None:
+        path = factory_module_file(name, folder)
+        if path is None:
+            raise ValueError(f"the user model {name} was recorded from {folder}, where {module_name} is not found")
+        spec = importlib.util.spec_from_file_location(f"esl_user_model_{module_name.replace('.', '_')}", path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            raise ValueError(f"importing {path} failed: {type(e).__name__}: {e}") from None
+    else:
+        cwd = os.getcwd()
+        added = cwd not in sys.path
+        if added:
+            sys.path.insert(0, cwd)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as e:
+            raise ValueError(f"cannot import {module_name} for --model {name}: {type(e).__name__}: {e}") from None
+        finally:
+            if added:
+                sys.path.remove(cwd)
+    factory = getattr(module, func, None)
+    if not callable(factory):
+        raise ValueError(f"{module_name} has no function {func!r}")
+    return factory
+
+
+def factory_dir_of(name: str) -> Optional[str]:
+    """The folder from which ``module.path`` of ``name`` imports (recorded with the run), or None."""
+    module = sys.modules.get(name.split(":")[0])
+    file = getattr(module, "__file__", None)
+    if file is None:
+        return None
+    path = Path(file).resolve()
+    depth = name.split(":")[0].count(".") + (1 if path.name == "__init__.py" else 0)
+    return str(path.parents[depth])
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """Build the network named by ``spec`` with freshly initialised weights: a :class:`SpikingNet`, or for a
+    user model (``module.path:factory``) whatever its factory returns (an ``nn.Module``)."""
+    if is_factory(spec.name):
+        factory = import_factory(spec.name, spec.factory_dir)
+        try:
+            model = factory()
+        except Exception as e:
+            raise ValueError(f"{spec.name}() failed: {type(e).__name__}: {e}") from None
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"{spec.name}() returned {type(model).__name__}, not a torch nn.Module")
+        return model
     return MODELS[spec.name](spec)
 
 

@@ -8,7 +8,7 @@ import click
 from esl_deploy.datasets import DATASETS, ENCODINGS
 from esl_deploy.errors import EslError
 from esl_deploy.masks import DENSITY_MODES
-from esl_deploy.models import MODELS, READOUTS
+from esl_deploy.models import MODELS, READOUTS, is_factory
 
 from .config import OPTIMIZERS, TrainConfig
 from .config_file import NOT_IN_FILE, options_toml, read_config_file
@@ -42,12 +42,28 @@ def _load_config(ctx: click.Context, param: click.Parameter, value) -> None:
         ctx.default_map = {**(ctx.default_map or {}), **read_config_file(value, ctx.command.params, ctx)}
 
 
+class ModelName(click.ParamType):
+    """An architecture of the registry, or ``module.path:factory`` (a function returning the user's nn.Module)."""
+
+    name = "model"
+
+    def convert(self, value, param, ctx):
+        if value in MODELS or is_factory(value):
+            return value
+        self.fail(f"{value!r} is not one of {', '.join(MODELS)}, nor module.path:factory", param, ctx)
+
+    def get_metavar(self, param):
+        return "[" + "|".join(MODELS) + "|module.path:factory]"
+
+
 @click.command(context_settings={"show_default": True})
 @click.option("--config", type=click.Path(dir_okay=False), default=None, is_eager=True, expose_value=False,
               callback=_load_config,
               help="TOML file of options (keys = option names, e.g. batch_size; [pq] p = 0.5 is --pq-p); "
                    "options on the command line override it. See configs/.")
-@click.option("--model", type=click.Choice(list(MODELS)), default="mlp", help="Architecture.")
+@click.option("--model", type=ModelName(), default="mlp",
+              help="Architecture, or module.path:factory: a function returning your own snnTorch nn.Module "
+                   "(imported from the current folder first; recorded with the run for export, simulate and energy).")
 @click.option("--dataset", type=click.Choice(list(DATASETS)), default="digits", help="Data set (digits is embedded).")
 @click.option("--data-dir", type=click.Path(), default=None, help="Folder holding the data set's files.")
 @click.option("--method", type=click.Choice(list(METHODS)), default="esl", help="Sparse training method.")

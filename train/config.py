@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Optional
 
 from esl_deploy.datasets import ENCODINGS
-from esl_deploy.models import MODELS, READOUTS
+from esl_deploy.models import MODELS, READOUTS, is_factory
 
 from .losses import LOSSES
 from .masking import SparsityConfig
@@ -51,8 +51,15 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.sparsity, dict):
             object.__setattr__(self, "sparsity", SparsityConfig.from_dict(self.sparsity))
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
+        if self.model not in MODELS and not is_factory(self.model):
+            raise ValueError(f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}, or "
+                             "module.path:factory (a function returning your nn.Module)")
+        if is_factory(self.model):
+            unused = [name for name, bad in (("width", self.width != 1.0), ("readout", self.readout != "spikes"),
+                                             ("weight_bits", self.weight_bits is not None)) if bad]
+            if unused:
+                raise ValueError(f"--{unused[0].replace('_', '-')} does not apply to a user model ({self.model}): "
+                                 "its own code builds the network")
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         if self.T < 1:

@@ -144,16 +144,20 @@ class MaskEngine:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, config: SparsityConfig, *,
                  total_steps: int, seed: int = 0, steps_per_epoch: Optional[int] = None,
                  feasible: Optional[Dict[str, torch.Tensor]] = None, mask_in_hook: bool = True,
-                 on_rewire: Optional[Callable[["MaskEngine"], None]] = None):
+                 on_rewire: Optional[Callable[["MaskEngine"], None]] = None,
+                 layers: Optional[List[Tuple[str, nn.Parameter]]] = None):
         """``mask_in_hook=False``: the gradients are not masked during the backward pass; the caller calls
         :meth:`mask_gradients` between ``backward()`` and ``optimizer.step()`` (distributed training: after
         DDP's all-reduce, so the kept dense gradient is the global one). ``on_rewire(engine)`` is called
-        after every rewiring (the distributed trainer checks there that every process holds the same masks)."""
+        after every rewiring (the distributed trainer checks there that every process holds the same masks).
+        ``layers``: the ``(name, weight)`` pairs to sparsify (default :func:`esl_deploy.masks.sparsifiable`, the
+        project's networks' convention; the library API passes :func:`esl_deploy.masks.weights_of`)."""
         self.config = config
         self.on_rewire = on_rewire
         self.method = METHODS[config.method]
         self.optimizer = optimizer
-        self.params: Dict[str, nn.Parameter] = dict(sparsifiable(model)) if self.method.sparse else {}
+        chosen = sparsifiable(model) if layers is None else list(layers)
+        self.params: Dict[str, nn.Parameter] = dict(chosen) if self.method.sparse else {}
         shapes = [LayerShape(n, tuple(p.shape)) for n, p in self.params.items()]
         self.target_density = layer_densities(shapes, config.density, config.density_mode) if shapes else {}
         self.generator = torch.Generator().manual_seed(int(seed))

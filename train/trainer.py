@@ -41,7 +41,9 @@ from esl_deploy.datasets import load_dataset, to_time_major
 from esl_deploy.env import environment
 from esl_deploy.errors import EslError
 from esl_deploy.loihi2 import exact_frac_bits
-from esl_deploy.models import ModelSpec, SpikingNet, build_model
+from esl_deploy.convert import forward_steps, run_snntorch
+from esl_deploy.masks import weights_of
+from esl_deploy.models import ModelSpec, SpikingNet, build_model, factory_dir_of, import_factory, is_factory
 from esl_deploy.resources import check_memory
 
 from .config import TrainConfig, config_diff
@@ -97,6 +99,8 @@ def run_model(model: SpikingNet, x: torch.Tensor, cfg: TrainConfig, temporal: bo
     every step, so the model gets it once with ``T`` (the first layer runs once per sample, see
     :meth:`SpikingNet.forward`); rate-encoded and event input are made time-major first. ``rows``:
     ``x`` is a shard of a larger batch (see :func:`esl_deploy.datasets.encode`)."""
+    if not isinstance(getattr(model, "module", model), SpikingNet):  # a user's snnTorch network (--model m:f)
+        return forward_steps(model, to_time_major(x, cfg.T, cfg.encoding, temporal, gen, rows).to(device))
     if not temporal and cfg.encoding == "direct":
         return model(x.float().to(device), T=cfg.T)
     return model(to_time_major(x, cfg.T, cfg.encoding, temporal, gen, rows).to(device))
@@ -196,6 +200,13 @@ def estimate_train_bytes(spec: ModelSpec, cfg: TrainConfig) -> int:
     regrowth state); activations ~6 float32 tensors per neuron and step of a batch kept for BPTT.
     """
     from esl_deploy.neurons import LI, LIF
+    if is_factory(spec.name):  # a user model: build it and count the neurons of one step
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(spec)
+        params = sum(p.numel() for p in model.parameters())
+        layers, _ = run_snntorch(model, torch.zeros(1, 1, *spec.input_shape))
+        neurons = sum(l[0, 0].numel() for l in layers) + int(np.prod(spec.input_shape))
+        return int(params * 4 * 6 + cfg.T * cfg.batch_size * neurons * 4 * 6)
     w0 = min(1.0, spec.width)
     with torch.random.fork_rng(devices=[]):  # building it must not move the seeded RNG of the real model
         small = build_model(ModelSpec(**{**spec.to_dict(), "width": w0}))
@@ -382,8 +393,15 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
         np.random.seed(cfg.seed)
         beta = hardware_beta(cfg.beta) if cfg.weight_bits else cfg.beta  # quantisation-aware: Loihi's decay grid
         try:
+            factory_dir = None
+            if is_factory(cfg.model):  # a user model, imported as the user named it, recorded with its folder
+                if world.distributed:
+                    raise EslError(f"--model {cfg.model}: distributed training of user models is not supported by "
+                                   "esl train; use esl_deploy.Sparsifier in your own DDP loop")
+                import_factory(cfg.model)
+                factory_dir = factory_dir_of(cfg.model)
             spec = ModelSpec(cfg.model, data.input_shape, data.num_classes, width=cfg.width, beta=beta,
-                             threshold=cfg.threshold, readout=cfg.readout)
+                             threshold=cfg.threshold, readout=cfg.readout, factory_dir=factory_dir)
             check_memory(estimate_train_bytes(spec, cfg), "training")
             model = build_model(spec).to(device)
         except ValueError as e:
@@ -397,7 +415,8 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
     feasible = input_feasible(model, data, cfg)
     engine = MaskEngine(model, optimizer, cfg.sparsity, total_steps=cfg.epochs * spe, seed=cfg.seed + 1,
                         steps_per_epoch=spe, feasible=feasible, mask_in_hook=not world.distributed,
-                        on_rewire=rewire_check(world))
+                        on_rewire=rewire_check(world),
+                        layers=weights_of(model) if is_factory(spec.name) else None)  # user models: as the API
     dead_inputs = sum(int((~ok).sum()) for ok in feasible.values())
     views = qat_views(model, data, cfg)  # {} without --weight-bits
 
