@@ -57,7 +57,16 @@ def export_file(source: Union[str, os.PathLike], to: str, out: Union[str, os.Pat
                        f"the file being exported)")
     if out.exists() and not force:
         raise EslError(f"{out} already exists; pass --force to overwrite it")
-    model = load_source(source)
+    return write_network(load_source(source), to, out, T=T, reader=reader, source=str(source))
+
+
+def write_network(model: SpikingNet, to: str, out: Union[str, os.PathLike], *, T: Optional[int] = None,
+                   reader: Optional[str] = None, source: str = "network") -> Dict[str, Any]:
+    """Write ``model`` to ``out`` in format ``to`` (the work of :func:`export_file` once the network is
+    loaded; ``out`` is replaced if it exists); returns the summary dict."""
+    if to not in TARGETS:
+        raise EslError(f"unknown export format {to!r}; choose one of: {', '.join(TARGETS)}")
+    out = Path(out)
     if to in ("lava", "netx") and getattr(model.spec, "readout", "spikes") == "membrane":
         raise EslError(f"--to {to} does not support the membrane readout (a non-spiking LI output layer; its "
                        "fixed-point form is not implemented): export --to nir and run it with esl simulate "

@@ -246,10 +246,41 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: Op
             data_dir = meta.get("data_dir")
     x, y = encoded_inputs(dataset, T, encoding, limit=limit, data_dir=data_dir,
                           input_shape=tuple(model.spec.input_shape))
-    n = x.shape[1]
+    return simulate_arrays(model, graph, x, y, backend, source=str(source), dataset=dataset, encoding=encoding,
+                           progress=progress, synapse=synapse, conv=conv, weight_groups=weight_groups)
+
+
+def simulate_arrays(model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray, y: Optional[np.ndarray],
+                    backend: str = "lava", *, source: str = "network", dataset: str = "inputs",
+                    encoding: str = "direct", progress: bool = False, synapse: str = "sparse", conv: str = "conv",
+                    weight_groups: int = 2,
+                    reference: Optional[Tuple[str, Callable[[np.ndarray], List[np.ndarray]]]] = None) -> SimReport:
+    """Run ``graph`` (the NIR graph of ``model``) with ``backend`` on inputs ``x`` (T, N, ...) float32 and
+    compare every spiking layer with the reference: ``model`` run by snnTorch in float64, or
+    ``reference = (name, run)`` where ``run(x)`` returns the spikes (T, N, ...) of every spiking layer (the
+    user's own snnTorch network, :mod:`esl_deploy.library`). ``y`` (N,) labels, or None (accuracies are
+    then NaN). Returns a :class:`SimReport` (see :func:`simulate`)."""
+    readout = getattr(model.spec, "readout", "spikes")
+    if backend not in BACKENDS:
+        raise EslError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if reference is not None and readout == "membrane":
+        raise EslError("an outside reference compares spikes: the membrane readout is compared with snnTorch only")
+    if backend != "snntorch":
+        from .lava.run import import_lava
+
+        import_lava()  # before tqdm fixes the multiprocessing start method
+    T, n = int(x.shape[0]), int(x.shape[1])
     t0 = time.perf_counter()
-    reference, ref_volt = snntorch_run(model, x, torch.float64)
+    if reference is None:
+        reference_name = "snntorch float64"
+        reference, ref_volt = snntorch_run(model, x, torch.float64)
+    else:
+        reference_name, run_reference = reference
+        reference, ref_volt = [np.asarray(r).astype(np.uint8) for r in run_reference(x)], None
     ref_s = time.perf_counter() - t0
+    if y is None:
+        y = np.full(n, -1)
+    labelled = bool(np.all(y >= 0))
     ref_acc = float(np.mean(predictions(ref_volt if readout == "membrane" else reference[-1]) == y))
     with tqdm(total=n, desc=f"simulate {backend}", unit="sample", disable=not progress, leave=False) as bar:
         t0 = time.perf_counter()
@@ -282,8 +313,9 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: Op
     details["snntorch_float64_s"] = ref_s
     return SimReport(
         source=str(source), backend=backend, dataset=dataset, samples=n, T=T, encoding=encoding,
-        accuracy=float(np.mean(predictions(out) == y)), snntorch_accuracy=ref_acc,
-        reference="snntorch float64", layer_agreement=layer_agreement, output_agreement=output_agreement,
+        accuracy=float(np.mean(predictions(out) == y)) if labelled else float("nan"),
+        snntorch_accuracy=ref_acc if labelled else float("nan"),
+        reference=reference_name, layer_agreement=layer_agreement, output_agreement=output_agreement,
         identical_outputs=identical, wall_s=wall, samples_per_s=n / wall if wall > 0 else float("inf"),
         snntorch_samples_per_s=n / ref_s if ref_s > 0 else float("inf"),
         quant_error=extra.get("quant_error"), details=details, readout=readout,
@@ -291,4 +323,4 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: Op
 
 
 __all__ = ["BACKENDS", "MEMBRANE_BACKENDS", "SimReport", "VOLTAGE_TOL", "agreement", "encoded_inputs",
-           "load_network", "predictions", "simulate", "snntorch_run", "snntorch_spikes"]
+           "load_network", "predictions", "simulate", "simulate_arrays", "snntorch_run", "snntorch_spikes"]
