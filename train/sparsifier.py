@@ -28,15 +28,39 @@ stay identical across processes without any communication.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence
 
 import torch
 from torch import nn
 
 from esl_deploy.masks import weights_of
+from esl_deploy.models import synapse_layers
 
 from .masking import METHODS, MaskEngine, SparsityConfig
 from .pq_index import PQConfig
+
+
+def feasible_inputs(model: nn.Module, batches: Iterable) -> Dict[str, torch.Tensor]:
+    """``{first-layer weight name: (1, in) bool}``: the inputs that are not 0 in some sample of ``batches``
+    (tensors ``(B, ...)`` or ``(x, y)`` pairs of static training inputs).
+
+    Only for a first Linear layer fed by the flattened input (``{}`` otherwise): a weight from an input
+    that is 0 in every sample never receives a gradient, so a mask position there holds budget and does
+    nothing (MNIST's border pixels); the engine keeps them out of every mask (``esl train`` does this by
+    default, ``Sparsifier(..., inputs=loader)`` on request)."""
+    layers = synapse_layers(model)
+    if not layers or not isinstance(layers[0][1], nn.Linear):
+        return {}
+    name, first = layers[0]
+    active = None
+    for batch in batches:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        flat = torch.as_tensor(x).reshape(len(x), -1)
+        if flat.shape[1] != first.in_features:
+            return {}
+        seen = (flat != 0).any(0)
+        active = seen if active is None else active | seen
+    return {} if active is None else {f"{name}.weight": active.reshape(1, -1)}
 
 
 def _distributed() -> bool:
@@ -53,13 +77,16 @@ class Sparsifier:
     ``esl train`` does. The keyword options are those of ``esl train`` (``density``, ``density_mode``,
     ``t_iter``, ``alpha``, ``t_end``, ``grow``, ``prune_at``, ``momentum``, ``pq``, ``core_aware``,
     ``rescale_init``, ``regrow_std``); ``config`` gives them as one
-    :class:`~esl_deploy.train.masking.SparsityConfig` instead.
+    :class:`~esl_deploy.train.masking.SparsityConfig` instead. ``inputs``: the training inputs (a DataLoader
+    or tensor), scanned once so that inputs which are 0 in every sample get no connection
+    (:func:`feasible_inputs`, as ``esl train`` does); ``feasible`` gives such allowed positions directly.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, method: str = "esl",
                  density: float = 0.1, total_steps: int, steps_per_epoch: Optional[int] = None, seed: int = 0,
                  exclude: Sequence[str] = (), config: Optional[SparsityConfig] = None,
-                 feasible: Optional[Dict[str, torch.Tensor]] = None, **options):
+                 inputs: Optional[Iterable] = None, feasible: Optional[Dict[str, torch.Tensor]] = None,
+                 **options):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
         if not isinstance(total_steps, int) or total_steps < 1:
@@ -72,6 +99,8 @@ class Sparsifier:
         elif options or method != "esl" or density != 0.1:
             raise ValueError("give the sparsity options either as keywords or as config=, not both")
         inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        if inputs is not None and feasible is None:
+            feasible = feasible_inputs(inner, inputs)
         self.model = inner
         self.distributed = _distributed()
         self.engine = MaskEngine(inner, optimizer, config, total_steps=total_steps, seed=seed,
@@ -134,4 +163,4 @@ class Sparsifier:
                 f"t_iter={self.engine.t_iter}, step={self.engine.t})")
 
 
-__all__ = ["METHODS", "Sparsifier"]
+__all__ = ["METHODS", "Sparsifier", "feasible_inputs"]

@@ -54,6 +54,7 @@ from .losses import compute_loss, predict
 from .masking import MaskEngine
 from .quant import LoihiView, hardware_beta, loihi_views, quantized_state, quantized_weights
 from .sparse_adam import MaskedAdam
+from .sparsifier import feasible_inputs
 from .structure import PLOT_FILES, save_png, write_structure_plots
 
 RUN_FILES = ("checkpoint.pt", "metrics.csv", "summary.json", "curves.png", "config.toml") + PLOT_FILES
@@ -131,17 +132,7 @@ def input_feasible(model: SpikingNet, data, cfg: TrainConfig) -> Dict[str, torch
     """
     if not cfg.sparsity.exclude_dead_inputs or data.temporal or cfg.sparsity.method == "dense":
         return {}
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
-    if not layers or not isinstance(layers[0][1], torch.nn.Linear):
-        return {}
-    name, first = layers[0]
-    n_in = int(np.prod(data.input_shape))
-    if first.in_features != n_in:
-        return {}
-    active = torch.zeros(n_in, dtype=torch.bool)
-    for x, _ in DataLoader(data.train, batch_size=1024, shuffle=False):
-        active |= (x.reshape(len(x), -1) != 0).any(0)
-    return {f"{name}.weight": active.reshape(1, -1)}
+    return feasible_inputs(model, DataLoader(data.train, batch_size=1024, shuffle=False))
 
 
 def qat_views(model: SpikingNet, data, cfg: TrainConfig) -> Dict[str, LoihiView]:
