@@ -306,3 +306,101 @@ def test_user_model_run_exports_simulates_and_costs_from_the_command_line(tmp_pa
     assert r.stderr.strip().count("\n") == 0 and "snntorch.Synaptic" in r.stderr
     r = run("train", "--model", "mynets:nothing", "--epochs", "1", "--out", "x")
     assert r.returncode == 2 and "has no function 'nothing'" in r.stderr and r.stderr.strip().count("\n") == 0
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import os, sys
+    import snntorch as snn
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+    import esl_deploy as esl
+
+    class Net(nn.Module):  # a plain module whose forward loops over time (one DDP call per step)
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.lif1 = nn.Linear(20, 32), snn.Leaky(beta=0.9)
+            self.fc2, self.lif2 = nn.Linear(32, 5), snn.Leaky(beta=0.9)
+
+        def forward(self, x):
+            m1, m2, out = self.lif1.reset_mem(), self.lif2.reset_mem(), []
+            for t in range(x.shape[0]):
+                s1, m1 = self.lif1(self.fc1(x[t]), m1)
+                s2, m2 = self.lif2(self.fc2(s1), m2)
+                out.append(m2)
+            return torch.stack(out)
+
+    distributed = "RANK" in os.environ
+    if distributed:
+        dist.init_process_group("gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    torch.manual_seed(0)
+    net = Net()
+    model = nn.parallel.DistributedDataParallel(net) if distributed else net
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    sparsifier = esl.Sparsifier(model, opt, method="rigl", density=0.3, total_steps=12, t_iter=2, seed=7)
+    g = torch.Generator().manual_seed(1)
+    for step in range(12):
+        x = torch.rand(6, 8, 20, generator=g) * 2
+        y = torch.randint(0, 5, (8,), generator=g)
+        rows = slice(rank * 8 // world, (rank + 1) * 8 // world)
+        loss = nn.functional.cross_entropy(model(x[:, rows]).sum(0), y[rows])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sparsifier.step()
+    torch.save({"masks": sparsifier.masks, "weights": net.state_dict(), "rewired": sparsifier.rewired_total,
+                "distributed": sparsifier.distributed}, sys.argv[1] + f".{rank}")
+""")
+
+
+def test_sparsifier_under_ddp_matches_one_process(tmp_path):
+    """Two gloo processes (torchrun) each train half of every batch under DDP with RigL, whose regrowth reads
+    the gradient: both end with the masks of one process training the whole batches, and the same weights
+    (to float rounding of the all-reduce)."""
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        str(script), str(tmp_path / "ddp")], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ranks = [torch.load(tmp_path / f"ddp.{i}", weights_only=True) for i in (0, 1)]
+    one = torch.load(tmp_path / "one.0", weights_only=True)
+    assert ranks[0]["distributed"] and ranks[1]["distributed"] and not one["distributed"]
+    assert one["rewired"] > 0 and ranks[0]["rewired"] == one["rewired"]
+    for name, mask in one["masks"].items():
+        assert torch.equal(ranks[0]["masks"][name], mask) and torch.equal(ranks[1]["masks"][name], mask), name
+    for name, w in one["weights"].items():
+        assert torch.equal(ranks[0]["weights"][name], ranks[1]["weights"][name]), name
+        assert torch.allclose(ranks[0]["weights"][name], w, atol=1e-5), name
+        if name in one["masks"]:
+            assert torch.equal(ranks[0]["weights"][name] != 0, (w != 0)), name
+
+
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not (MNIST / "train-images-idx3-ubyte.gz").is_file(),
+                    reason=f"real MNIST idx files not found in {MNIST}")
+def test_tutorial_own_snntorch_model_runs(tmp_path):
+    """docs/tutorials/own_snntorch_model.py end to end on a slice of MNIST: train (two added lines), export,
+    Lava float equal to the snnTorch network, fixed point and netx answered, energy report."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "tutorials"))
+    try:
+        import own_snntorch_model as tutorial
+    finally:
+        sys.path.pop(0)
+    text = Path(tutorial.__file__).read_text()
+    assert text.count("# + ESL Deploy") == 2  # the lines the tutorial adds to snnTorch's loop
+    r = tutorial.main(["--data-dir", str(MNIST), "--epochs", "1", "--limit-train", "1280", "--limit-test", "100",
+                       "--lava-limit", "20", "--steps", "8", "--out", str(tmp_path)])
+    assert r["rewired"] > 0 and 0.09 <= r["density"] <= 0.1
+    assert set(r["simulate"]["lava"]["layer_agreement"].values()) == {100.0}
+    assert r["simulate"]["lava"]["reference"].startswith("Sequential")
+    assert "netx cannot express" in r["simulate"]["netx"]["refused"]
+    assert r["simulate"]["lava-fixed"]["samples"] == 20
+    assert r["energy"]["samples"] == 100 and r["energy"]["totals"]["cores"] >= 1
+    assert (tmp_path / "net.nir").is_file()
