@@ -37,8 +37,17 @@ and Lava's float ``LIF`` with ``du = 1`` is ``u[t] = a_in[t]``, ``v[t] = (1 - dv
 spike ``v > vth``, ``v <- 0``. So ``dv = 1 - beta``, ``vth = v_threshold``, the gain ``g`` multiplies
 the synapse rows (``g = 1`` for snnTorch exports, ``r = tau/dt``), and the synapse bias times ``g``
 plus ``(1 - beta) v_leak`` is the neuron bias. ``IF`` is the same with ``beta = 1``, ``g = r dt``.
-Lava's ``du``, ``dv`` and ``vth`` are one value per population: beta and threshold must be uniform
-within each layer, and ``v_reset`` must be 0 (Lava resets to zero).
+
+Reset mechanisms and per-neuron parameters. A ``LIF``/``IF`` node's metadata may carry snnTorch's
+``reset_mechanism`` (``zero``, ``subtract``, ``none``; absent: ``zero``) and ``reset_delay`` (absent:
+False); values read back from HDF5 as bytes or numpy scalars are normalised, anything else is an
+:class:`EslError` naming the node. ``v_reset`` must be 0 for ``zero`` (snnTorch resets to zero) and is
+not used by ``subtract``/``none``. Beta and threshold may vary across neurons (kept as arrays in the
+:class:`NeuronLayer`; values that agree to 1e-12 stay one float). A layer that is uniform and resets to zero
+without delay runs as Lava's own ``LIFReset`` (one ``du``/``dv``/``vth`` per population, exactly what
+ran before these options existed); every other layer runs as
+:class:`export.lava.procs.leaky_reset.LeakyReset`, snnTorch's update with per-neuron ``dv`` and ``vth``
+(formulas in :mod:`export.lava.leaky`). The ``LI``/``I`` readout keeps one beta per population.
 
 Membrane readout. A NIR ``LI`` node (``tau dv/dt = v_leak - v + r I``, no threshold) as the LAST neuron
 node becomes the same Lava float ``LIF`` (``du = 1``, ``dv = 1 - beta``, gain and bias as above; ``I``
@@ -58,11 +67,12 @@ column ``t - 1`` at step ``t`` (steps count from 1). So layer ``l`` (1-based) in
 for column ``j`` at buffer index ``j + l``.
 
 Reset between samples. Samples are fed back to back, ``T`` columns each, with no quiet steps. Every
-neuron is a ``LIFReset`` with ``reset_interval = T`` and ``reset_offset = (1 + l) mod T``: it zeroes
-``u`` and ``v`` at the start of exactly the step in which the first column of a new sample reaches
-layer ``l``. The synapse buffers need no reset: the value a synapse delivers at that step is already
-computed from the new sample (the pipeline carries each column through the layers in lock-step), so
-nothing of the previous sample leaks in. One compiled network runs the whole set; this is exact
+neuron is a ``LIFReset`` (or ``LeakyReset``, which resets the same way and keeps no other state) with
+``reset_interval = T`` and ``reset_offset = (1 + l) mod T``: it zeroes ``u`` and ``v`` at the start
+of exactly the step in which the first column of a new sample reaches layer ``l``. The synapse buffers
+need no reset: the value a synapse delivers at that step is already computed from the new sample (the
+pipeline carries each column through the layers in lock-step), so nothing of the previous sample
+leaks in. One compiled network runs the whole set; this is exact
 (tested against per-sample runs) and costs no extra steps.
 """
 from __future__ import annotations
@@ -77,8 +87,8 @@ import scipy.sparse as sp
 from esl_deploy.errors import EslError
 
 from ..nir.graph import Segment, Step, conv_geometry, conv_output_hw, pair, pool_scale, size, walk
-from .net import (DEFAULT_DT, READOUT_NODE_TYPES, READOUT_VTH, SYNAPSE_KINDS, LavaLayer, LavaNet,  # noqa: F401
-                  NeuronLayer, SynapseLayer, conv_matrix, lava_order, pool_matrix)
+from .net import (DEFAULT_DT, READOUT_NODE_TYPES, READOUT_VTH, RESET_MECHANISMS, SYNAPSE_KINDS,  # noqa: F401
+                  LavaLayer, LavaNet, NeuronLayer, SynapseLayer, conv_matrix, lava_order, pool_matrix)
 
 SUPPORTED_NODES = ("Input", "Output", "Affine", "Linear", "Conv2d", "AvgPool2d", "SumPool2d", "Scale",
                    "Flatten", "LIF", "IF", "LI", "I")
@@ -122,16 +132,28 @@ def _snap32(x: float) -> float:
     return x32 if abs(x32 - x) <= 1e-12 * max(1.0, abs(x)) else float(x)
 
 
+def _snap32_all(x: np.ndarray) -> np.ndarray:
+    """:func:`_snap32` of every value of an array."""
+    x = np.asarray(x, dtype=np.float64)
+    x32 = x.astype(np.float32).astype(np.float64)
+    return np.where(np.abs(x32 - x) <= 1e-12 * np.maximum(1.0, np.abs(x)), x32, x)
+
+
 def _snap_one(gain: np.ndarray) -> np.ndarray:
     """Input gains within 1e-12 of 1 are float64 round-off of ``r = tau/dt`` (or ``r = 1/dt``): make
     them exactly 1, so the weights are used as they are."""
     return np.where(np.abs(gain - 1.0) <= 1e-12, 1.0, gain)
 
 
-def _uniform(name: str, kind: str, what: str, values: np.ndarray) -> float:
+def _uniform(name: str, kind: str, what: str, values: np.ndarray, per_neuron: bool = False):
+    """One float when ``values`` agree to 1e-12 (their minimum, as before per-neuron values were
+    supported), else: the array of values if ``per_neuron`` (the layer runs as
+    :class:`~export.lava.procs.leaky_reset.LeakyReset`), or :class:`EslError`."""
     values = np.asarray(values, dtype=np.float64).ravel()
     lo, hi = float(values.min()), float(values.max())
     if hi - lo > 1e-12 * max(1.0, abs(hi)):
+        if per_neuron:
+            return values.copy()
         raise EslError(f"node {name!r} ({kind}): {what} varies across neurons ({lo:g} .. {hi:g}); "
                        f"Lava's LIF has one {what} per population")
     return lo
@@ -149,21 +171,58 @@ def _per_neuron(name: str, kind: str, n: int):
     return bc
 
 
-def _leaky_params(name: str, kind: str, node, bc, dt: float):
-    """(beta, gain, leak bias) of the Euler step of a leaky node: k = dt/tau, beta = 1 - k (uniform),
-    gain = k r, leak = k v_leak."""
+def _leaky_params(name: str, kind: str, node, bc, dt: float, per_neuron: bool = False):
+    """(beta, gain, leak bias) of the Euler step of a leaky node: k = dt/tau, beta = 1 - k (one float,
+    or with ``per_neuron`` an array where it varies), gain = k r, leak = k v_leak."""
     tau = bc(node.tau)
     if np.any(tau <= 0):
         raise EslError(f"node {name!r} ({kind}): tau must be positive")
     k = dt / tau
     if np.any(k > 1):
         raise EslError(f"node {name!r} ({kind}): dt/tau > 1 (tau < dt = {dt:g}); the Euler step is unstable")
-    beta = _snap32(_uniform(name, kind, "beta (1 - dt/tau)", 1.0 - k))
+    beta = _uniform(name, kind, "beta (1 - dt/tau)", 1.0 - k, per_neuron)
+    beta = _snap32_all(beta) if isinstance(beta, np.ndarray) else _snap32(beta)
     return beta, _snap_one(k * bc(node.r)), k * bc(node.v_leak)
 
 
-def _neuron_params(name: str, node, shape: Tuple[int, ...], dt: float):
-    """(beta, threshold, gain per neuron, leak bias per neuron) of a LIF/IF node whose input is ``shape``."""
+def _flag(value):
+    """A metadata value as read back from HDF5 (bytes, numpy scalars, 0-d or 1-element arrays) as a
+    plain str, bool or number."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.ravel()[0]
+    if isinstance(value, (bytes, np.bytes_)):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value
+
+
+def _reset_mode(name: str, kind: str, node) -> Tuple[str, bool]:
+    """(reset_mechanism, reset_delay) from the node's metadata (absent: ``zero``, False).
+
+    ``reset_mechanism`` must be ``zero``, ``subtract`` or ``none``; ``reset_delay`` a bool (also
+    ``0``/``1`` or ``"true"``/``"false"``, as HDF5 may return it)."""
+    meta = getattr(node, "metadata", None) or {}
+    mechanism = _flag(meta.get("reset_mechanism", "zero"))
+    if not isinstance(mechanism, str) or mechanism not in RESET_MECHANISMS:
+        raise EslError(f"node {name!r} ({kind}): unknown reset_mechanism {mechanism!r} in its metadata; "
+                       f"expected one of: {', '.join(RESET_MECHANISMS)}")
+    delay = _flag(meta.get("reset_delay", False))
+    if isinstance(delay, str) and delay.strip().lower() in ("true", "false"):
+        delay = delay.strip().lower() == "true"
+    if isinstance(delay, (int, float)) and not isinstance(delay, bool) and delay in (0, 1):
+        delay = bool(delay)
+    if not isinstance(delay, bool):
+        raise EslError(f"node {name!r} ({kind}): reset_delay {delay!r} in its metadata is not a bool")
+    return mechanism, delay
+
+
+def _neuron_params(name: str, node, shape: Tuple[int, ...], dt: float, mechanism: str):
+    """(beta, threshold, gain per neuron, leak bias per neuron) of a LIF/IF node whose input is ``shape``;
+    beta and threshold are floats, or arrays (torch order, flat) where they vary across neurons.
+
+    ``v_reset`` must be 0 for ``mechanism`` ``zero`` (snnTorch resets to zero); ``subtract`` and ``none``
+    do not use it."""
     kind = type(node).__name__
     thr = np.asarray(node.v_threshold, dtype=np.float64)
     if thr.size != size(shape) and thr.size != 1:
@@ -171,14 +230,14 @@ def _neuron_params(name: str, node, shape: Tuple[int, ...], dt: float):
     bc = _per_neuron(name, kind, size(shape))
 
     v_reset = node.v_reset if node.v_reset is not None else 0.0
-    if np.any(bc(v_reset) != 0):
+    if mechanism == "zero" and np.any(bc(v_reset) != 0):
         raise EslError(f"node {name!r} ({kind}): v_reset must be 0 (Lava's LIF resets to zero)")
-    threshold = _uniform(name, kind, "threshold", bc(node.v_threshold))
-    if threshold < 0:
-        raise EslError(f"node {name!r} ({kind}): negative threshold {threshold:g} is not supported")
+    threshold = _uniform(name, kind, "threshold", bc(node.v_threshold), per_neuron=True)
+    if np.min(threshold) < 0:
+        raise EslError(f"node {name!r} ({kind}): negative threshold {float(np.min(threshold)):g} is not supported")
     if isinstance(node, nir.IF):
         return 1.0, threshold, _snap_one(bc(node.r) * dt), np.zeros(size(shape))
-    beta, gain, leak = _leaky_params(name, kind, node, bc, dt)
+    beta, gain, leak = _leaky_params(name, kind, node, bc, dt, per_neuron=True)
     return beta, threshold, gain, leak
 
 
@@ -273,16 +332,18 @@ def convert(graph: nir.NIRGraph, *, synapse: str = "sparse", conv: str = "conv",
     layers: List[LavaLayer] = []
     for seg in chain.segments():
         name, node, shape = seg.neuron.name, seg.neuron.node, seg.neuron.in_shape
+        mechanism, delay = "zero", False
         if isinstance(node, (nir.LI, nir.I)):
             beta, gain, leak = _readout_params(name, node, shape, dt)
             threshold = READOUT_VTH
         else:
-            beta, threshold, gain, leak = _neuron_params(name, node, shape, dt)
+            mechanism, delay = _reset_mode(name, type(node).__name__, node)
+            beta, threshold, gain, leak = _neuron_params(name, node, shape, dt, mechanism)
         syn, bias = _segment_synapse(seg, gain, graded=not layers, synapse=synapse, conv=conv)
         if not np.all(gain == 1.0) and syn.kind == "conv":
             raise AssertionError("gain must be folded into a matrix")
         neuron = NeuronLayer(name=name, node_type=seg.neuron.kind, shape=shape, beta=beta,
-                             threshold=threshold, bias=bias + leak)
+                             threshold=threshold, bias=bias + leak, reset_mechanism=mechanism, reset_delay=delay)
         layers.append(LavaLayer(synapse=syn, neuron=neuron))
     input_shape = chain.input_shape
     return LavaNet(input_shape=input_shape, layers=layers, dt=dt)

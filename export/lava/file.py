@@ -11,10 +11,17 @@ produce, so :func:`read_lava` rebuilds the same :class:`~export.lava.convert.Lav
                     torch-flattened indices); conv: weight (C_out, C_in/groups, kH, kW), stride,
                     padding, dilation (H, W), groups
       neuron/       shape, beta, threshold, bias (per neuron, torch order): Lava float LIF
-                    du = 1, dv = 1 - beta, vth = threshold, bias_mant = bias
+                    du = 1, dv = 1 - beta, vth = threshold, bias_mant = bias; beta and threshold are
+                    scalars or (version 2) arrays of the neuron shape; attrs (version 2, absent means
+                    'zero' and False): reset_mechanism ('zero'/'subtract'/'none'), reset_delay
       fixed/        scale, input_scale, du, dv, vth, bias_exp, bias_mant, split_exp, weight (integers,
                     same layout as synapse/weight; split_exp k > 0: two 8-bit synapse groups
-                    hi * 2^k + lo, see export.lava.fixed.split_weights), attrs: quantisation errors
+                    hi * 2^k + lo, see export.lava.fixed.split_weights), attrs: quantisation errors;
+                    dv and vth scalars or (version 2) arrays of the neuron shape
+
+A network whose layers all reset to zero without delay with one beta and threshold each is written as
+version 1, the layout earlier writers wrote; any other is version 2, which older readers refuse
+instead of running it with the wrong neurons.
 
 Lava itself stores images as (W, H, C): the matrices are permuted and conv kernels flipped and
 transposed to (C_out, kW, kH, C_in) when the processes are built (:mod:`export.lava.run`).
@@ -37,7 +44,7 @@ from .convert import LavaLayer, LavaNet, NeuronLayer, SynapseLayer, convert
 from .fixed import FixedLayer, quantize
 
 FORMAT = "esl-lava"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: reset_mechanism/reset_delay, per-neuron beta/threshold/dv/vth (1 still read)
 
 
 def _put_weight(g: h5py.Group, weight, kind: str) -> None:
@@ -63,7 +70,7 @@ def write_lava_file(net: LavaNet, path: Union[str, os.PathLike]) -> None:
     """Write a (quantised) :class:`LavaNet` to ``path`` (not atomic; see :func:`write_lava`)."""
     with h5py.File(path, "w") as f:
         f.attrs["format"] = FORMAT
-        f.attrs["version"] = FORMAT_VERSION
+        f.attrs["version"] = 1 if all(layer.neuron.stock for layer in net.layers) else FORMAT_VERSION
         f.attrs["dt"] = float(net.dt)
         if net.input_max is not None:
             f.attrs["input_max"] = float(net.input_max)
@@ -85,16 +92,18 @@ def write_lava_file(net: LavaNet, path: Union[str, os.PathLike]) -> None:
                 s.create_dataset("groups", data=np.int64(syn.groups))
             n = g.create_group("neuron")
             n.create_dataset("shape", data=np.asarray(neuron.shape, dtype=np.int64))
-            n.create_dataset("beta", data=np.float64(neuron.beta))
-            n.create_dataset("threshold", data=np.float64(neuron.threshold))
+            n.create_dataset("beta", data=np.asarray(neuron.beta, dtype=np.float64))
+            n.create_dataset("threshold", data=np.asarray(neuron.threshold, dtype=np.float64))
             n.create_dataset("bias", data=neuron.bias)
+            if not neuron.stock:
+                n.attrs.update(reset_mechanism=neuron.reset_mechanism, reset_delay=bool(neuron.reset_delay))
             if layer.fixed is not None:
                 fx = layer.fixed
                 q = g.create_group("fixed")
                 for key in ("scale", "input_scale"):
                     q.create_dataset(key, data=np.float64(getattr(fx, key)))
                 for key in ("du", "dv", "vth", "bias_exp", "split_exp"):
-                    q.create_dataset(key, data=np.int64(getattr(fx, key)))
+                    q.create_dataset(key, data=np.asarray(getattr(fx, key), dtype=np.int64))
                 q.create_dataset("bias_mant", data=np.asarray(fx.bias_mant, dtype=np.int64))
                 _put_weight(q, fx.weight, syn.kind)
                 q.attrs.update({k: float(v) for k, v in fx.errors.items()})
@@ -142,14 +151,17 @@ def read_lava(path: Union[str, os.PathLike]) -> LavaNet:
                 syn = SynapseLayer(kind=kind, in_shape=tuple(s["in_shape"][()]), out_shape=tuple(s["out_shape"][()]),
                                    weight=_get_weight(s, kind), graded=bool(g.attrs["graded"]),
                                    nodes=tuple(v.decode() for v in g["nodes"][()]), **extra)
+                mechanism = n.attrs.get("reset_mechanism", "zero")  # absent in version 1
+                mechanism = mechanism.decode() if isinstance(mechanism, bytes) else str(mechanism)
                 neuron = NeuronLayer(name=str(g.attrs["name"]), node_type=str(g.attrs["node_type"]),
-                                     shape=tuple(n["shape"][()]), beta=float(n["beta"][()]),
-                                     threshold=float(n["threshold"][()]), bias=n["bias"][()])
+                                     shape=tuple(n["shape"][()]), beta=n["beta"][()],
+                                     threshold=n["threshold"][()], bias=n["bias"][()], reset_mechanism=mechanism,
+                                     reset_delay=bool(n.attrs.get("reset_delay", False)))
                 fixed = None
                 if "fixed" in g:
                     q = g["fixed"]
                     fixed = FixedLayer(scale=float(q["scale"][()]), input_scale=float(q["input_scale"][()]),
-                                       weight=_get_weight(q, kind), vth=int(q["vth"][()]), dv=int(q["dv"][()]),
+                                       weight=_get_weight(q, kind), vth=q["vth"][()], dv=q["dv"][()],
                                        du=int(q["du"][()]), bias_exp=int(q["bias_exp"][()]),
                                        split_exp=int(q["split_exp"][()]),
                                        bias_mant=q["bias_mant"][()], errors={k: float(v) for k, v in q.attrs.items()})

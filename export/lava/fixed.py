@@ -14,6 +14,12 @@ state: ``u = a_in << 6``, snnTorch's Leaky), ``dv = round((1 - beta) 4096)``, ``
 ``round(W S / input_scale)`` on the 8-bit grid, or split over two 8-bit synapse groups for ~15-bit
 weights. :func:`emulate_fixed` runs exactly that arithmetic in numpy (tests check Lava against it).
 
+Per-neuron beta or threshold give per-neuron ``dv = round((1 - beta_i) 4096)`` and ``vth = round(theta_i S)``
+(one scale per layer, set by the largest threshold); such layers, and those with snnTorch's
+``subtract``/``none`` resets or ``reset_delay``, run as :class:`~export.lava.procs.leaky_reset.LeakyReset`,
+whose fixed-point step (:func:`export.lava.leaky.fixed_step`) subtracts exactly ``vth << 6`` and decides
+a delayed reset from the stored ``v``.
+
 Widths (lava-nc 0.10.0 / lava-dl 0.6.0 as installed; :data:`WIDTHS` holds them, :func:`layer_ranges`
 computes every layer's worst case and :func:`check_widths` refuses a layer outside them):
 
@@ -58,6 +64,8 @@ and lowers the scale until that bound is <= 32767. So ``|u| = |a_in| << 6 <= 2^2
 ``v <= (vth << 6) + u + bias < 2^23`` from above (``vth <= 2^14``). Only a strongly inhibited leaky
 neuron can drive ``v`` below -2^23 + 1, where Lava clips it as the chip saturates, and
 :func:`emulate_fixed` clips identically (``errors["v_saturates"]`` flags layers where this is possible).
+With the ``none`` and ``subtract`` resets ``v`` is not held below the threshold, and a neuron driven
+harder than it leaks can also reach +2^23 - 1 and saturate there (:func:`layer_ranges`, ``v_ceiling``).
 A layer that cannot fit (the scale the widths allow leaves fewer than :data:`VTH_MIN` integer steps
 per threshold) raises :class:`~esl_deploy.errors.EslError` naming the layer and the quantity.
 """
@@ -73,6 +81,8 @@ import scipy.sparse as sp
 from esl_deploy.errors import EslError
 
 from esl_deploy.loihi2 import exact_frac_bits  # noqa: F401  (re-exported: export.lava.fixed.exact_frac_bits)
+
+from .leaky import fixed_current, fixed_step
 
 from .net import (A_IN_MAX, ACT_SHIFT, BIAS_EXP, BIAS_MANT_MAX, DECAY_UNITY, INPUT_FRAC_BITS_MAX,  # noqa: F401
                   INPUT_INT_MAX, SPLIT_EXP_MAX, UV_LIMIT, VTH_MAX, VTH_MIN, VTH_TARGET, WEIGHT_MIXED_MAX,
@@ -133,6 +143,14 @@ def layer_ranges(layer: LavaLayer, fixed: Optional["FixedLayer"] = None, *, inpu
     accumulated with ``du``; ``v`` is bounded above by ``(vth << 6) + u + bias`` (v was at most the
     threshold before the step) and below by the leaky steady state of the most negative input, both
     clipped to 24 bits as Lava (and the chip) saturates ``v``; ``v_floor`` is that floor unclipped.
+    Per-neuron ``vth``/``dv``: the largest ``vth`` and smallest ``dv`` bound them all.
+
+    Other reset mechanisms (:mod:`export.lava.leaky`; ``I = u + bias`` at most ``I+``, at least ``I-``,
+    ``b = 1 - dv/4096``): ``none`` is the leaky integrator, ``v <= I+ / (1 - b)`` (unbounded for
+    ``dv = 0``); ``subtract`` keeps ``v <= max(2 vth6 + I+, (I+ - vth6) / (1 - b))`` (below threshold the
+    next ``v`` is at most ``b vth6 + I+``, or ``2 vth6`` when a crossing ``P`` is not spiked on; above it
+    each step removes ``vth6``) and ``v >= min(floor, I- - vth6)``; ``v_ceiling`` is the upper bound
+    unclipped.
     Compare with :data:`WIDTHS` (:func:`check_widths`).
     """
     f = fixed if fixed is not None else layer.fixed
@@ -161,14 +179,26 @@ def layer_ranges(layer: LavaLayer, fixed: Optional["FixedLayer"] = None, *, inpu
     out["u"] = (math.floor(a_lo * 2 ** ACT_SHIFT * gain), math.ceil(a_hi * 2 ** ACT_SHIFT * gain))
     bias = f.bias_mant.astype(np.int64) * 2 ** f.bias_exp
     b_lo, b_hi = int(bias.min(initial=0)), int(bias.max(initial=0))
-    v_top = (f.vth << ACT_SHIFT) + out["u"][1] + max(b_hi, 0)
+    vth_lo, vth_hi = int(np.min(f.vth)), int(np.max(f.vth))
+    dv_lo, dv_hi = int(np.min(f.dv)), int(np.max(f.dv))
+    vth6, step_high = vth_hi << ACT_SHIFT, out["u"][1] + max(b_hi, 0)
+    v_top = vth6 + step_high
     step_low = out["u"][0] + min(b_lo, 0)
-    v_floor = step_low * DECAY_UNITY / f.dv if f.dv > 0 else (-math.inf if step_low < 0 else 0)
+    v_floor = step_low * DECAY_UNITY / dv_lo if dv_lo > 0 else (-math.inf if step_low < 0 else 0)
+    mechanism = layer.neuron.reset_mechanism
+    if mechanism == "none":
+        v_top = max(step_high, 0) * DECAY_UNITY / dv_lo if dv_lo > 0 else (math.inf if step_high > 0 else 0)
+    elif mechanism == "subtract":
+        above = step_high - (vth_lo << ACT_SHIFT)
+        climb = above * DECAY_UNITY / dv_lo if dv_lo > 0 else (math.inf if above > 0 else 0)
+        v_top = max(2 * vth6 + step_high, climb)
+        v_floor = min(v_floor, step_low - vth6)
     out["v_floor"] = (v_floor, v_floor)
+    out["v_ceiling"] = (v_top, v_top)
     out["v"] = (int(max(v_floor, -UV_LIMIT + 1)), int(min(v_top, UV_LIMIT - 1)))
-    out["vth"] = (f.vth, f.vth)
+    out["vth"] = (vth_lo, vth_hi)
     out["du"] = (f.du, f.du)
-    out["dv"] = (f.dv, f.dv)
+    out["dv"] = (dv_lo, dv_hi)
     out["bias_mant"] = (int(f.bias_mant.min(initial=0)), int(f.bias_mant.max(initial=0)))
     out["bias_exp"] = (f.bias_exp, f.bias_exp)
     return out
@@ -300,13 +330,15 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
     threshold error, absolute beta error, largest bias error, weights rounded to zero, scale, input
     fractional bits, synapse groups, ``a_in_bound`` (the worst-case ``|a_in|`` of any port, <= 32767),
     ``v_saturates`` (1 where a leaky neuron's most negative steady state lies below the 24-bit floor,
-    at which Lava and :func:`emulate_fixed` clip ``v``).
+    or with the ``none``/``subtract`` resets its largest above the 24-bit ceiling, at which Lava and
+    :func:`emulate_fixed` clip ``v``). With per-neuron values the threshold and beta errors are the
+    largest over the neurons.
     """
     if groups not in (1, 2):
         raise EslError(f"synapse groups must be 1 or 2, got {groups}")
     syn, neuron = layer.synapse, layer.neuron
     name = neuron.name
-    if not getattr(neuron, "spiking", True) or math.isinf(neuron.threshold):
+    if not getattr(neuron, "spiking", True) or np.any(np.isinf(neuron.threshold)):
         raise EslError(f"layer {name!r}: the non-spiking {neuron.node_type} readout has no Loihi 2 fixed-point "
                        f"form (it runs in floating point only)")
     split_ok = groups == 2 and syn.kind != "conv"  # Lava's Conv: no weight exponent, 8-bit weights
@@ -320,7 +352,8 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
     a_lo, a_hi = _extremes(syn.weight, x_lo, x_hi)
     reach = float(max(-a_lo, a_hi))
     bmax = float(np.abs(neuron.bias).max(initial=0.0))
-    limits = {"vth": VTH_TARGET / neuron.threshold if neuron.threshold > 0 else math.inf}
+    theta = float(np.max(neuron.threshold))  # the largest threshold sets the scale (vth <= 2^14)
+    limits = {"vth": VTH_TARGET / theta if theta > 0 else math.inf}
     if reach > 0:
         limits["a_in"] = A_IN_MAX / reach
     if bmax > 0:
@@ -365,16 +398,24 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
         binding = "a_in"
     else:  # pragma: no cover - each pass lowers the scale; 200 passes lower it far below VTH_MIN
         raise EslError(f"layer {name!r}: no scale keeps a_in inside Loihi 2's 16 bits")
-    vth = int(round(neuron.threshold * scale))
-    if vth > VTH_MAX:
+    per_neuron = isinstance(neuron.threshold, np.ndarray)
+    vth = np.round(neuron.threshold * scale).astype(np.int64) if per_neuron else int(round(neuron.threshold * scale))
+    if np.max(vth) > VTH_MAX:
         raise EslError(f"layer {name!r}: threshold does not fit Loihi's 17-bit vth")
-    if neuron.threshold > 0 and vth < VTH_MIN:
-        why = {"a_in": f"16-bit a_in: its synaptic input can reach {reach / neuron.threshold:.4g} x its threshold",
-               "bias_mant": f"13-bit bias_mant: its bias reaches {bmax / neuron.threshold:.4g} x its threshold",
-               "weight": f"8-bit weights: its largest weight is {wmax / neuron.threshold:.4g} x its threshold"}
+    positive = np.asarray(neuron.threshold) > 0
+    if np.any(positive) and np.min(np.asarray(vth)[positive]) < VTH_MIN:
+        low = float(np.min(np.asarray(neuron.threshold)[positive]))  # the smallest threshold has the fewest steps
+        its = "its smallest threshold" if per_neuron else "its threshold"
+        why = {"a_in": f"16-bit a_in: its synaptic input can reach {reach / low:.4g} x {its}",
+               "bias_mant": f"13-bit bias_mant: its bias reaches {bmax / low:.4g} x {its}",
+               "weight": f"8-bit weights: its largest weight is {wmax / low:.4g} x {its}"}
+        why["vth"] = f"vth range: its thresholds span {theta / low:.4g} x (the largest gets vth <= {VTH_TARGET})"
         raise EslError(f"layer {name!r} does not fit Loihi 2's {why.get(binding, why['a_in'])}, which leaves "
-                       f"vth = {vth} < {VTH_MIN} integer steps (scale {scale:.4g})")
-    dv = int(min(round((1.0 - neuron.beta) * DECAY_UNITY), DECAY_UNITY - 1))
+                       f"vth = {int(np.min(np.asarray(vth)[positive]))} < {VTH_MIN} integer steps (scale {scale:.4g})")
+    if isinstance(neuron.beta, np.ndarray):
+        dv = np.minimum(np.round((1.0 - neuron.beta) * DECAY_UNITY), DECAY_UNITY - 1).astype(np.int64)
+    else:
+        dv = int(min(round((1.0 - neuron.beta) * DECAY_UNITY), DECAY_UNITY - 1))
     # bias_exp 6 (netx's fixed choice): one bias unit is one a_in unit; 7 doubles the range (groups == 2)
     # (the bias limit may bind the scale at exactly 4095 / bmax: compare with a rounding tolerance)
     bias_exp = BIAS_EXP if groups == 1 or bmax * scale <= BIAS_MANT_MAX * (1 + 1e-9) else BIAS_EXP + 1
@@ -388,18 +429,26 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
     fixed.errors = {
         "weight_rel": float(np.linalg.norm(back - ref) / norm) if norm > 0 else 0.0,
         "weight_max_rel": float(np.abs(back - ref).max() / wmax) if wmax > 0 else 0.0,
-        "threshold_rel": abs(vth / scale - neuron.threshold) / neuron.threshold if neuron.threshold > 0 else 0.0,
-        "beta_abs": abs((1.0 - dv / DECAY_UNITY) - neuron.beta),
+        "threshold_rel": _threshold_rel(vth, scale, neuron.threshold),
+        "beta_abs": float(np.max(np.abs((1.0 - np.asarray(dv) / DECAY_UNITY) - neuron.beta))),
         "bias_abs": float(np.abs(bias_mant / bias_units - neuron.bias).max(initial=0.0)),
         "weights_zeroed": float(zeroed),
         "scale": float(scale),
         "input_frac_bits": float(math.log2(input_scale)),
         "synapse_groups": float(2 if split else 1),
         "a_in_bound": float(a_bound),
-        "v_saturates": float(ranges["v_floor"][0] < -UV_LIMIT + 1),
+        "v_saturates": float(ranges["v_floor"][0] < -UV_LIMIT + 1 or ranges["v_ceiling"][0] > UV_LIMIT - 1),
         "lossless": float(binding == "lossless"),
     }
     return fixed
+
+
+def _threshold_rel(vth, scale: float, threshold) -> float:
+    """The largest relative threshold error ``|vth / S - theta| / theta`` over neurons with ``theta > 0``."""
+    if not isinstance(threshold, np.ndarray):
+        return abs(vth / scale - threshold) / threshold if threshold > 0 else 0.0
+    keep = threshold > 0
+    return float(np.max(np.abs(vth[keep] / scale - threshold[keep]) / threshold[keep], initial=0.0))
 
 
 def _lossless_scale(syn, neuron, input_scale: float, xi_lo: int, xi_hi: int) -> Optional[float]:
@@ -411,9 +460,11 @@ def _lossless_scale(syn, neuron, input_scale: float, xi_lo: int, xi_hi: int) -> 
     ``n_max <= 127``), so ``S = 2 input_scale / unit`` gives even weights ``2 W / unit`` up to 254,
     ``vth = v input_scale`` and ``bias_mant = b S``; each must be an integer to within float32 rounding
     (1e-3 of a step), with ``VTH_MIN <= vth <= VTH_TARGET``, ``|bias_mant| <= 4095`` and the worst-case
-    ``|a_in| <= 32767``.
+    ``|a_in| <= 32767``. Per-neuron thresholds: ``theta`` is the largest, and every ``theta_i S`` must be
+    an integer too, at least ``VTH_MIN`` where ``theta_i > 0``.
     """
-    theta = float(neuron.threshold)
+    thetas = neuron.threshold if isinstance(neuron.threshold, np.ndarray) else None
+    theta = float(neuron.threshold) if thetas is None else float(thetas.max())
     signed = np.asarray(syn.weights_flat(), dtype=np.float64)
     nonzero = np.abs(signed[signed != 0])
     if not nonzero.size or not (theta > 0 and math.isfinite(theta)):
@@ -436,6 +487,10 @@ def _lossless_scale(syn, neuron, input_scale: float, xi_lo: int, xi_hi: int) -> 
         if not VTH_MIN <= vth <= VTH_TARGET or np.abs(mant - np.round(mant)).max(initial=0.0) > 1e-3 \
                 or np.abs(np.round(mant)).max(initial=0.0) > BIAS_MANT_MAX:
             continue
+        if thetas is not None:
+            each = thetas * scale
+            if np.abs(each - np.round(each)).max() > 1e-3 or np.any((thetas > 0) & (np.round(each) < VTH_MIN)):
+                continue
         if syn.kind == "conv":
             w_int = (2 * n).astype(np.int64).reshape(syn.weight.shape)
         else:
@@ -487,6 +542,11 @@ def emulate_fixed(net: LavaNet, x: np.ndarray, peaks: Optional[Dict[str, Dict[st
         v[t] = sign(d) (|d| >> 12) + u[t] + (bias_mant << 6),  d = v[t-1] (4096 - dv);  clipped to 24 bits
         s[t] = v[t] > (vth << 6);   v[t] = 0 where s[t]
 
+    for layers that reset to zero without delay; the other reset mechanisms (per-neuron ``dv``/``vth``
+    allowed) step by :func:`export.lava.leaky.fixed_step`, the function the Lava model
+    :class:`~export.lava.procs.leaky_reset.LeakyReset` runs (which reduces to the lines above for zero
+    without delay), with :func:`export.lava.leaky.fixed_current` for ``u``.
+
     ``x`` is (T, B, *input_shape) floats; returns the spikes of every layer, (T, B, *shape), without
     Lava's one-step synaptic delay. A fast check of the Lava fixed-point run (they must agree exactly).
     ``peaks`` (a dict) receives per layer name the observed ``(lowest, highest)`` of ``a_in``, of each
@@ -512,27 +572,23 @@ def emulate_fixed(net: LavaNet, x: np.ndarray, peaks: Optional[Dict[str, Dict[st
             ports = {"a_out hi": hi * 2 ** f.split_exp, "a_out lo": lo}
         seen: Dict[str, list] = {}
         bias = f.bias_mant.reshape(-1).astype(np.int64) << f.bias_exp
-        vth = np.int64(f.vth) << ACT_SHIFT
+        vth = np.asarray(f.vth, dtype=np.int64).reshape(-1) << ACT_SHIFT  # one value, or one per neuron
+        dv = np.asarray(f.dv, dtype=np.int64).reshape(-1)
         v = np.zeros((B, w.shape[0]), dtype=np.int64)
+        u = np.zeros((B, w.shape[0]), dtype=np.int64)
         spikes = np.zeros((T, B, w.shape[0]), dtype=np.uint8)
         for t in range(T):
             a = (w @ h[t].T).T
             if syn.kind == "conv":
                 a = (a + UV_LIMIT) % (2 * UV_LIMIT) - UV_LIMIT
-            u = a << ACT_SHIFT
-            u = np.where(u > UV_LIMIT, u - 2 * UV_LIMIT, u)
-            u = np.where(u <= -UV_LIMIT, u + 2 * UV_LIMIT, u)
-            d = v * (DECAY_UNITY - f.dv)
-            v = np.sign(d) * (np.abs(d) >> 12) + u + bias
-            v = np.clip(v, -UV_LIMIT + 1, UV_LIMIT - 1)
+            u = fixed_current(u, a, f.du)
+            v, p, s = fixed_step(v, u, bias, dv, vth, n.reset_mechanism, n.reset_delay)
             if peaks is not None:
-                vals = {"a_in": a, "u": u, "v": v}
+                vals = {"a_in": a, "u": u, "v": p}
                 vals.update({k: (p @ h[t].T).T for k, p in ports.items()})
                 for k, arr in vals.items():
                     lo_hi = seen.setdefault(k, [0, 0])
                     lo_hi[0], lo_hi[1] = min(lo_hi[0], int(arr.min(initial=0))), max(lo_hi[1], int(arr.max(initial=0)))
-            s = v > vth
-            v[s] = 0
             spikes[t] = s
         out.append(spikes.reshape((T, B) + n.shape))
         if peaks is not None:

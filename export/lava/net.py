@@ -17,6 +17,7 @@ from esl_deploy.loihi2 import (A_IN_MAX, ACT_SHIFT, BIAS_EXP, BIAS_MANT_MAX, DEC
                                VTH_TARGET, WEIGHT_MIXED_MAX, WEIGHT_SIGNED_MAX)
 
 from ..nir.graph import conv_output_hw, pair, size
+from .leaky import RESET_MECHANISMS, check_mode  # noqa: F401
 
 DEFAULT_DT = 1e-4  # snnTorch's export_nir constant, used when the graph's metadata has no "dt"
 READOUT_NODE_TYPES = ("LI", "I")  # non-spiking readout neurons: a Lava LIF with vth = inf, voltage recorded
@@ -48,13 +49,15 @@ class FixedLayer:
     ``du = 4095`` (with Lava's ``ds_offset = 1`` the current decays fully: ``u = a_in << 6``),
     ``bias_mant = round(bias * scale)`` with ``bias_exp = 6``. ``split_exp = k > 0``: the weights are
     realised as two 8-bit synapse groups, ``weight = hi * 2^k + lo`` (:func:`split_weights`).
+    ``vth`` and ``dv`` are ints, or int64 arrays of the neuron shape where the layer's threshold or
+    beta is per neuron.
     """
 
     scale: float
     input_scale: float
     weight: Union[sp.csr_matrix, np.ndarray]
-    vth: int
-    dv: int
+    vth: Union[int, np.ndarray]
+    dv: Union[int, np.ndarray]
     bias_mant: np.ndarray
     du: int = DECAY_UNITY - 1
     bias_exp: int = BIAS_EXP
@@ -64,10 +67,11 @@ class FixedLayer:
     def __post_init__(self):
         if not (self.scale > 0 and self.input_scale > 0):
             raise ValueError(f"scale and input_scale must be positive, got {self.scale}, {self.input_scale}")
-        if not 0 <= self.vth <= VTH_MAX:
-            raise ValueError(f"vth must fit 17 bits, got {self.vth}")
-        if not (0 <= self.dv < DECAY_UNITY and 0 <= self.du < DECAY_UNITY):
-            raise ValueError(f"du and dv must fit 12 bits, got {self.du}, {self.dv}")
+        self.vth, self.dv = _ints(self.vth), _ints(self.dv)
+        if not np.all((0 <= self.vth) & (self.vth <= VTH_MAX)):
+            raise ValueError(f"vth must fit 17 bits, got {_span(self.vth)}")
+        if not (np.all((0 <= self.dv) & (self.dv < DECAY_UNITY)) and 0 <= self.du < DECAY_UNITY):
+            raise ValueError(f"du and dv must fit 12 bits, got {self.du}, {_span(self.dv)}")
         if not (0 <= self.bias_exp <= 7 and 0 <= self.split_exp <= SPLIT_EXP_MAX):
             raise ValueError(f"bias_exp must lie in 0..7 and split_exp in 0..{SPLIT_EXP_MAX}")
         self.bias_mant = np.asarray(self.bias_mant, dtype=np.int64)
@@ -75,6 +79,16 @@ class FixedLayer:
                                         <= BIAS_MANT_MAX):
             raise ValueError(f"bias_mant must fit 13 bits (-4096..4095), got {self.bias_mant.min()}.."
                              f"{self.bias_mant.max()}")
+
+
+def _ints(value) -> Union[int, np.ndarray]:
+    """An int, or an int64 array when ``value`` holds more than one value."""
+    a = np.asarray(value)
+    if a.size == 1:
+        return int(a.ravel()[0])
+    if not np.all(a == np.round(a)):
+        raise ValueError(f"expected integers, got {_span(a)}")
+    return a.astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -128,7 +142,12 @@ class SynapseLayer:
 
 @dataclass(kw_only=True)
 class NeuronLayer:
-    """One LIF population: torch-order ``shape``, one ``beta`` and ``threshold``, per-neuron ``bias``.
+    """One LIF population: torch-order ``shape``, ``beta`` and ``threshold``, per-neuron ``bias``.
+
+    ``beta`` and ``threshold`` are floats (one value for the population, what Lava's stock ``LIF``
+    holds) or arrays of ``shape`` (one value per neuron); an array whose values are all equal becomes
+    that float. ``reset_mechanism`` (``zero``/``subtract``/``none``) and ``reset_delay`` are snnTorch
+    ``Leaky``'s (formulas in :mod:`export.lava.leaky`); the default, ``zero`` without delay, is Lava's LIF.
 
     ``node_type`` ``LI``/``I``: the non-spiking membrane readout (``threshold = inf``, see
     :mod:`export.lava.convert`); :attr:`spiking` is False and its voltage, not its spikes, is the output."""
@@ -136,24 +155,63 @@ class NeuronLayer:
     name: str
     node_type: str
     shape: Tuple[int, ...]
-    beta: float
-    threshold: float
+    beta: Union[float, np.ndarray]
+    threshold: Union[float, np.ndarray]
     bias: np.ndarray
+    reset_mechanism: str = "zero"
+    reset_delay: bool = False
 
     def __post_init__(self):
         self.shape = tuple(int(s) for s in self.shape)
         self.bias = np.asarray(self.bias, dtype=np.float64).reshape(self.shape)
-        if not 0.0 <= self.beta <= 1.0:
-            raise ValueError(f"{self.name}: beta must lie in [0, 1], got {self.beta}")
-        if not self.threshold >= 0:
-            raise ValueError(f"{self.name}: threshold must be non-negative, got {self.threshold}")
-        if not self.spiking and self.threshold != READOUT_VTH:
-            raise ValueError(f"{self.name}: a {self.node_type} readout has threshold inf, got {self.threshold}")
+        self.beta = self._values("beta", self.beta)
+        self.threshold = self._values("threshold", self.threshold)
+        if isinstance(self.reset_delay, np.bool_):
+            self.reset_delay = bool(self.reset_delay)
+        try:
+            check_mode(self.reset_mechanism, self.reset_delay)
+        except ValueError as e:
+            raise ValueError(f"{self.name}: {e}") from None
+        if not np.all((0.0 <= self.beta) & (self.beta <= 1.0)):
+            raise ValueError(f"{self.name}: beta must lie in [0, 1], got {_span(self.beta)}")
+        if not np.all(self.threshold >= 0):
+            raise ValueError(f"{self.name}: threshold must be non-negative, got {_span(self.threshold)}")
+        if not self.spiking and (not self.stock or self.threshold != READOUT_VTH):
+            raise ValueError(f"{self.name}: a {self.node_type} readout has threshold inf, one beta and no reset, "
+                             f"got threshold {_span(self.threshold)}, reset {self.reset_mechanism!r}")
+
+    def _values(self, what: str, value) -> Union[float, np.ndarray]:
+        a = np.asarray(value, dtype=np.float64)
+        if a.size == 1:
+            return float(a.ravel()[0])
+        if a.size != size(self.shape):
+            raise ValueError(f"{self.name}: {what} has {a.size} values for neurons of shape {self.shape}")
+        a = a.reshape(self.shape).copy()
+        return float(a.flat[0]) if np.all(a == a.flat[0]) else a
 
     @property
     def spiking(self) -> bool:
         """False for the membrane readout (``LI``/``I``): it emits no spikes, its voltage is read."""
         return self.node_type not in READOUT_NODE_TYPES
+
+    @property
+    def uniform(self) -> bool:
+        """One beta and one threshold for the whole population."""
+        return not isinstance(self.beta, np.ndarray) and not isinstance(self.threshold, np.ndarray)
+
+    @property
+    def stock(self) -> bool:
+        """Lava's own ``LIF``/``LIFReset`` runs this layer: uniform, reset to zero without delay."""
+        return self.uniform and self.reset_mechanism == "zero" and not self.reset_delay
+
+    def per_neuron(self, what: str) -> np.ndarray:
+        """``beta`` or ``threshold`` as an array of :attr:`shape`."""
+        return np.broadcast_to(np.asarray(getattr(self, what), dtype=np.float64), self.shape).copy()
+
+
+def _span(values) -> str:
+    a = np.asarray(values, dtype=np.float64)
+    return f"{float(a.min()):g}" if a.size == 1 or a.min() == a.max() else f"{float(a.min()):g} .. {float(a.max()):g}"
 
 
 @dataclass(kw_only=True)

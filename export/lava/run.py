@@ -2,7 +2,9 @@
 
 See :mod:`export.lava.convert` for the timing (one step of latency per synapse layer, ``B*T + L``
 steps) and the reset between samples (``LIFReset`` with ``reset_interval = T`` and a per-layer
-offset). Spikes are recorded by :class:`export.lava.procs.spike_recorder.SpikeRecorder`. A membrane-readout
+offset). Layers with per-neuron beta or threshold, or another reset than snnTorch's zero-without-delay,
+run as :class:`export.lava.procs.leaky_reset.LeakyReset` (same ports, same per-sample reset). Spikes are
+recorded by :class:`export.lava.procs.spike_recorder.SpikeRecorder`. A membrane-readout
 network (last layer a NIR ``LI``/``I`` node, ``LavaNet.readout == "membrane"``) ends in a
 :class:`export.lava.procs.voltage_recorder.VoltageLIFReset` with ``vth = inf``: its voltage ``v`` is
 recorded every step (floating point only) and returned as ``LavaResult.voltage``, shifted by the same
@@ -106,12 +108,17 @@ def _synapse_processes(layer: LavaLayer, mode: str) -> list:
 
 
 def _neuron_process(layer: LavaLayer, mode: str, T: int, index: int, voltage: Optional[Tuple[int, str]] = None):
-    """The LIFReset of one layer; ``voltage = (steps, path)`` makes it a :class:`VoltageLIFReset` recording ``v``."""
+    """The neurons of one layer: Lava's ``LIFReset`` where the layer is uniform and resets to zero without
+    delay (:attr:`~export.lava.net.NeuronLayer.stock`), else a
+    :class:`~export.lava.procs.leaky_reset.LeakyReset` (per-neuron ``dv``/``vth``, snnTorch's reset
+    mechanisms); ``voltage = (steps, path)`` makes it a :class:`VoltageLIFReset` recording ``v``."""
     from lava.proc.lif.process import LIFReset
 
     n = layer.neuron
     shape = tuple(reversed(n.shape))
     reset = dict(reset_interval=T, reset_offset=(1 + index) % T)
+    if not n.stock:
+        return _leaky_process(layer, mode, shape, reset)
     if not n.spiking and mode != "float":
         raise EslError(f"layer {n.name!r}: the membrane readout ({n.node_type}) runs in Lava floating point only")
     if voltage is not None:
@@ -129,6 +136,29 @@ def _neuron_process(layer: LavaLayer, mode: str, T: int, index: int, voltage: Op
     f = layer.fixed
     bias = f.bias_mant.transpose(tuple(reversed(range(len(n.shape)))))
     return LIFReset(shape=shape, du=f.du, dv=f.dv, vth=f.vth, bias_mant=bias.copy(), bias_exp=f.bias_exp, **reset)
+
+
+def _lava_order(values, shape: Tuple[int, ...]) -> np.ndarray:
+    """A scalar or torch-order array of the layer's ``shape`` as an array in Lava's (reversed) order."""
+    a = np.broadcast_to(np.asarray(values), shape)
+    return a.transpose(tuple(reversed(range(len(shape))))).copy()
+
+
+def _leaky_process(layer: LavaLayer, mode: str, shape: Tuple[int, ...], reset: dict):
+    """A :class:`~export.lava.procs.leaky_reset.LeakyReset` for one layer: float ``dv = 1 - beta``,
+    ``vth = threshold``, ``bias_mant = bias``; fixed point the :class:`~export.lava.net.FixedLayer`'s
+    integers, per neuron, in Lava order."""
+    from .procs.leaky_reset import LeakyReset
+
+    n = layer.neuron
+    mode_kw = dict(reset_mechanism=n.reset_mechanism, reset_delay=n.reset_delay, **reset)
+    if mode == "float":
+        return LeakyReset(shape=shape, du=1.0, dv=_lava_order(1.0 - n.per_neuron("beta"), n.shape),
+                          vth=_lava_order(n.per_neuron("threshold"), n.shape), bias_mant=_lava_order(n.bias, n.shape),
+                          bias_exp=0, **mode_kw)
+    f = layer.fixed
+    return LeakyReset(shape=shape, du=f.du, dv=_lava_order(f.dv, n.shape), vth=_lava_order(f.vth, n.shape),
+                      bias_mant=_lava_order(f.bias_mant, n.shape), bias_exp=f.bias_exp, **mode_kw)
 
 
 def _connect(out_port, in_port):
