@@ -229,10 +229,12 @@ def test_wrong_shapes_are_refused():
 
 
 def test_lif_parameters_lava_cannot_hold_are_refused():
-    node = lif_node(2, 0.9)
-    node.tau[1] = 2 * node.tau[1]
-    with pytest.raises(EslError, match=r"'lif' \(LIF\): beta .* varies"):
-        lc.convert(chain(("fc", nir.Linear(weight=np.ones((2, 1)))), ("lif", node), input_shape=[1]))
+    # per-neuron beta runs (LeakyReset, tests/test_lava_reset_modes.py); the LI readout keeps one beta
+    tau = np.array([5 * DT, 10 * DT])
+    readout = nir.LI(tau=tau, r=tau / DT, v_leak=np.zeros(2))
+    with pytest.raises(EslError, match=r"'out' \(LI\): beta .* varies"):
+        lc.convert(chain(("fc", nir.Linear(weight=np.ones((2, 1)))), ("lif", lif_node(2, 0.9)),
+                         ("fc2", nir.Linear(weight=np.ones((2, 2)))), ("out", readout), input_shape=[1]))
     node = lif_node(2, 0.9)
     node.v_reset = np.full(2, 0.5)
     with pytest.raises(EslError, match="v_reset must be 0"):
