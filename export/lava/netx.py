@@ -61,8 +61,32 @@ FORMAT_VERSION = 1
 def netx_net(graph: nir.NIRGraph, *, input_max: float = 1.0, input_frac_bits: Optional[int] = None) -> LavaNet:
     """The quantised network that :func:`write_netx` writes: convolutions kept as convolutions, and one
     8-bit weight per synapse (netx has no split weights: ``optimize_weight_bits`` clips beyond 8 bits)."""
-    return quantize(convert(graph, synapse="dense", conv="conv"), input_max=input_max, groups=1,
-                    input_frac_bits=input_frac_bits)
+    net = convert(graph, synapse="dense", conv="conv")
+    check_netx_neurons(net)
+    return quantize(net, input_max=input_max, groups=1, input_frac_bits=input_frac_bits)
+
+
+def check_netx_neurons(net: LavaNet) -> None:
+    """Refuse (one-line :class:`EslError` naming the layer) neurons netx cannot describe.
+
+    netx 0.6.0 builds every ``CUBA`` layer as Lava's ``LIF``/``LIFReset`` (``hdf5.py``
+    ``_neuron_params``: ``vth = vThMant``, ``du = iDecay - 1``, ``dv = vDecay``, each a ``Var(shape=(1,))``),
+    and its ``neuron`` group has no reset option: v is reset to zero in the step of the spike, with one
+    decay and one threshold per layer. That is snnTorch's ``reset_mechanism = "zero"`` with
+    ``reset_delay = False`` and a uniform beta and threshold; anything else runs as
+    :class:`~export.lava.procs.leaky_reset.LeakyReset` in ``esl export --to lava`` instead."""
+    for layer in net.layers:
+        n = layer.neuron
+        what = []
+        if n.reset_mechanism != "zero":
+            what.append(f"reset_mechanism {n.reset_mechanism!r}")
+        if n.reset_delay:
+            what.append("reset_delay")
+        what += [f"per-neuron {k}" for k in ("beta", "threshold") if isinstance(getattr(n, k), np.ndarray)]
+        if what:
+            raise EslError(f"layer {n.name!r}: netx cannot express {' and '.join(what)} (lava-dl netx's CUBA neuron "
+                           f"resets v to zero when it spikes, with one vDecay and vThMant per layer); "
+                           f"export with --to lava instead")
 
 
 def check_netx_widths(net: LavaNet) -> None:
@@ -106,6 +130,7 @@ def write_netx_file(net: LavaNet, path: Union[str, os.PathLike]) -> None:
         raise EslError(f"netx builds every neuron with bias_exp = {BIAS_EXP}: quantize with groups=1")
     if net.input_min != 0.0:
         raise EslError("the netx writer supports graded input in [0, input_max] only")
+    check_netx_neurons(net)
     check_netx_widths(net)
     with h5py.File(path, "w") as f:
         layers = f.create_group("layer")
@@ -255,4 +280,4 @@ def run_netx(path: Union[str, os.PathLike], x: np.ndarray, *, record: str = "all
     return LavaResult(names=out_names, spikes=spikes, steps=steps, build_s=build_s, run_s=run_s)
 
 
-__all__ = ["FORMAT", "check_netx_widths", "netx_net", "run_netx", "write_netx", "write_netx_file"]
+__all__ = ["FORMAT", "check_netx_neurons", "check_netx_widths", "netx_net", "run_netx", "write_netx", "write_netx_file"]
