@@ -12,8 +12,20 @@ each LIF layer is unrolled into T copies of the update (``esl_deploy.neurons``),
 
 These are the same float32 operations snnTorch's ``Leaky(reset_mechanism="zero", reset_delay=False)``
 performs (its ``mem - theta > 0`` equals ``mem > theta`` for finite floats, and its ``mem - S * mem``
-equals ``mem * (1 - S)``), so the wrapper reproduces the model bit for bit in torch. A membrane
-readout (``esl_deploy.neurons.LI``, ``readout="membrane"``) is unrolled the same way without the spike,
+equals ``mem * (1 - S)``), so the wrapper reproduces the model bit for bit in torch. A LIF layer with
+another ``reset_mechanism``/``reset_delay`` (attributes of ``esl_deploy.neurons.LIF``; absent means
+``"zero"``/False) is unrolled with snnTorch's own operations, in its order, from the reset signal
+``r[t] = H(U[t-1] - theta)`` of the stored membrane (:func:`lif_unrolled`)::
+
+    P[t] = (beta U[t-1] + I[t]) - r[t] theta     subtract
+    P[t] = beta ((1 - r[t]) U[t-1]) + I[t]       zero
+    P[t] = beta U[t-1] + I[t]                    none
+    S[t] = H(P[t] - theta)
+    U[t] = P[t]                                  reset_delay (and none)
+    U[t] = P[t] - (S[t] - r[t]) theta            subtract, no delay
+    U[t] = P[t] - (S[t] - r[t]) P[t]             zero, no delay
+
+A membrane readout (``esl_deploy.neurons.LI``, ``readout="membrane"``) is unrolled the same way without the spike,
 ``U[t] = beta * U[t-1] + I[t]``, and the graph's output, named ``membrane`` instead of ``spikes``, is U
 (T, B, num_classes). Residual
 ``BasicBlock``s (resnet19) are supported: ``S = LIF2(BN2(conv2(LIF1(BN1(conv1(x))))) + shortcut(x))``.
@@ -45,29 +57,65 @@ from esl_deploy.resources import check_memory
 OPSET = 17
 
 
-def lif_unrolled(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """Spikes (T, B, *shape) of LIF neurons driven by ``current`` (T, B, *shape); see the module docstring."""
+RESET_MECHANISMS = ("zero", "subtract", "none")  # snnTorch's names
+
+
+def lif_unrolled(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, reset_mechanism: str = "zero",
+                 reset_delay: bool = False) -> torch.Tensor:
+    """Spikes (T, B, *shape) of LIF neurons driven by ``current`` (T, B, *shape); see the module docstring.
+
+    ``reset_mechanism``/``reset_delay`` are snnTorch's; ``beta`` is used as given (snnTorch clamps it to
+    [0, 1], :class:`LIFStep` does so once)."""
+    if reset_mechanism not in RESET_MECHANISMS:
+        raise EslError(f"unknown reset_mechanism {reset_mechanism!r}; choose one of: {', '.join(RESET_MECHANISMS)}")
     u = torch.zeros_like(current[0])
     spikes = []
+    if reset_mechanism == "zero" and not reset_delay:  # r = 0 always: the fused update, as before
+        for t in range(current.shape[0]):
+            u = beta * u + current[t]
+            s = (u > threshold).to(current.dtype)
+            u = u * (1.0 - s)
+            spikes.append(s)
+        return torch.stack(spikes)
     for t in range(current.shape[0]):
-        u = beta * u + current[t]
-        s = (u > threshold).to(current.dtype)
-        u = u * (1.0 - s)
+        r = (u - threshold > 0).to(current.dtype)
+        if reset_mechanism == "zero":
+            p = beta * ((1 - r) * u) + current[t]
+        else:
+            p = beta * u + current[t]
+            if reset_mechanism == "subtract":
+                p = p - r * threshold
+        s = (p - threshold > 0).to(current.dtype)
+        if reset_delay or reset_mechanism == "none":
+            u = p
+        elif reset_mechanism == "subtract":
+            u = p - (s - r) * threshold
+        else:
+            u = p - (s - r) * p
         spikes.append(s)
     return torch.stack(spikes)
 
 
 class LIFStep(nn.Module):
-    """A LIF layer as plain tensor ops; ``beta`` and ``threshold`` are per-neuron buffers."""
+    """A LIF layer as plain tensor ops; ``beta`` and ``threshold`` are per-neuron buffers, the reset is
+    the layer's ``reset_mechanism``/``reset_delay`` (``"zero"``/False where the layer has none)."""
 
     def __init__(self, lif: LIF):
         super().__init__()
         shape = tuple(lif.neuron_shape)
-        self.register_buffer("beta", lif.beta.detach().clone().float().expand(shape).contiguous())
+        self.reset_mechanism = str(getattr(lif, "reset_mechanism", "zero"))
+        self.reset_delay = bool(getattr(lif, "reset_delay", False))
+        if self.reset_mechanism not in RESET_MECHANISMS:
+            raise EslError(f"LIF layer: unknown reset_mechanism {self.reset_mechanism!r}; ONNX export knows "
+                           f"{', '.join(RESET_MECHANISMS)}")
+        beta = lif.beta.detach().clone().float()
+        if (self.reset_mechanism, self.reset_delay) != ("zero", False):
+            beta = beta.clamp(0, 1)  # as snnTorch's Leaky does every step
+        self.register_buffer("beta", beta.expand(shape).contiguous())
         self.register_buffer("threshold", lif.threshold.detach().clone().float().expand(shape).contiguous())
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
-        return lif_unrolled(current, self.beta, self.threshold)
+        return lif_unrolled(current, self.beta, self.threshold, self.reset_mechanism, self.reset_delay)
 
 
 class LIStep(nn.Module):
