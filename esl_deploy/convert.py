@@ -263,7 +263,7 @@ def from_snntorch(module: nn.Module, sample: torch.Tensor) -> SpikingNet:
     first_in = calls[0].inputs[0]
     input_shape = tuple(int(s) for s in first_in.shape[1:])
     if flows[0] is not None:  # the forward flattens its input first: keep the sample's own shape
-        step = sample[0] if first_in.shape[0] != sample.shape[0] else sample
+        step = sample if stepwise(module) or sample.dim() < 3 else sample[0]
         input_shape = tuple(int(s) for s in step.shape[1:])
     layers: List[nn.Module] = []
     for call, flatten in zip(calls, flows):
