@@ -302,6 +302,6 @@ def pool_matrix(in_shape: Sequence[int], kernel, stride, padding, scale: float) 
 
 __all__ = ["ACT_SHIFT", "A_IN_MAX", "BIAS_EXP", "BIAS_MANT_MAX", "DECAY_UNITY", "DEFAULT_DT", "FixedLayer",
            "INPUT_FRAC_BITS_MAX", "INPUT_INT_MAX", "LavaLayer", "LavaNet", "NeuronLayer",
-           "READOUT_NODE_TYPES", "READOUT_VTH", "SPLIT_EXP_MAX", "SYNAPSE_KINDS", "SynapseLayer", "UV_LIMIT",
+           "READOUT_NODE_TYPES", "READOUT_VTH", "RESET_MECHANISMS", "SPLIT_EXP_MAX", "SYNAPSE_KINDS", "SynapseLayer", "UV_LIMIT",
            "VTH_MAX", "VTH_MIN", "VTH_TARGET", "WEIGHT_MIXED_MAX", "WEIGHT_SIGNED_MAX", "WIDTHS",
            "conv_matrix", "lava_order", "pool_matrix"]
