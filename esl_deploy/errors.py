@@ -8,3 +8,13 @@ with code 2. Anything else that escapes is a bug and keeps its traceback.
 
 class EslError(Exception):
     """A user error: reported as one line on stderr, exit code 2."""
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: raised in the main thread (as Ctrl-C raises KeyboardInterrupt) so that every
+    ``finally`` and ``except BaseException`` on the way out runs -- temporary files and folders are removed,
+    the run lock is released -- before the command line reports it in one line."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

@@ -1,9 +1,22 @@
-"""Memory the machine can give: refuse work that would not fit, with one line, before it starts."""
+"""Memory the machine can give: refuse work that would not fit, with one line, before it starts.
+
+This is the one memory guard of every command: each estimates what it is about to allocate from what
+it has read so far -- declared shapes and sizes in file headers, the time steps ``T``, the batch --
+and calls :func:`check_memory` before allocating, so a small file that declares a huge network, or a
+huge ``T``, is refused in one line instead of exhausting the machine. The budget is 90 % of the
+memory available now (Linux ``MemAvailable``), and at most ``ESL_MEMORY_LIMIT`` when that is set
+(bytes, or a number with a K/M/G/T suffix, powers of 1024: ``ESL_MEMORY_LIMIT=8G``).
+"""
 from __future__ import annotations
 
-from typing import Optional
+import os
+import re
+from typing import Iterable, Optional
 
 from .errors import EslError
+
+LIMIT_VARIABLE = "ESL_MEMORY_LIMIT"
+_UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
 
 
 def available_memory() -> Optional[int]:
@@ -18,9 +31,39 @@ def available_memory() -> Optional[int]:
     return None
 
 
+def memory_limit() -> Optional[int]:
+    """``ESL_MEMORY_LIMIT`` in bytes, or None when it is not set (a malformed value is an EslError)."""
+    text = os.environ.get(LIMIT_VARIABLE, "").strip()
+    if not text:
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", text, flags=re.IGNORECASE)
+    if m is None or float(m[1]) <= 0:
+        raise EslError(f"{LIMIT_VARIABLE}={text!r} is not a size: give bytes or a number with K, M, G or T "
+                       f"(e.g. {LIMIT_VARIABLE}=8G)")
+    return int(float(m[1]) * _UNITS[m[2].upper()])
+
+
+def memory_budget() -> Optional[int]:
+    """Bytes a command may allocate: 90 % of the available memory, at most ``ESL_MEMORY_LIMIT``; None if
+    neither is known."""
+    have, limit = available_memory(), memory_limit()
+    budgets = [b for b in (None if have is None else int(0.9 * have), limit) if b is not None]
+    return min(budgets) if budgets else None
+
+
 def check_memory(need: int, what: str, hint: str = "lower --T, --batch-size or --width") -> None:
-    """Refuse (EslError) work whose estimated memory ``need`` exceeds 90 % of what is available."""
-    have = available_memory()
-    if have is not None and need > 0.9 * have:
-        raise EslError(f"{what} needs about {need / 2**30:.1f} GiB of memory, this machine has "
-                       f"{have / 2**30:.1f} GiB available; {hint}")
+    """Refuse (EslError) work whose estimated memory ``need`` (bytes) exceeds :func:`memory_budget`."""
+    budget = memory_budget()
+    if budget is not None and need > budget:
+        limit = memory_limit()
+        where = (f"the limit {LIMIT_VARIABLE} sets is {limit / 2 ** 30:.1f} GiB" if limit is not None and limit == budget
+                 else f"this machine has {budget / 0.9 / 2 ** 30:.1f} GiB available")
+        raise EslError(f"{what} needs about {need / 2 ** 30:.1f} GiB of memory, {where}; {hint}")
+
+
+def elements(shape: Iterable[int]) -> int:
+    """The number of entries of an array of ``shape`` (Python integers: no overflow)."""
+    n = 1
+    for s in shape:
+        n *= max(int(s), 0)
+    return n

@@ -261,15 +261,20 @@ def test_empty_out_is_not_the_current_directory(capsys):
 
 def test_resume_on_a_read_only_folder_fails_before_training(tmp_path, capsys, monkeypatch):
     import errno
+    import os
     import esl_deploy.train.trainer as trainer
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "--epochs", "2", "--out", out, "--no-progress")
     assert code == 0, err
     state_before = (out / "checkpoint.pt").read_bytes()
 
-    def read_only(path, *a, **k):
-        raise OSError(errno.EROFS, "Read-only file system", str(path))
-    monkeypatch.setattr(trainer, "open", read_only, raising=False)  # the lock file is the first write
+    real_open = os.open
+
+    def read_only(path, *a, **k):  # the lock file is the first write
+        if str(path).endswith(trainer.LOCK_FILE):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, *a, **k)
+    monkeypatch.setattr(os, "open", read_only)
     epochs = []
     monkeypatch.setattr(trainer, "_train_epoch", lambda *a, **k: epochs.append(1))
     code, _, err = run_cli(capsys, "train", "--epochs", "3", "--out", out, "--resume", "--no-progress")
@@ -278,11 +283,16 @@ def test_resume_on_a_read_only_folder_fails_before_training(tmp_path, capsys, mo
 
 
 def test_energy_plot_has_ordinary_permissions(tmp_path, capsys, trained_ckpt):
+    import os
     import stat
     png = tmp_path / "e.png"
-    code, _, err = run_cli(capsys, "energy", trained_ckpt, "--dataset", "digits", "--plot", png)
+    old = os.umask(0o022)
+    try:
+        code, _, err = run_cli(capsys, "energy", trained_ckpt, "--dataset", "digits", "--plot", png)
+    finally:
+        os.umask(old)
     assert code == 0, err
-    assert stat.S_IMODE(png.stat().st_mode) == 0o644
+    assert stat.S_IMODE(png.stat().st_mode) == 0o644  # 0666 less the umask, as open() gives (not mkstemp's 0600)
 
 
 def test_the_memory_estimate_does_not_move_the_seeded_initialisation():

@@ -231,7 +231,8 @@ LOCK_FILE = ".esl-train.lock"
 
 def check_run_folder(out: Path, resume: bool, force: bool) -> None:
     """Refuse to overwrite an existing run unless ``force``; ``resume`` needs a checkpoint to continue.
-    Checks only: nothing is deleted here (see :func:`clear_old_run`)."""
+    Checks only: nothing is deleted here (a new run replaces the old one's files with its first checkpoint,
+    see :func:`swap_in`)."""
     if str(out) in ("", "."):
         raise EslError("--out must name a run folder (not the current directory)")
     if resume:
@@ -246,53 +247,132 @@ def check_run_folder(out: Path, resume: bool, force: bool) -> None:
         raise EslError(f"run folder {out} already exists; use --force to overwrite or --resume to continue")
 
 
+# A --force run writes here until its first checkpoint, so the run it replaces stays whole until then.
+STAGING = ".esl-staging"
+SWAP_MARKER = ".swap"  # in STAGING: the names being moved into the run folder (the swap has begun)
+
+
 def _ours_to_ignore(p: Path) -> bool:
-    """The lock file, and temporary files of an atomic write cut short (``.NAME.<random>.tmp``): a folder
-    holding only these (a run killed during its first checkpoint write) counts as empty."""
-    return p.name == LOCK_FILE or (p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file())
+    """The lock file, temporary files of an atomic write cut short (``.NAME.<random>.tmp``) and the staging
+    folder of a --force run that never reached its first checkpoint: a folder holding only these (a run
+    killed during its first epoch or first checkpoint write) counts as empty."""
+    return (p.name in (LOCK_FILE, STAGING) or
+            (p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file() and not p.is_symlink()))
 
 
 def remove_stale_temp_files(out: Path) -> None:
     """Temporary files of writers that died (called while holding the folder's lock: no live writer)."""
     for p in out.iterdir():
-        if p.name != LOCK_FILE and _ours_to_ignore(p):
+        if p.name not in (LOCK_FILE, STAGING) and _ours_to_ignore(p):
             p.unlink(missing_ok=True)
 
 
 def lock_run_folder(out: Path):
     """An exclusive ``flock`` on ``out/.esl-train.lock``, held while the run trains (released when the
-    returned file is closed or the process dies); a second run into the same folder is refused."""
+    returned file is closed or the process dies); a second run into the same folder is refused.
+
+    The lock file is opened without following a symbolic link (``O_NOFOLLOW``) and must be a regular file
+    with no other name (a hard link): anyone who can write the folder could plant either to make the
+    lock write into someone else's file. It is never truncated: this process's pid is written over its
+    first bytes once the lock is held."""
     import fcntl
     import os
+    import stat
     try:
         out.mkdir(parents=True, exist_ok=True)
-        f = open(out / LOCK_FILE, "a+")
+        fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
     except OSError as e:
+        import errno
+        if e.errno == errno.ELOOP:
+            raise EslError(f"{out / LOCK_FILE} is a symbolic link, not a regular file: remove it (esl never "
+                           f"writes through a link)") from None
         raise EslError(f"cannot use run folder {out}: {e.strerror or e}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        what = "has other names (hard links)" if stat.S_ISREG(st.st_mode) else "is not a regular file"
+        raise EslError(f"{out / LOCK_FILE} {what}: remove it (esl writes its lock into its own file only)")
+    f = os.fdopen(fd, "r+")
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        f.seek(0)
-        holder = f.read().strip() or "another process"
+        holder = f.readline(200).strip() or "another process"
         f.close()
         raise EslError(f"run folder {out} is in use by another esl train ({holder}); wait for it or choose "
                        f"another --out") from None
-    f.seek(0)
-    f.truncate()
-    f.write(f"pid {os.getpid()}\n")
-    f.flush()
+    os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
     return f
 
 
-def clear_old_run(out: Path) -> None:
-    """With ``--force``, once the new run is set up: remove the old run's files."""
-    for name in RUN_FILES:
-        if (out / name).exists():
-            (out / name).unlink()
+def missing_folders(out: Path) -> List[Path]:
+    """``out`` and the folders above it that do not exist yet (:func:`lock_run_folder` makes them), deepest
+    first."""
+    return [p for p in (out, *out.parents) if not p.exists() and not p.is_symlink()]
+
+
+def release_run_folder(out: Path, lock, made: List[Path]) -> None:
+    """Close ``lock``; when this process made the run folder (``made``: :func:`missing_folders` before the
+    lock) and it holds nothing of a run (only the lock and leftovers :func:`_ours_to_ignore` ignores),
+    remove it and the empty folders made above it: a refused run leaves no folder behind."""
+    try:
+        recover_staging(out)  # a run that stopped before its first checkpoint: its staging goes
+        if out in made and out.is_dir() and all(_ours_to_ignore(p) for p in out.iterdir()):
+            shutil.rmtree(out / STAGING, ignore_errors=True)
+            for p in out.iterdir():
+                p.unlink(missing_ok=True)
+            for folder in made:
+                folder.rmdir()
+    except OSError:
+        pass
+    finally:
+        lock.close()
+
+
+def recover_staging(out: Path) -> None:
+    """Under the lock: finish or undo what a killed --force run left in ``out/.esl-staging``. A swap that had
+    begun (its marker is written) is completed; otherwise the staging folder is removed and the run that
+    was there before stays as it was."""
+    stage = out / STAGING
+    if stage.is_symlink() or (stage.exists() and not stage.is_dir()):
+        stage.unlink()
+    elif stage.is_dir():
+        if (stage / SWAP_MARKER).is_file():
+            _complete_swap(out, stage)
+        else:
+            shutil.rmtree(stage)
+
+
+def swap_in(out: Path, stage: Path) -> None:
+    """Replace the old run in ``out`` by the new one in ``stage`` (which has its first checkpoint): write the
+    marker naming the new files, then :func:`_complete_swap` (which a later run finishes if this is killed)."""
+    names = sorted(p.name for p in stage.iterdir() if p.name in RUN_FILES)
+    atomic_write_text(stage / SWAP_MARKER, "\n".join(names) + "\n")
+    _complete_swap(out, stage)
+
+
+def _complete_swap(out: Path, stage: Path) -> None:
+    import os
+    names = (stage / SWAP_MARKER).read_text().split()
+    for name in RUN_FILES:  # the old run's files the new one has not written (yet): summary, plots
+        if name not in names:
+            (out / name).unlink(missing_ok=True)
+    for name in names:
+        if (stage / name).is_file():
+            os.replace(stage / name, out / name)
+    shutil.rmtree(stage)
 
 
 class Diverged(Exception):
-    """The training loss became NaN or infinite (reported by :func:`train` as a one-line error)."""
+    """The training loss, a gradient or a weight became NaN or infinite, or an update overflowed float32
+    (reported by :func:`train` as a one-line error)."""
+
+
+def any_non_finite(tensors: List[torch.Tensor]) -> torch.Tensor:
+    """A 0-d bool tensor: does any of ``tensors`` hold a NaN or an infinity? (No host sync: the caller
+    reads it once per step together with other flags.)"""
+    if not tensors:
+        return torch.zeros((), dtype=torch.bool)
+    return torch.stack([~torch.isfinite(t).all() for t in tensors]).any()
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: bool = False, progress: bool = True,
@@ -300,10 +380,12 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
           world: Optional[World] = None) -> Optional[dict]:
     """Train as configured into run folder ``out``; returns the summary (also in summary.json).
 
-    Everything is checked and set up (device, data, model, resumed state) before an old run is
-    touched: with ``force`` its files are removed only once the new run is ready to train, and the
-    folder is locked against a second ``esl train`` for as long as this one runs. ``options_file`` (the
-    command line's options as TOML) is written to ``config.toml`` once the run starts.
+    Everything is checked and set up (device, data, model, resumed state) before the folder is touched,
+    and a new run writes into ``out/.esl-staging`` until its first checkpoint: only then do its files
+    replace those of the run that was there (``force``), so a run that fails, diverges or is killed in
+    its first epoch leaves the old run as it was (and a refused run in a new folder leaves no folder).
+    The folder is locked against a second ``esl train`` for as long as this one runs. ``options_file``
+    (the command line's options as TOML) is written to ``config.toml`` with the first checkpoint.
 
     ``world``: this process's place in a distributed run (:mod:`train.distributed`; from
     :func:`~train.distributed.world_from_env` under torchrun). Rank 0 writes the run folder and returns
@@ -312,13 +394,13 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
     world = world or World()
     if not world.distributed:
         check_run_folder(out, resume, force)
-        lock = lock_run_folder(out)
+        device = resolve_device(cfg.device)  # before the folder is made: a refused device leaves nothing
+        lock, made = open_run_folder(out)
         try:
-            remove_stale_temp_files(out)
             return _train_locked(cfg, out, resume=resume, force=force, progress=progress, on_epoch_end=on_epoch_end,
-                                 options_file=options_file, world=world, device=resolve_device(cfg.device))
+                                 options_file=options_file, world=world, device=device)
         finally:
-            lock.close()
+            release_run_folder(out, lock, made)
     check_batch_size(cfg.batch_size, world)  # before the rendezvous: every process stops alike, none waits
     device = process_device(resolve_device(cfg.device), world)
     try:
@@ -327,14 +409,13 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise EslError(f"cannot join the other training processes (rank {world.rank} of {world.size}): "
                        f"{reason[:300]}") from None
-    lock = None
+    lock, made = None, []
     try:
         check_same_options((cfg.identity(), str(out), resume, force), world)
         with together(world):
             if world.main:
                 check_run_folder(out, resume, force)
-                lock = lock_run_folder(out)
-                remove_stale_temp_files(out)
+                lock, made = open_run_folder(out)
         summary = _train_locked(cfg, out, resume=resume, force=force, progress=progress and world.main,
                                 on_epoch_end=on_epoch_end, options_file=options_file, world=world, device=device)
     except RuntimeError as e:
@@ -344,11 +425,25 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, force: boo
                        f"continues from its last completed epoch with --resume") from None
     finally:
         if lock is not None:
-            lock.close()
+            release_run_folder(out, lock, made)
     # Only after success: on an error every rank reports at once, and the group ends with the process
     # (tearing it down first can wait for a rank that already stopped, and torchrun ends the others).
     close_process_group()
     return summary
+
+
+def open_run_folder(out: Path):
+    """Make and lock ``out`` (:func:`lock_run_folder`), then clean up after a killed run: finish or undo its
+    staging (:func:`recover_staging`), remove its temporary files. Returns the lock and the folders made."""
+    made = missing_folders(out)
+    lock = lock_run_folder(out)
+    try:
+        recover_staging(out)
+        remove_stale_temp_files(out)
+    except BaseException:
+        release_run_folder(out, lock, made)
+        raise
+    return lock, made
 
 
 def _read_resume_state(out: Path, cfg: TrainConfig) -> dict:
@@ -358,9 +453,9 @@ def _read_resume_state(out: Path, cfg: TrainConfig) -> dict:
     diff = [k for k in diff if k.split(".")[0] not in ("device", "data_dir")]
     if diff:
         raise EslError(f"--resume with a different config than the run in {out}: {', '.join(diff)} differ")
-    if state.get("summary") is not None and state["epoch"] >= cfg.epochs:
+    if state.get("summary") is not None and state["epoch"] >= cfg.epochs and (out / "summary.json").is_file():
         raise EslError(f"run in {out} already finished ({state['epoch']} epochs); nothing to resume")
-    return state
+    return state  # finished without summary.json: it was stopped while writing its final files
 
 
 def _data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -419,10 +514,17 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
         lr_sched.load_state_dict(state["lr_scheduler"])
         engine.load_state_dict(state["engine"])
         start_epoch, history, best, wall = state["epoch"], list(state["history"]), state["best"], state["wall_time"]
-    elif force and world.main:
-        clear_old_run(out)
+        if state.get("summary") is not None and start_epoch >= cfg.epochs:  # stopped while writing its final files
+            if world.main:
+                _write_final_files(out, cfg, history, state["summary"], state)
+            return state["summary"] if world.main else None
+    # A new run writes into the staging folder until its first checkpoint, then replaces the files of the
+    # run that was in ``out`` (swap_in); a resumed run writes in place.
+    stage = out / STAGING if world.main and not resume else None
+    if stage is not None:
+        stage.mkdir()
     if options_file is not None and world.main:
-        atomic_write_text(out / "config.toml", options_file)
+        atomic_write_text((stage or out) / "config.toml", options_file)
     net = _data_parallel(model, device) if world.distributed else model
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -432,7 +534,8 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
                                views=views)
         except Diverged as e:
             kept = (f"the last good checkpoint (epoch {epoch}) is kept in {out / 'checkpoint.pt'}" if epoch
-                    else "no epoch finished, so nothing was saved")
+                    else "no epoch finished, so nothing was saved" +
+                    (f"; the run that was in {out} is kept as it was" if (out / "checkpoint.pt").exists() else ""))
             raise EslError(f"training diverged: {e} ({kept}); try a smaller --lr") from None
         lr = optimizer.param_groups[0]["lr"]
         lr_sched.step()
@@ -453,8 +556,11 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
         wall += time.perf_counter() - t0
         row["epoch_seconds"] = time.perf_counter() - t0
         history.append(row)
-        _save(out, cfg, spec, model, optimizer, lr_sched, engine, epoch + 1, history, best, wall, None)
-        _write_metrics(out / "metrics.csv", history)
+        _save(stage or out, cfg, spec, model, optimizer, lr_sched, engine, epoch + 1, history, best, wall, None)
+        _write_metrics((stage or out) / "metrics.csv", history)
+        if stage is not None:  # the new run has its first checkpoint: now it replaces the old one
+            swap_in(out, stage)
+            stage = None
         if progress:
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}  train {row['train_acc']:.3f}  "
                        f"val {val['acc']:.3f}  density {dens['density']:.4f} (mask {dens['mask_density']:.4f})  "
@@ -486,12 +592,19 @@ def _train_locked(cfg: TrainConfig, out: Path, *, resume: bool, force: bool, pro
         "peak_rss_mib": _peak_rss_mib(), "environment": environment(),
     }
     _save(out, cfg, spec, model, optimizer, lr_sched, engine, cfg.epochs, history, best, wall, summary)
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    _plot_curves(out / "curves.png", history, cfg)
-    if engine.masks:
-        write_structure_plots(out, {"engine": engine.state_dict(), "best": best, "model_spec": spec.to_dict(),
-                                    "config": cfg.to_dict()})
+    _write_final_files(out, cfg, history, summary, {"engine": engine.state_dict(), "best": best,
+                                                    "model_spec": spec.to_dict(), "config": cfg.to_dict()})
     return summary
+
+
+def _write_final_files(out: Path, cfg: TrainConfig, history: List[dict], summary: dict, ckpt: dict) -> None:
+    """The files of a finished run beside its checkpoint: curves.png, the structure plots, and summary.json
+    last, so a missing summary.json says the run was stopped before they were all written (``--resume``
+    then writes them)."""
+    _plot_curves(out / "curves.png", history, cfg)
+    if ckpt["engine"].get("masks"):
+        write_structure_plots(out, ckpt)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress, *, world: Optional[World] = None,
@@ -528,7 +641,19 @@ def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress, *
             (loss * shard.weight if shard.weight != 1.0 else loss).backward()
         if world.distributed:
             engine.mask_gradients()  # after DDP's all-reduce: the dense gradient kept is the global one
-        optimizer.step()
+        params = [p for p in model.parameters() if p.grad is not None]
+        bad_grad = any_non_finite([p.grad for p in params])
+        try:
+            optimizer.step()
+        except RuntimeError as e:  # lr * update beyond float32 (--lr 1e39): the step cannot even be taken
+            if "overflow" not in str(e):
+                raise
+            raise Diverged(f"the update overflows float32 at epoch {epoch + 1}, step {i + 1} (learning rate "
+                           f"{optimizer.param_groups[0]['lr']:g})") from None
+        bad_grad, bad_weight = torch.stack([bad_grad, any_non_finite(params)]).tolist()  # one sync per step
+        if bad_grad or bad_weight:  # the loss can stay finite (spike counts) while the weights blow up
+            what = "a gradient" if bad_grad else "the weights after the update"
+            raise Diverged(f"{what} became NaN or infinite at epoch {epoch + 1}, step {i + 1}")
         rewired += engine.step(epoch_start=i == 0)
         loss_sum += global_loss * shard.total
         correct += int(step[1])
