@@ -89,7 +89,12 @@ class SimReport:
             raise ValueError("samples and T must be positive")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain values; an accuracy of unlabelled inputs (NaN) is None (JSON has no NaN)."""
+        d = asdict(self)
+        for key in ("accuracy", "snntorch_accuracy"):
+            if d[key] != d[key]:
+                d[key] = None
+        return d
 
 
 def load_network(source: Union[str, os.PathLike]) -> Tuple[SpikingNet, nir.NIRGraph]:
@@ -106,6 +111,23 @@ def load_network(source: Union[str, os.PathLike]) -> Tuple[SpikingNet, nir.NIRGr
         return from_nir(graph), graph
     model = esl_deploy.load(path)
     return model, to_nir(model, getattr(model, "meta", None))
+
+
+def foreign_inputs(input_shape: Tuple[int, ...], *, inputs=None, random_spikes: Optional[float] = None,
+                   T: int = 8, samples: int = 16, seed: int = 0, limit: Optional[int] = None,
+                   dataset: Optional[str] = None) -> np.ndarray:
+    """``(T, N, *input_shape)`` float32 from ``inputs`` (a ``.npy`` file) or ``random_spikes`` (a probability);
+    EslError when both, or a data set as well, are given."""
+    from esl_deploy.inputs import load_input_array, random_spikes as draw
+
+    if inputs is not None and random_spikes is not None:
+        raise EslError("give --input or --random-spikes, not both")
+    if dataset is not None:
+        raise EslError("give a --dataset or inputs (--input, --random-spikes), not both")
+    if inputs is not None:
+        x = load_input_array(inputs, input_shape)
+        return x[:, :limit] if limit is not None else x
+    return draw(random_spikes, T, samples if limit is None else min(samples, limit), input_shape, seed)
 
 
 def encoded_inputs(dataset: str, T: int, encoding: str, *, limit: Optional[int] = None,
@@ -207,7 +229,8 @@ def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.nda
 def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: Optional[str] = None,
              limit: Optional[int] = None, progress: bool = True, *, data_dir=None, T: Optional[int] = None,
              encoding: Optional[str] = None, synapse: str = "sparse", conv: str = "conv",
-             weight_groups: Optional[int] = None) -> SimReport:
+             weight_groups: Optional[int] = None, inputs: Optional[Union[str, os.PathLike]] = None,
+             random_spikes: Optional[float] = None, samples: int = 16, seed: int = 0) -> SimReport:
     """Run ``source`` (a ``.nir`` file or a checkpoint) on the test set of ``dataset`` with ``backend``.
 
     ``dataset``, ``data_dir``, ``T`` and ``encoding`` default to those recorded with the network (else
@@ -218,6 +241,9 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: Op
     for networks trained with ``--weight-bits`` <= 8 (their weights are already on the 8-bit grid).
     Fixed point sends the input with the fewest fractional bits that hold it exactly (4 for digits)
     and sizes its input range to the data's (at least [0, 1]).
+    Instead of a data set: ``inputs``, a ``.npy`` file of shape ``(T, N, *input_shape)``, or
+    ``random_spikes`` (a spike probability) for ``samples`` Bernoulli spike trains of ``T`` steps drawn
+    with ``seed`` (:mod:`esl_deploy.inputs`); both are unlabelled (accuracies are NaN).
     Returns a :class:`SimReport` (see the module docstring).
     """
     if backend not in BACKENDS:
@@ -240,12 +266,19 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: Op
     T = int(T if T is not None else meta.get("T", 8))
     encoding = str(encoding if encoding is not None else meta.get("encoding", "direct"))
     recorded = meta.get("dataset") if meta.get("dataset") not in (None, "unknown") else None
-    if dataset is None:
+    if dataset is None and inputs is None and random_spikes is None:
         dataset = recorded or "digits"
         if data_dir is None and dataset == recorded:
             data_dir = meta.get("data_dir")
-    x, y = encoded_inputs(dataset, T, encoding, limit=limit, data_dir=data_dir,
-                          input_shape=tuple(model.spec.input_shape))
+    if inputs is not None or random_spikes is not None:
+        x = foreign_inputs(tuple(model.spec.input_shape), inputs=inputs, random_spikes=random_spikes, T=T,
+                           samples=samples, seed=seed, limit=limit, dataset=dataset)
+        y, dataset, encoding = None, (str(inputs) if inputs is not None else f"random spikes p={random_spikes:g}"), \
+            "given"
+        T = int(x.shape[0])
+    else:
+        x, y = encoded_inputs(dataset, T, encoding, limit=limit, data_dir=data_dir,
+                              input_shape=tuple(model.spec.input_shape))
     return simulate_arrays(model, graph, x, y, backend, source=str(source), dataset=dataset, encoding=encoding,
                            progress=progress, synapse=synapse, conv=conv, weight_groups=weight_groups)
 
@@ -323,4 +356,4 @@ def simulate_arrays(model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray, y: Op
 
 
 __all__ = ["BACKENDS", "MEMBRANE_BACKENDS", "SimReport", "VOLTAGE_TOL", "agreement", "encoded_inputs",
-           "load_network", "predictions", "simulate", "simulate_arrays", "snntorch_run", "snntorch_spikes"]
+           "foreign_inputs", "load_network", "predictions", "simulate", "simulate_arrays", "snntorch_run", "snntorch_spikes"]

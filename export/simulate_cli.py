@@ -17,9 +17,11 @@ def format_report(r: SimReport) -> str:
     lines = [
         f"source        {r.source}",
         f"backend       {r.backend}   (reference: {r.reference})",
-        f"data          {r.dataset} test, {r.samples} samples, T={r.T}, {r.encoding} encoding",
-        f"accuracy      {100 * r.accuracy:.2f} %   (snnTorch {100 * r.snntorch_accuracy:.2f} %, "
-        f"difference {100 * (r.accuracy - r.snntorch_accuracy):+.2f} points)",
+        (f"data          {r.dataset}, {r.samples} samples, T={r.T}" if r.encoding == "given" else
+         f"data          {r.dataset} test, {r.samples} samples, T={r.T}, {r.encoding} encoding"),
+        (f"accuracy      {100 * r.accuracy:.2f} %   (snnTorch {100 * r.snntorch_accuracy:.2f} %, "
+         f"difference {100 * (r.accuracy - r.snntorch_accuracy):+.2f} points)" if r.accuracy == r.accuracy else
+         "accuracy      - (the inputs have no labels)"),
         (f"output spikes {r.output_agreement:.3f} % agree, {r.identical_outputs:.2f} % of samples identical"
          if r.readout != "membrane" else
          f"readout       membrane voltage: argmax of the sum agrees on {r.readout_argmax_agreement:.3f} % of samples, "
@@ -58,14 +60,26 @@ def format_report(r: SimReport) -> str:
 @click.option("--weight-groups", type=click.IntRange(1, 2), default=None,
               help="8-bit synapse groups per weight in fixed point [default: 2 for lava-fixed; 1 for netx, "
                    "and for networks trained with --weight-bits 8].")
+@click.option("--input", "input_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Run these inputs instead of a data set: a .npy array (T, N, *input_shape), e.g. spikes.")
+@click.option("--random-spikes", type=click.FloatRange(0, 1), default=None, metavar="RATE",
+              help="Run random spike trains of the network's input shape instead of a data set: each input "
+                   "spikes with probability RATE per step (T from -T, N from --samples).")
+@click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True,
+              help="With --random-spikes: how many spike trains.")
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=0, show_default=True,
+              help="With --random-spikes: the generator's seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def simulate_cmd(model: Path, backend: str, dataset: Optional[str], data_dir: Optional[Path], limit: Optional[int],
                  steps: Optional[int], encoding: Optional[str], synapse: str, conv: str,
-                 weight_groups: Optional[int], as_json: bool, no_progress: bool) -> None:
-    """Run MODEL (a checkpoint or .nir file) on a test set and compare its spikes with snnTorch."""
+                 weight_groups: Optional[int], input_file: Optional[Path], random_spikes: Optional[float],
+                 samples: int, seed: int, as_json: bool, no_progress: bool) -> None:
+    """Run MODEL (a checkpoint or .nir file) on a test set, or on inputs of its own shape (--input,
+    --random-spikes), and compare its spikes with snnTorch."""
     report = simulate(model, backend, dataset, limit, progress=not no_progress, data_dir=data_dir, T=steps,
-                      encoding=encoding, synapse=synapse, conv=conv, weight_groups=weight_groups)
+                      encoding=encoding, synapse=synapse, conv=conv, weight_groups=weight_groups,
+                      inputs=input_file, random_spikes=random_spikes, samples=samples, seed=seed)
     click.echo(json.dumps(report.to_dict(), sort_keys=True) if as_json else format_report(report))
 
 

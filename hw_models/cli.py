@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import click
+import torch
 from torch import nn
 
 from esl_deploy.errors import EslError
@@ -78,10 +79,18 @@ def load_source(path: str) -> nn.Module:
                    "neuron) this many epochs on the training split, and report the accuracy after it.")
 @click.option("--list-constants", is_flag=True, help="Print the table of constants with sources and exit.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of rate encoding.")
+@click.option("--input", "input_file", type=click.Path(dir_okay=False), default=None,
+              help="Count on these inputs instead of a data set: a .npy array (T, N, *input_shape).")
+@click.option("--random-spikes", type=click.FloatRange(0, 1), default=None, metavar="RATE",
+              help="Count on random spike trains of the network's input shape (probability RATE per input and "
+                   "step; T from --T, N from --samples) instead of a data set.")
+@click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True,
+              help="With --random-spikes: how many spike trains.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG bar chart here.")
 def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encoding, strategy, max_chips, consts,
-               convention, tn_weights, tn_finetune, list_constants, seed, as_json, plot):
+               convention, tn_weights, tn_finetune, list_constants, seed, input_file, random_spikes, samples,
+               as_json, plot):
     """Count synaptic operations on a data set, map the network onto TrueNorth cores and estimate its
     energy on TrueNorth, Loihi and 45 nm CMOS against the dense ANN on a V100-class GPU."""
     from esl_deploy.datasets import frame_size_for, load_dataset
@@ -101,6 +110,22 @@ def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encodi
         raise EslError("--tn-finetune needs --truenorth-weights duplicate")
     model = load_source(source)
     meta = dict(getattr(model, "meta", None) or {})
+    if input_file is not None or random_spikes is not None:  # the user's inputs, not a data set
+        if tn_finetune:
+            raise EslError("--tn-finetune trains on a data set's training split: give --dataset, not inputs")
+        from esl_deploy.export.simulate import foreign_inputs
+
+        x = foreign_inputs(tuple(model.spec.input_shape), inputs=input_file, random_spikes=random_spikes,
+                           T=int(T or meta.get("T") or 8), samples=samples, seed=seed, limit=limit, dataset=dataset)
+        frames = torch.from_numpy(x).transpose(0, 1)  # (N, T, ...): counted as given
+        name = str(input_file) if input_file is not None else f"random spikes p={random_spikes:g}"
+        report = energy_report(model, frames, T=int(x.shape[0]), encoding="direct", temporal=True,
+                               source=str(source), dataset=name, hardware=hardware, constants=constants,
+                               strategy=strategy, max_chips=max_chips, batch_size=batch_size, seed=seed,
+                               progress=not as_json and sys.stderr.isatty(), convention=convention,
+                               truenorth_weights=tn_weights)
+        _emit(report, plot, as_json)
+        return
     dataset = dataset or (meta.get("dataset") if meta.get("dataset") != "unknown" else None)
     if not dataset:
         raise EslError("the model does not say which data set it was trained on: give --dataset")
@@ -120,6 +145,13 @@ def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encodi
                            progress=not as_json and sys.stderr.isatty(), convention=convention,
                            truenorth_weights=tn_weights, tn_finetune=tn_finetune,
                            train=splits.train if tn_finetune else None)
+    _emit(report, plot, as_json)
+
+
+def _emit(report, plot, as_json: bool) -> None:
+    """Write the plot (if asked) and print the report as a table or JSON."""
+    from .report import plot_energy
+
     if plot:
         plot_energy(report, plot)
     if as_json:
