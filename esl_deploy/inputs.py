@@ -78,4 +78,19 @@ def random_spikes(rate: float, T: int, samples: int, input_shape: Sequence[int],
     return (torch.rand(shape, generator=g) < rate).to(torch.float32).numpy()
 
 
-__all__ = ["load_input_array", "random_spikes"]
+def input_options(command):
+    """The click options ``--input``, ``--random-spikes`` and ``--samples`` of ``esl simulate`` and ``esl energy``
+    (passed as ``input_file``, ``random_spikes``, ``samples``)."""
+    import click
+
+    command = click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True,
+                           help="With --random-spikes: how many spike trains.")(command)
+    command = click.option("--random-spikes", type=click.FloatRange(0, 1), default=None, metavar="RATE",
+                           help="Use random spike trains of the network's input shape instead of a data set: each "
+                                "input spikes with probability RATE per step (T from -T/--T, N from --samples).")(command)
+    return click.option("--input", "input_file", type=click.Path(dir_okay=False), default=None,
+                        help="Use these inputs instead of a data set: a .npy array (T, N, *input_shape), e.g. "
+                             "spikes.")(command)
+
+
+__all__ = ["input_options", "load_input_array", "random_spikes"]

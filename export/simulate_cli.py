@@ -8,6 +8,7 @@ from typing import Optional
 import click
 
 from esl_deploy.datasets import DATASETS
+from esl_deploy.inputs import input_options
 
 from .simulate import BACKENDS, SimReport, simulate
 
@@ -60,20 +61,14 @@ def format_report(r: SimReport) -> str:
 @click.option("--weight-groups", type=click.IntRange(1, 2), default=None,
               help="8-bit synapse groups per weight in fixed point [default: 2 for lava-fixed; 1 for netx, "
                    "and for networks trained with --weight-bits 8].")
-@click.option("--input", "input_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Run these inputs instead of a data set: a .npy array (T, N, *input_shape), e.g. spikes.")
-@click.option("--random-spikes", type=click.FloatRange(0, 1), default=None, metavar="RATE",
-              help="Run random spike trains of the network's input shape instead of a data set: each input "
-                   "spikes with probability RATE per step (T from -T, N from --samples).")
-@click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True,
-              help="With --random-spikes: how many spike trains.")
+@input_options
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=0, show_default=True,
               help="With --random-spikes: the generator's seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def simulate_cmd(model: Path, backend: str, dataset: Optional[str], data_dir: Optional[Path], limit: Optional[int],
                  steps: Optional[int], encoding: Optional[str], synapse: str, conv: str,
-                 weight_groups: Optional[int], input_file: Optional[Path], random_spikes: Optional[float],
+                 weight_groups: Optional[int], input_file: Optional[str], random_spikes: Optional[float],
                  samples: int, seed: int, as_json: bool, no_progress: bool) -> None:
     """Run MODEL (a checkpoint or .nir file) on a test set, or on inputs of its own shape (--input,
     --random-spikes), and compare its spikes with snnTorch."""

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from esl_deploy.errors import EslError
+from esl_deploy.inputs import input_options
 
 from .energy import CONVENTIONS, HW_CHOICES, EnergyConstants, parse_overrides
 from .report import ENERGY_STRATEGIES
@@ -79,13 +80,7 @@ def load_source(path: str) -> nn.Module:
                    "neuron) this many epochs on the training split, and report the accuracy after it.")
 @click.option("--list-constants", is_flag=True, help="Print the table of constants with sources and exit.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of rate encoding.")
-@click.option("--input", "input_file", type=click.Path(dir_okay=False), default=None,
-              help="Count on these inputs instead of a data set: a .npy array (T, N, *input_shape).")
-@click.option("--random-spikes", type=click.FloatRange(0, 1), default=None, metavar="RATE",
-              help="Count on random spike trains of the network's input shape (probability RATE per input and "
-                   "step; T from --T, N from --samples) instead of a data set.")
-@click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True,
-              help="With --random-spikes: how many spike trains.")
+@input_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG bar chart here.")
 def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encoding, strategy, max_chips, consts,
