@@ -90,7 +90,7 @@ def test_command_line_overrides_the_file_and_tables_prefix_their_keys(tmp_path):
 @pytest.mark.parametrize("text,words", [
     ("bogus = 1\n", ["unknown option", "bogus"]),
     ("[pq]\nzeta = 1\n", ["unknown option", "pq_zeta"]),
-    ("epochs = \"many\"\n", ["epochs", "not a valid integer"]),
+    ("epochs = \"many\"\n", ["epochs", "takes an integer"]),
     ("method = \"lottery\"\n", ["method", "lottery"]),
     ("keep_dead_inputs = 1\n", ["keep_dead_inputs"]),
     ("density = [0.1]\n", ["density", "not a valid value"]),
