@@ -14,8 +14,9 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from .checkpoint import read_checkpoint
+from .checkpoint import checked_T, checkpoint_field, read_checkpoint
 from .errors import EslError
+from .resources import dry_shapes
 from .convert import from_snntorch, stepwise
 from .models import ModelSpec, SpikingNet, build_model, is_factory
 
@@ -32,33 +33,78 @@ def load(path: str | Path) -> SpikingNet:
     if reader is not None:
         return check_finite(reader(path), path)
     state = read_checkpoint(path)
+    if state.get("best") is None:
+        raise EslError(f"{path}: the run has no kept model yet: it stopped while its sparsity was still changing "
+                       f"(a pruning pending); finish it with esl train --resume")
+    cfg = _checked_config(state, path)
+    stored = checkpoint_field(state, "best.model", "dict", path)
+    masks = checkpoint_field(state, "best.masks", "dict", path)
     try:
-        spec = ModelSpec.from_dict(state["model_spec"])
+        spec = ModelSpec.from_dict(checkpoint_field(state, "model_spec", "dict", path))
+        if not is_factory(spec.name):  # its shapes first, allocating nothing: a spec may claim any size
+            _check_shapes(dry_shapes(lambda: build_model(spec)), stored, path)
         model = build_model(spec)
-        model.load_state_dict(state["best"]["model"])
+        model.load_state_dict(stored)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise EslError(f"{path}: checkpoint does not match its model: {_first_reason(e)}") from None
     with torch.no_grad():
         params = dict(model.named_parameters())
-        for name, mask in state["best"]["masks"].items():
-            if name not in params or params[name].shape != mask.shape:
+        for name, mask in masks.items():
+            if not isinstance(mask, torch.Tensor) or name not in params or params[name].shape != mask.shape:
                 raise EslError(f"{path}: mask {name} does not fit the model")
             params[name].mul_(mask)
-    cfg = state["config"]
     if is_factory(spec.name):  # a user's snnTorch network: its deployable form (esl_deploy.convert)
         model.eval()
         sample = torch.zeros(1, *spec.input_shape)
         model = from_snntorch(model, sample if stepwise(model) else sample.expand(int(cfg["T"]), *sample.shape))
     model.meta = {
         "method": cfg["sparsity"]["method"], "dataset": cfg["dataset"], "data_dir": cfg.get("data_dir"),
-        "T": cfg["T"], "encoding": cfg["encoding"], "weight_bits": cfg.get("weight_bits"), "density": state["best"]["density"],
+        "T": int(cfg["T"]), "encoding": cfg["encoding"], "weight_bits": cfg.get("weight_bits"),
+        "density": checkpoint_field(state, "best.density", "number", path),
         "mask_density": state["best"].get("mask_density", state["best"]["density"]),
-        "layer_density": state["best"]["layer_density"], "model_spec": state["model_spec"],
-        "best_epoch": state["best"]["epoch"], "val_acc": state["best"]["val_acc"],
+        "layer_density": checkpoint_field(state, "best.layer_density", "dict", path),
+        "model_spec": state["model_spec"],
+        "best_epoch": checkpoint_field(state, "best.epoch", "int", path),
+        "val_acc": checkpoint_field(state, "best.val_acc", "number", path),
     }
     if is_factory(spec.name):
         model.meta.update(source="snntorch", module=spec.name)
     return check_finite(model.eval(), path)
+
+
+def _checked_config(state: dict, path: Path) -> dict:
+    """The run config of a checkpoint with the fields :func:`load` reads checked (EslError naming a field
+    that is missing or of the wrong type, a T that is not a positive integer, an unknown encoding)."""
+    from .datasets import ENCODINGS
+
+    cfg = checkpoint_field(state, "config", "dict", path)
+    for dotted, kind in (("config.sparsity.method", "str"), ("config.dataset", "str"), ("config.encoding", "str")):
+        checkpoint_field(state, dotted, kind, path)
+    checkpoint_field(state, "config.data_dir", "str", path, optional=True)
+    checkpoint_field(state, "config.weight_bits", "int", path, optional=True)
+    checked_T(checkpoint_field(state, "config.T", "number", path), f"{path}: config")
+    if cfg["encoding"] not in ENCODINGS:
+        raise EslError(f"{path}: malformed checkpoint: unknown encoding {cfg['encoding']!r}")
+    return cfg
+
+
+def _check_shapes(built, stored: dict, path: Path) -> None:
+    """Refuse a checkpoint whose tensors do not have the shapes its model_spec builds (``built``: from
+    :func:`dry_shapes`, None when unknown), before the model is built: a spec claiming width 15000 in a
+    1 MB file is refused without allocating gigabytes."""
+    if built is None:
+        return
+    missing = [k for k in built if k not in stored]
+    extra = [k for k in stored if k not in built]
+    if missing or extra:
+        raise EslError(f"{path}: checkpoint does not match its model: "
+                       + "; ".join(([f"missing {', '.join(missing[:3])}"] if missing else []) +
+                                   ([f"unexpected {', '.join(extra[:3])}"] if extra else [])))
+    for name, shape in built.items():
+        held = tuple(stored[name].shape) if isinstance(stored[name], torch.Tensor) else None
+        if held != shape:
+            raise EslError(f"{path}: checkpoint does not match its model: size mismatch for {name}: the checkpoint "
+                           f"holds {held}, its model_spec builds {shape}")
 
 
 READERS_GROUP = "esl_deploy.readers"

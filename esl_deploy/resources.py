@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable, Optional
+from typing import Callable, Dict, Iterable, Optional, Tuple
 
 from .errors import EslError
 
@@ -67,3 +67,30 @@ def elements(shape: Iterable[int]) -> int:
     for s in shape:
         n *= max(int(s), 0)
     return n
+
+
+def dry_shapes(build: Callable[[], object]) -> Optional[Dict[str, Tuple[int, ...]]]:
+    """``{name: shape}`` of the state_dict of the module ``build()`` makes, found without allocating its
+    tensors: while it runs, torch's factory functions make tensors of more than one element on the
+    ``meta`` device (no memory; initialisers do nothing to them), scalars stay real so constructors may
+    test them. None when the build does not run that way (it then is not a memory estimate)."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    factories = {torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.empty_like,
+                 torch.zeros_like, torch.ones_like, torch.full_like}
+
+    class LargeOnMeta(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func in factories:
+                out = func(*args, **{**kwargs, "device": "meta"})
+                return out if out.numel() > 1 else func(*args, **kwargs)
+            return func(*args, **kwargs)
+
+    try:
+        with torch.random.fork_rng(devices=[]), LargeOnMeta():
+            module = build()
+        return {name: tuple(t.shape) for name, t in module.state_dict().items()}
+    except Exception:  # noqa: BLE001 -- whatever the build needs that meta tensors cannot do
+        return None

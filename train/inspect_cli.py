@@ -27,7 +27,7 @@ def inspect_cmd(run, plots, as_json):
     ckpt = read_checkpoint(ckpt_path)
     if not isinstance(ckpt, dict) or "engine" not in ckpt or "config" not in ckpt:
         raise EslError(f"{ckpt_path} is not an esl train checkpoint")
-    rep = structure_report(ckpt)
+    rep = structure_report(ckpt, str(ckpt_path))
     written = write_structure_plots(ckpt_path.parent, ckpt, rep) if plots else []
     if as_json:
         click.echo(json.dumps({**rep, "plots": [str(p) for p in written]}))

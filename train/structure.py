@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from esl_deploy.atomic import atomic_write_bytes
+from esl_deploy.checkpoint import checkpoint_field
 from esl_deploy.errors import EslError
 
 PLOT_FILES = ("structure_fanout.png", "structure_degrees.png", "structure_rewiring.png", "structure_cores.png")
@@ -87,24 +88,55 @@ def rewiring_series(log: List[dict]) -> dict:
             "total_grown": sum(r["grown"] for r in rows), "total_pruned": sum(r["pruned"] for r in rows)}
 
 
-def run_records(ckpt: dict) -> dict:
-    """The parts of a checkpoint the structure report reads, checked."""
-    engine = ckpt.get("engine") or {}
+def run_records(ckpt: dict, path: str = "the checkpoint") -> dict:
+    """The parts of a checkpoint the structure report reads, checked: a field that is missing or of the wrong
+    type, masks that do not pair up, a rewiring record without its counts are one EslError naming it."""
+    def field(dotted, kind, optional=False):
+        return checkpoint_field(ckpt, dotted, kind, path, optional=optional)
+
+    method = field("config.sparsity.method", "str")
+    for dotted, kind in (("config.model", "str"), ("config.dataset", "str"), ("config.seed", "int")):
+        field(dotted, kind)
+    field("config.sparsity.core_aware", "str", optional=True)
     if ckpt.get("best") is None:
-        raise EslError("the run has not finished an epoch yet: no kept model to inspect")
+        raise EslError("the run has no kept model yet (it stopped before its first epoch ended, or while its "
+                       "sparsity was still changing): finish it with esl train --resume, then inspect it")
+    engine = field("engine", "dict")
     if not engine.get("masks"):
-        raise EslError(f"a {ckpt['config']['sparsity']['method']} run has no masks: there is no structure to inspect")
+        raise EslError(f"a {method} run has no masks: there is no structure to inspect")
     if "initial_masks" not in engine:
         raise EslError("this run was trained before runs recorded their initial masks and rewirings; "
                        "retrain it to inspect its structure")
-    return {"initial": engine["initial_masks"], "kept": ckpt["best"]["masks"], "log": engine["rewire_log"],
-            "allowed": engine.get("allowed", {}), "input_shape": tuple(ckpt["model_spec"]["input_shape"]),
-            "kept_epoch": ckpt["best"]["epoch"], "config": ckpt["config"]}
+    initial, kept = field("engine.initial_masks", "dict"), field("best.masks", "dict")
+    if not initial:
+        raise EslError(f"{path}: malformed checkpoint: engine.initial_masks is empty")
+    for name, mask in initial.items():
+        if not isinstance(mask, torch.Tensor) or not isinstance(kept.get(name), torch.Tensor) \
+                or kept[name].shape != mask.shape or mask.dim() < 1:
+            raise EslError(f"{path}: malformed checkpoint: the initial and kept masks of {name} do not pair up")
+    log = field("engine.rewire_log", "list")
+    for k, rec in enumerate(log):
+        layers = rec.get("layers") if isinstance(rec, dict) else None
+        ok = isinstance(layers, dict) and isinstance(rec.get("step"), int) and all(
+            isinstance(l, dict) and all(isinstance(l.get(c), int) for c in ("pruned", "grown", "nnz"))
+            and all(l.get(c) is None or isinstance(l.get(c), int) for c in ("prev_grown", "prev_grown_survived"))
+            for l in layers.values())
+        if not ok:
+            raise EslError(f"{path}: malformed checkpoint: rewiring record {k} lacks its step or counts")
+    allowed = field("engine.allowed", "dict", optional=True) or {}
+    if not all(isinstance(a, torch.Tensor) for a in allowed.values()):
+        raise EslError(f"{path}: malformed checkpoint: engine.allowed holds something other than masks")
+    shape = field("model_spec.input_shape", "list")
+    if not shape or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape):
+        raise EslError(f"{path}: malformed checkpoint: model_spec.input_shape is not a shape")
+    return {"initial": {n: m.bool() for n, m in initial.items()}, "kept": {n: m.bool() for n, m in kept.items()},
+            "log": log, "allowed": allowed, "input_shape": tuple(shape), "kept_epoch": field("best.epoch", "int"),
+            "config": ckpt["config"]}
 
 
-def structure_report(ckpt: dict) -> dict:
+def structure_report(ckpt: dict, path: str = "the checkpoint") -> dict:
     """Everything the structure plots show, as plain numbers (the ``--json`` of ``esl inspect``)."""
-    rec = run_records(ckpt)
+    rec = run_records(ckpt, path)
     layers = []
     for name, init in rec["initial"].items():
         kept = rec["kept"][name]
