@@ -77,8 +77,8 @@ def check_output(path: PathLike, *, force: bool, inputs: Iterable[PathLike] = ()
         except OSError:
             same = False
         if same:
-            raise EslError(f"the output {path} is an input of this command ({source}); choose another output "
-                           f"({option} never replaces a file being read)")
+            raise EslError(f"the output {path} is this command's input (source {source}); choose another output "
+                           f"({option} never replaces a source file)")
     if not force:
         raise EslError(f"{path} already exists; pass {option} to overwrite it")
     return path

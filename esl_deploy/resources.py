@@ -94,3 +94,17 @@ def dry_shapes(build: Callable[[], object]) -> Optional[Dict[str, Tuple[int, ...
         return {name: tuple(t.shape) for name, t in module.state_dict().items()}
     except Exception:  # noqa: BLE001 -- whatever the build needs that meta tensors cannot do
         return None
+
+
+def simulation_bytes(model, T: int, batch: int, kept: int = 0) -> int:
+    """A rough upper estimate of the memory to run ``model`` (a SpikingNet) for ``T`` steps on ``batch``
+    samples at a time -- the largest layer's activations in float64, four copies -- plus ``kept`` samples
+    whose inputs (float32, four copies: encoded, concatenated, cast, the backend's) and spikes of every
+    layer (uint8, a reference and a backend's) are kept to the end, as ``esl simulate`` keeps them."""
+    from .neurons import LI, LIF
+
+    sizes = [elements(m.neuron_shape) for m in model.modules() if isinstance(m, (LIF, LI))]
+    spec = getattr(model, "spec", None)
+    n_in = elements(spec.input_shape) if spec is not None else 0
+    widest = max(sizes + [n_in])
+    return int(T) * (int(batch) * widest * 8 * 4 + int(kept) * (n_in * 4 * 4 + sum(sizes) * 2))

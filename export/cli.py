@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional, Union
 import click
 
 import esl_deploy
+from esl_deploy.atomic import check_output
 from esl_deploy.errors import EslError
 from esl_deploy.models import SpikingNet
 
@@ -41,7 +42,8 @@ def export_file(source: Union[str, os.PathLike], to: str, out: Union[str, os.Pat
                 T: Optional[int] = None, force: bool = False, reader: Optional[str] = None) -> Dict[str, Any]:
     """Export ``source`` to ``out`` in format ``to`` (one of :data:`TARGETS`); returns a summary dict.
 
-    Refuses to replace an existing ``out`` unless ``force``. ONNX is unrolled over ``T`` steps,
+    Refuses to replace an existing ``out`` unless ``force``, and never replaces ``source`` itself nor
+    anything that is not a regular file (:func:`esl_deploy.atomic.check_output`). ONNX is unrolled over ``T`` steps,
     defaulting to the ``T`` recorded with the network. Lava and netx go through the NIR graph.
     ``reader`` (NIR only, one of :data:`export.nir.flavours.READERS`) writes that reader's flavour.
     """
@@ -51,12 +53,7 @@ def export_file(source: Union[str, os.PathLike], to: str, out: Union[str, os.Pat
         raise EslError(f"--for {reader} applies to --to nir only")
     if reader is not None and reader not in READERS:
         raise EslError(f"unknown NIR reader {reader!r}; choose one of: {', '.join(sorted(READERS))}")
-    out = Path(out)
-    if out.exists() and Path(source).exists() and out.resolve() == Path(source).resolve():
-        raise EslError(f"the output {out} is the source file itself; choose another -o (--force never replaces "
-                       f"the file being exported)")
-    if out.exists() and not force:
-        raise EslError(f"{out} already exists; pass --force to overwrite it")
+    out = check_output(out, force=force, inputs=[source])
     return write_network(load_source(source), to, out, T=T, reader=reader, source=str(source))
 
 

@@ -43,10 +43,12 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 import esl_deploy
+from esl_deploy.atomic import private_temp_dir
 from esl_deploy.datasets import frame_size_for, load_dataset, to_time_major
 from esl_deploy.errors import EslError
 from esl_deploy.models import SpikingNet, apply_layer
 from esl_deploy.neurons import LI, LIF
+from esl_deploy.resources import check_memory, simulation_bytes
 
 from .nir.graph import walk
 
@@ -131,8 +133,10 @@ def foreign_inputs(input_shape: Tuple[int, ...], *, inputs=None, random_spikes: 
 
 
 def encoded_inputs(dataset: str, T: int, encoding: str, *, limit: Optional[int] = None,
-                   data_dir=None, input_shape: Optional[Tuple[int, ...]] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """The test set as ``(x (T, N, ...) float32, labels (N,))``, encoded as in the trainer's evaluation."""
+                   data_dir=None, input_shape: Optional[Tuple[int, ...]] = None,
+                   check: Optional[Callable[[int], None]] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """The test set as ``(x (T, N, ...) float32, labels (N,))``, encoded as in the trainer's evaluation.
+    ``check(N)`` is called with the number of samples before they are encoded (the memory guard)."""
     splits = load_dataset(dataset, data_dir, T, frame_size=frame_size_for(dataset, input_shape))
     if input_shape is not None and tuple(splits.input_shape) != tuple(input_shape):
         raise EslError(f"dataset {dataset!r} has inputs of shape {splits.input_shape}, the network expects "
@@ -142,6 +146,8 @@ def encoded_inputs(dataset: str, T: int, encoding: str, *, limit: Optional[int] 
         if limit < 1:
             raise EslError(f"--limit must be at least 1, got {limit}")
         data = Subset(data, range(min(limit, len(data))))
+    if check is not None:
+        check(len(data))
     gen = torch.Generator().manual_seed(EVAL_SEED)
     xs, ys = [], []
     for x, y in DataLoader(data, batch_size=BATCH, shuffle=False):
@@ -278,9 +284,17 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: Op
         T = int(x.shape[0])
     else:
         x, y = encoded_inputs(dataset, T, encoding, limit=limit, data_dir=data_dir,
-                              input_shape=tuple(model.spec.input_shape))
+                              input_shape=tuple(model.spec.input_shape),
+                              check=lambda n: check_simulation_memory(model, T, n))
     return simulate_arrays(model, graph, x, y, backend, source=str(source), dataset=dataset, encoding=encoding,
                            progress=progress, synapse=synapse, conv=conv, weight_groups=weight_groups)
+
+
+def check_simulation_memory(model: SpikingNet, T: int, n: int) -> None:
+    """The memory guard (:func:`esl_deploy.resources.check_memory`) for simulating ``n`` samples of ``T`` steps:
+    the inputs and every layer's spikes are kept for the comparison (:func:`~esl_deploy.resources.simulation_bytes`)."""
+    check_memory(simulation_bytes(model, T, min(n, BATCH), kept=n), f"simulating {n} samples of T={T} steps",
+                 "lower -T or --limit")
 
 
 def simulate_arrays(model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray, y: Optional[np.ndarray],
@@ -303,6 +317,7 @@ def simulate_arrays(model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray, y: Op
 
         import_lava()  # before tqdm fixes the multiprocessing start method
     T, n = int(x.shape[0]), int(x.shape[1])
+    check_simulation_memory(model, T, n)
     t0 = time.perf_counter()
     if reference is None:
         reference_name = "snntorch float64"
@@ -317,7 +332,8 @@ def simulate_arrays(model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray, y: Op
     ref_acc = float(np.mean(predictions(ref_volt if readout == "membrane" else reference[-1]) == y))
     with tqdm(total=n, desc=f"simulate {backend}", unit="sample", disable=not progress, leave=False) as bar:
         t0 = time.perf_counter()
-        names, spikes, extra = _run_backend(backend, model, graph, x, bar.update, synapse, conv, weight_groups)
+        with private_temp_dir("esl-sim-"):  # the backend's scratch files; those of a killed run are swept
+            names, spikes, extra = _run_backend(backend, model, graph, x, bar.update, synapse, conv, weight_groups)
         wall = time.perf_counter() - t0
     if not names:
         names = [s.name for s in walk(graph).steps if isinstance(s.node, (nir.LIF, nir.IF))]

@@ -13,6 +13,7 @@ import click
 import torch
 from torch import nn
 
+from esl_deploy.atomic import check_output
 from esl_deploy.errors import EslError
 from esl_deploy.inputs import input_options
 
@@ -79,13 +80,14 @@ def load_source(path: str) -> nn.Module:
               help="With --truenorth-weights duplicate: also fine-tune the shared TrueNorth weights (4 levels per "
                    "neuron) this many epochs on the training split, and report the accuracy after it.")
 @click.option("--list-constants", is_flag=True, help="Print the table of constants with sources and exit.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of rate encoding.")
+@click.option("--seed", type=click.IntRange(0, 2 ** 63 - 1), default=0, show_default=True, help="Seed of rate encoding.")
 @input_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG bar chart here.")
+@click.option("--force", is_flag=True, help="Let --plot replace an existing file (never the model file itself).")
 def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encoding, strategy, max_chips, consts,
                convention, tn_weights, tn_finetune, list_constants, seed, input_file, random_spikes, samples,
-               as_json, plot):
+               as_json, plot, force):
     """Count synaptic operations on a data set, map the network onto TrueNorth cores and estimate its
     energy on TrueNorth, Loihi and 45 nm CMOS against the dense ANN on a V100-class GPU."""
     from esl_deploy.datasets import frame_size_for, load_dataset
@@ -103,6 +105,10 @@ def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encodi
         raise click.UsageError("missing the model: give RUN/checkpoint.pt or model.nir")
     if tn_finetune and tn_weights != "duplicate":
         raise EslError("--tn-finetune needs --truenorth-weights duplicate")
+    if plot:  # before any work: never onto its own input, an existing file only with --force, a regular file only
+        src = Path(source).expanduser()
+        check_output(plot, force=force, inputs=[src / "checkpoint.pt" if src.is_dir() else src,
+                                                *([input_file] if input_file is not None else [])])
     model = load_source(source)
     meta = dict(getattr(model, "meta", None) or {})
     if input_file is not None or random_spikes is not None:  # the user's inputs, not a data set

@@ -14,6 +14,8 @@ from typing import Dict, Optional, Sequence, Tuple
 from torch import nn
 
 from esl_deploy.atomic import atomic_write_bytes
+from esl_deploy.errors import EslError
+from esl_deploy.resources import check_memory, simulation_bytes
 
 from .energy import HARDWARE, EnergyConstants, HardwareEnergy, energies, energy_ratio, hardware_list
 
@@ -207,6 +209,13 @@ def energy_report(model: nn.Module, data, *, T: int, encoding: str, temporal: bo
     ``truenorth_weights`` ('duplicate' or 'cluster'): also run the fidelity check of TrueNorth's weight
     rule (:func:`hw_models.tn_weights.truenorth_weights_report`) on the same data, with ``tn_finetune``
     epochs of fine-tuning its levels on ``train`` (the training split) when > 0."""
+    if isinstance(tn_finetune, bool) or not isinstance(tn_finetune, (int, float)) or not 0 <= tn_finetune < math.inf:
+        raise EslError(f"--tn-finetune must be a finite number of epochs >= 0, got {tn_finetune}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+        raise EslError(f"--seed must be an integer in 0 .. 2^63 - 1, got {seed}")
+    n = len(data) if limit is None else min(int(limit), len(data))
+    check_memory(simulation_bytes(model, T, min(int(batch_size), max(n, 1))),
+                 f"counting the activity of {n} samples at T={T}, {batch_size} at a time", "lower --T or --batch-size")
     hardware = hardware_list(hardware)
     mappings, packed = map_all(model, constants, strategy, max_chips)
     activity = count_activity(model, data, T=T, encoding=encoding, temporal=temporal, batch_size=batch_size,
@@ -250,7 +259,7 @@ def plot_energy(report: EnergyReport, path: str | os.PathLike) -> Path:
                  fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    try:  # the project's one atomic writer: same folder, 0644, renamed into place
+    try:  # the project's one atomic writer: same folder, regular files only, renamed into place
         atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=120))
     finally:
         plt.close(fig)

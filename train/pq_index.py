@@ -21,6 +21,7 @@ per weight tensor) and ``global`` (one over all sparse tensors).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Optional
 
@@ -42,6 +43,9 @@ class PQConfig:
     scope: str = "layer"
 
     def __post_init__(self):
+        for name in ("p", "q", "eta", "gamma", "beta", "rho"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"PQ {name} must be a finite number, got {getattr(self, name)}")
         if not 0 < self.p < self.q:
             raise ValueError(f"PQ index needs 0 < p < q, got p={self.p}, q={self.q}")
         if self.eta < 0:

@@ -36,6 +36,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from ..errors import EslError
+from ..resources import check_memory
 from .base import DataSplits, split_train_val
 
 VAL_FRACTION = 0.1
@@ -68,15 +69,9 @@ def _find_file(data_dir: Path, name: str, subdirs: Sequence[str], allow_gz: bool
     raise EslError(f"missing file {name}{suffix} in {where}")
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The file's content, gunzipped when its name ends in ``.gz``; a bad gzip stream is an EslError."""
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except (OSError, EOFError, zlib.error) as e:
-        raise EslError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+# Bytes of memory per idx data byte while a data set is built from it: the uint8 array, its float32
+# copy, the tensors and splits made from them.
+_IDX_MEMORY_FACTOR = 6
 
 
 def read_idx_ubyte(path: Path, ndim: int) -> np.ndarray:
@@ -84,28 +79,42 @@ def read_idx_ubyte(path: Path, ndim: int) -> np.ndarray:
 
     Header: bytes 0-1 are zero, byte 2 is the element type (0x08 = ubyte), byte 3 the number of
     dimensions; then one big-endian uint32 per dimension; then exactly prod(dims) data bytes.
+    The header is read and checked first -- the size it declares against the memory guard -- and then
+    exactly that many bytes (plus one, to notice extra data): a small ``.gz`` file that expands to
+    gigabytes is refused before it is unpacked.
     """
-    raw = _read_bytes(path)
-    if len(raw) < 4:
-        raise EslError(f"{path}: not an idx file (only {len(raw)} bytes)")
-    zero0, zero1, dtype_code, file_ndim = raw[0], raw[1], raw[2], raw[3]
-    if zero0 != 0 or zero1 != 0:
-        raise EslError(f"{path}: not an idx file (bad magic number 0x{raw[:4].hex()})")
-    if dtype_code != _IDX_UBYTE:
-        raise EslError(f"{path}: idx element type 0x{dtype_code:02x} is not unsigned byte (0x08)")
-    if file_ndim != ndim:
-        raise EslError(f"{path}: idx file has {file_ndim} dimensions, expected {ndim}")
-    header_len = 4 + 4 * ndim
-    if len(raw) < header_len:
-        raise EslError(f"{path}: truncated idx header ({len(raw)} of {header_len} bytes)")
-    dims = struct.unpack(f">{ndim}I", raw[4:header_len])
-    expected = int(np.prod(dims, dtype=np.int64))
-    got = len(raw) - header_len
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            head = f.read(4)
+            if len(head) < 4:
+                raise EslError(f"{path}: not an idx file (only {len(head)} bytes)")
+            zero0, zero1, dtype_code, file_ndim = head
+            if zero0 != 0 or zero1 != 0:
+                raise EslError(f"{path}: not an idx file (bad magic number 0x{head.hex()})")
+            if dtype_code != _IDX_UBYTE:
+                raise EslError(f"{path}: idx element type 0x{dtype_code:02x} is not unsigned byte (0x08)")
+            if file_ndim != ndim:
+                raise EslError(f"{path}: idx file has {file_ndim} dimensions, expected {ndim}")
+            header_len = 4 + 4 * ndim
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise EslError(f"{path}: truncated idx header ({4 + len(raw_dims)} of {header_len} bytes)")
+            dims = struct.unpack(f">{ndim}I", raw_dims)
+            expected = int(np.prod(dims, dtype=np.int64))
+            check_memory(_IDX_MEMORY_FACTOR * expected, f"reading {path} ({' x '.join(map(str, dims))} bytes)",
+                         "this is not a data set file this machine can hold")
+            raw = f.read(expected + 1)
+            got, more = len(raw), b"" if len(raw) <= expected else f.read(1 << 20)
+            while more and got < expected + (64 << 20):  # count the excess, in bounded memory and time
+                got, more = got + len(more), f.read(1 << 20)
+    except (OSError, EOFError, zlib.error) as e:
+        raise EslError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
     if got < expected:
         raise EslError(f"{path}: truncated idx file: {got} data bytes, header {tuple(dims)} needs {expected}")
     if got > expected:
-        raise EslError(f"{path}: size mismatch: {got} data bytes, header {tuple(dims)} needs {expected}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(dims)
+        raise EslError(f"{path}: size mismatch: {got}{'+' if more else ''} data bytes, header {tuple(dims)} needs "
+                       f"{expected}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
 
 
 def _check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:

@@ -39,7 +39,7 @@ import scipy.sparse as sp
 
 from esl_deploy.errors import EslError
 
-from esl_deploy.atomic import atomic_write
+from esl_deploy.atomic import atomic_write, check_free_space
 from .convert import LavaLayer, LavaNet, NeuronLayer, SynapseLayer, convert
 from .fixed import FixedLayer, quantize
 
@@ -123,6 +123,10 @@ def write_lava(graph: nir.NIRGraph, path: Union[str, os.PathLike], *, synapse: s
     """``esl export --to lava``: convert ``graph``, quantise it, and write it to ``path`` atomically."""
     net = lava_net(graph, synapse=synapse, conv=conv, input_max=input_max, groups=groups,
                    input_frac_bits=input_frac_bits)
+    # h5py can crash rather than raise on a full disk: refuse beforehand (the file holds float64 and int64
+    # copies of the weights, and the HDF5 structure)
+    from ..nir.write import graph_nbytes
+    check_free_space(Path(path).parent if str(Path(path).parent) else ".", 8 * graph_nbytes(graph) + (1 << 18))
     return atomic_write(path, lambda tmp: write_lava_file(net, tmp))
 
 

@@ -28,8 +28,10 @@ network written by :func:`export.nir.write.write_nir` and read by :func:`load_ni
 """
 from __future__ import annotations
 
+import math
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Dict, List, Tuple, Union
 
@@ -39,7 +41,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from esl_deploy.atomic import file_kind
+from esl_deploy.checkpoint import checked_T
 from esl_deploy.errors import EslError
+from esl_deploy.resources import check_memory, elements
 from esl_deploy.masks import sparsifiable
 from esl_deploy.models import ModelSpec, SpikingNet
 from esl_deploy.neurons import LI, LIF, RESET_MECHANISMS
@@ -142,15 +147,25 @@ def li_parameters(node: nir.NIRNode, dt: float, name: str = "?") -> Tuple[np.nda
 
 
 def read_graph(path: Union[str, os.PathLike]) -> nir.NIRGraph:
-    """Read and type-check a NIR file, turning every way it can be wrong into one :class:`EslError`."""
+    """Read and type-check a NIR file, turning every way it can be wrong into one :class:`EslError`.
+
+    Before the nir package parses it, the HDF5 file is checked as it stands (:func:`_check_node_values`):
+    it must be a regular file (a FIFO would block), the arrays its nodes declare must fit in memory (an
+    HDF5 dataset can declare gigabytes that it does not store), hold no NaN or infinity, and strides,
+    kernel sizes, dilations and groups must be positive (a stride of 0 would divide by zero)."""
     path = Path(path)
-    if not path.is_file():
-        raise EslError(f"no such NIR file: {path}")
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise EslError(f"no such NIR file: {path}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise EslError(f"NIR file {path} is {file_kind(st)}, not a regular file")
     try:
         with h5py.File(path, "r") as f:
             if "node" not in f or not isinstance(f["node"], h5py.Group) or "nodes" not in f["node"]:
                 raise EslError(f"{path}: not a NIR file (an HDF5 file without a /node graph)")
             _check_node_types(f["node"]["nodes"], path)
+            _check_node_values(f["node"]["nodes"], path)
     except OSError as e:
         raise EslError(f"{path}: not a NIR file (cannot open it as HDF5: {e})") from e
     try:
@@ -179,10 +194,10 @@ def from_nir(graph_or_path: Union[nir.NIRGraph, str, os.PathLike]) -> SpikingNet
     else:
         raise EslError(f"expected a NIR graph or a path, got {type(graph_or_path).__name__}")
     chain = check_structure(graph)
-    metadata = metadata_from_hdf5(graph.metadata or {})
+    metadata = checked_metadata(metadata_from_hdf5(graph.metadata or {}))
     dt = float(metadata.get("dt", DT))
-    if not dt > 0:
-        raise EslError(f"graph metadata dt must be positive, got {dt}")
+    neurons = sum(elements(step.in_shape) for seg in chain.segments() for step in (seg.neuron,))
+    check_memory(64 * neurons, f"a network of {neurons:,} neurons", "this is not a network that fits this machine")
     layers: List[nn.Module] = []
     node_index: Dict[str, int] = {}
     for seg in chain.segments():
@@ -232,8 +247,30 @@ def nir_meta(model: SpikingNet, metadata: Dict[str, Any], node_index: Dict[str, 
     if "density" not in meta:
         total = sum(w.numel() for _, w in weights)
         meta["density"] = sum(int(torch.count_nonzero(w)) for _, w in weights) / total if total else 1.0
+    return meta
+
+
+def checked_metadata(metadata: Dict[str, Any]) -> Dict[str, Any]:
+    """Graph metadata with the values the commands use checked (EslError naming the key): ``dt`` a positive
+    finite number, ``T`` a positive integer, ``encoding`` a known one, ``weight_bits`` an integer,
+    ``dataset``, ``method`` and ``data_dir`` strings. Other keys pass as they are."""
+    from esl_deploy.datasets import ENCODINGS
+
+    meta = dict(metadata)
+    if "dt" in meta:
+        dt = meta["dt"]
+        if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or not dt > 0:
+            raise EslError(f"graph metadata dt must be a positive number, got {dt!r}")
     if "T" in meta:
-        meta["T"] = int(meta["T"])
+        meta["T"] = checked_T(meta["T"], "graph metadata")
+    if "encoding" in meta and meta["encoding"] not in ENCODINGS:
+        raise EslError(f"graph metadata encoding {meta['encoding']!r} is not one of {', '.join(ENCODINGS)}")
+    bits = meta.get("weight_bits")
+    if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16):
+        raise EslError(f"graph metadata weight_bits must be an integer in 2..16, got {bits!r}")
+    for key in ("dataset", "method", "data_dir"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise EslError(f"graph metadata {key} must be a string, got {meta[key]!r}")
     return meta
 
 
@@ -251,6 +288,42 @@ def metadata_from_hdf5(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+_POSITIVE_INTS = ("stride", "kernel_size", "dilation", "groups")  # node fields that divide or count
+_SHAPES = ("shape", "input_type", "output_type", "input_shape")   # node fields that declare a shape
+
+
+def _datasets(group: h5py.Group, prefix: str = ""):
+    """``(node name, field, dataset)`` of every array under a NIR file's nodes, nested graphs included, node
+    metadata left out (free-form, not parameters)."""
+    for name, item in group.items():
+        if isinstance(item, h5py.Dataset):
+            yield prefix.rstrip("/"), name, item
+        elif isinstance(item, h5py.Group) and name != "metadata":
+            yield from _datasets(item, f"{prefix}{name}/")
+
+
+def _check_node_values(nodes_group: h5py.Group, path: Path) -> None:
+    """The checks of :func:`read_graph` on the HDF5 datasets of the nodes, in one pass: first the bytes they
+    declare against the memory guard (nothing read yet), then their values."""
+    arrays = list(_datasets(nodes_group))
+    declared = sum(d.size * (d.dtype.itemsize if d.dtype.kind != "O" else 64) for _, _, d in arrays)
+    check_memory(4 * declared, f"reading NIR file {path} (its arrays declare {declared:,} bytes)",
+                 "this is not a network that fits this machine")
+    for node, key, d in arrays:
+        if d.dtype.kind not in "biuf":
+            continue
+        value = np.asarray(d[()])
+        where = f"{path}: node {node.split('/')[-1]!r}: {key}"
+        if d.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise EslError(f"{where} holds NaN or infinite values")
+        if key in _POSITIVE_INTS and not np.all(value >= 1):
+            raise EslError(f"{where} must be positive, got {value.tolist()}")
+        if key in _SHAPES and not np.all(value >= 1):
+            raise EslError(f"{where} is not a shape: {value.tolist()}")
+        if key == "padding" and not np.all(value >= 0):
+            raise EslError(f"{where} must not be negative, got {value.tolist()}")
 
 
 def _check_node_types(nodes_group: h5py.Group, path: Path) -> None:
