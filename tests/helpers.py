@@ -56,3 +56,47 @@ def half_sparse_model(spec: ModelSpec, seed: int = 0, gain: float = 4.0, meta: d
 def spiking_input(spec: ModelSpec, T: int = 6, B: int = 5, seed: int = 1) -> torch.Tensor:
     """Uniform random input (T, B, *input_shape)."""
     return torch.rand(T, B, *spec.input_shape, generator=torch.Generator().manual_seed(seed))
+
+
+# A child `esl` that records its own peak resident memory (VmHWM: this process's, not a forking parent's,
+# which ru_maxrss of a child would carry) into the file named by its first argument when it exits.
+_LAUNCHER = """
+import atexit, sys
+hwm_file = sys.argv.pop(1)
+def _record():
+    with open('/proc/self/status') as f:
+        kb = next(int(l.split()[1]) for l in f if l.startswith('VmHWM:'))
+    with open(hwm_file, 'w') as f:
+        f.write(str(kb * 1024))
+atexit.register(_record)
+from esl_deploy.cli import main
+sys.argv[0] = 'esl'
+main()
+"""
+
+
+def run_esl_process(*args, tmp, timeout=120, env=None, cwd=None):
+    """Run ``esl ARGS`` in a fresh process; returns (exit code, stdout, stderr, seconds, peak RSS bytes or None).
+
+    Peak RSS is the child's own ``VmHWM`` at exit (None when it died without exiting, e.g. killed).
+    A child still running after ``timeout`` seconds is killed (exit code None)."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    hwm = Path(tmp) / f".hwm-{time.monotonic_ns()}"
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run([sys.executable, "-c", _LAUNCHER, str(hwm), *[str(a) for a in args]], cwd=cwd,
+                           env=full_env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        code, out, err = r.returncode, r.stdout, r.stderr
+    except subprocess.TimeoutExpired as e:
+        code, out, err = None, e.stdout or "", e.stderr or ""
+        out, err = (s.decode() if isinstance(s, bytes) else s for s in (out, err))
+    seconds = time.perf_counter() - t0
+    peak = int(hwm.read_text()) if hwm.exists() else None
+    hwm.unlink(missing_ok=True)
+    return code, out, err, seconds, peak
