@@ -1,5 +1,12 @@
-"""Fuzzing the four commands' options: whatever the values, exit code 0 or 2, one line on error, never a
-traceback, never a changed pre-existing file, and a bounded time per call."""
+"""Fuzzing the commands' options and inputs: whatever the values, exit code 0 or 2, one line on error, never a
+traceback, never a changed pre-existing file, and a bounded time per call.
+
+The second half feeds crafted inputs to fresh ``esl`` processes (:func:`helpers.run_esl_process`): NIR files and
+checkpoints edited to lie (NaN weights, huge declared shapes and T, garbage metadata, missing keys, objects in
+the pickle, truncation), FIFOs, symlinks and device nodes as inputs and outputs, non-finite and overflowing
+learning rates. Each call must also stay within :data:`CALL_SECONDS` and its peak resident memory (the child's
+own VmHWM) within :data:`PEAK_BYTES` while the memory guard may give the work :data:`MEMORY_ENV`.
+"""
 import hashlib
 import math
 import time
@@ -98,3 +105,188 @@ def test_fuzzing_stayed_within_bounded_memory():
     import resource
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # ru_maxrss is in KiB on Linux
     assert peak_gib < 8, f"peak RSS {peak_gib:.1f} GiB"
+
+
+
+# -- crafted inputs, in fresh processes -------------------------------------------------------------------
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import stat  # noqa: E402
+
+import crafted  # noqa: E402
+from helpers import run_esl_process  # noqa: E402
+
+MEMORY_ENV = {"ESL_MEMORY_LIMIT": "1GiB"}  # the most the memory guard may give one command's work
+PEAK_BYTES = 2 << 30  # a child's peak RSS: ~0.6 GiB of imports (torch, Lava) + at most the 1 GiB above
+CALL_SECONDS = 60
+
+NIR_EDITS = {
+    "nan_weight": crafted.nan_weight, "inf_bias": crafted.inf_bias, "huge_weight": crafted.huge_weight,
+    "huge_input": crafted.huge_input_shape, "T_1e7": crafted.metadata("T", 10 ** 7),
+    "T_text": crafted.metadata("T", "abc"), "T_negative": crafted.metadata("T", -5),
+    "dt_text": crafted.metadata("dt", "abc"), "dt_zero": crafted.metadata("dt", 0.0),
+}
+CHECKPOINT_EDITS = ("config_empty", "no_best_masks", "empty_initial_masks", "best_none", "width_15000",
+                    "input_shape_huge", "T_1e7", "T_text", "nan_weight", "rewire_log_garbage")
+
+
+def _tree(folder):
+    """What is in ``folder``, without reading anything that is not a regular file (a FIFO would block):
+    {name: sha256 | ("link", target) | file type}."""
+    out = {}
+    for p in sorted(folder.iterdir()):
+        st = p.lstat()
+        if stat.S_ISREG(st.st_mode):
+            out[p.name] = hashlib.sha256(p.read_bytes()).hexdigest()
+        elif stat.S_ISLNK(st.st_mode):
+            out[p.name] = ("link", os.readlink(p))
+        else:
+            out[p.name] = stat.S_IFMT(st.st_mode)
+    return out
+
+
+@pytest.fixture(scope="module")
+def inputs(existing):
+    """A folder of crafted inputs beside the pre-existing run: NIR files, checkpoints, special files."""
+    folder = existing / "crafted"
+    folder.mkdir()
+    ckpt = existing / "run" / "checkpoint.pt"
+    good = folder / "good.nir"
+    assert run_cli_quiet("export", ckpt, "--to", "nir", "-o", good) == 0
+    for name, edit in NIR_EDITS.items():
+        crafted.edit_nir(good, folder / f"{name}.nir", edit)
+    conv = crafted.conv_nir(folder / "conv.nir")
+    crafted.edit_nir(conv, folder / "stride_zero.nir", crafted.stride_zero("conv"))
+    crafted.edit_nir(conv, folder / "pool_stride_zero.nir", crafted.stride_zero("pool"))
+    (folder / "garbage.nir").write_bytes(bytes(range(256)) * 64)
+    (folder / "truncated.nir").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    for name in CHECKPOINT_EDITS:
+        crafted.edit_checkpoint(ckpt, folder / f"{name}.pt", crafted.CHECKPOINT_EDITS[name])
+    crafted.pickled_object_checkpoint(ckpt, folder / "pickled_object.pt")
+    (folder / "truncated.pt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    shutil.copy(ckpt, folder / "checkpoint.pt")
+    for name in ("fifo.nir", "fifo.pt", "fifo.toml", "fifo_out.nir", "fifo_out.png"):
+        os.mkfifo(folder / name)
+    os.symlink(folder / "checkpoint.pt", folder / "link_to_checkpoint.pt")
+    os.symlink(folder / "checkpoint.pt", folder / "link_out.nir")
+    try:  # a character device like /dev/null (making one needs root)
+        os.mknod(folder / "device_out.nir", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pass
+    return folder
+
+
+def run_cli_quiet(*args):
+    import esl_deploy.cli as cli
+    try:
+        cli.main([str(a) for a in args])
+    except SystemExit as e:
+        return e.code
+    return 0
+
+
+def _command(kind, src, out):
+    """The argument list of one command reading ``src`` (``out``: a fresh folder for anything it writes)."""
+    return {
+        "export-nir": ["export", src, "--to", "nir", "-o", out / "o.nir"],
+        "export-netx": ["export", src, "--to", "netx", "-o", out / "o.h5"],
+        "export-lava": ["export", src, "--to", "lava", "-o", out / "o.lava"],
+        "export-onnx": ["export", src, "--to", "onnx", "-o", out / "o.onnx"],
+        "simulate": ["simulate", src, "--backend", "snntorch", "--dataset", "digits", "--limit", "5"],
+        "energy": ["energy", src, "--hw", "truenorth", "--dataset", "digits", "--limit", "5",
+                   "--plot", out / "e.png"],
+        "inspect": ["inspect", src, "--no-plots"],
+    }[kind]
+
+
+def _check_process(code, err, seconds, peak, folders_before):
+    assert code in (0, 2), f"exit {code}: {err[-2000:]}"
+    assert "Traceback" not in err, err[-2000:]
+    if code == 2:
+        lines = [l for l in err.splitlines() if l.strip()]
+        assert len(lines) == 1 and lines[0].startswith("esl: error:"), err[-2000:]
+    for folder, before in folders_before.items():
+        assert _tree(folder) == before, folder  # no pre-existing file changed, none added
+    assert seconds < CALL_SECONDS, f"{seconds:.0f} s"
+    assert peak is not None and peak < PEAK_BYTES, f"peak RSS {(peak or 0) / 2 ** 30:.2f} GiB"
+
+
+NIR_FILES = sorted(f"{name}.nir" for name in NIR_EDITS) + ["stride_zero.nir", "pool_stride_zero.nir", "garbage.nir",
+                                                            "truncated.nir", "fifo.nir"]
+CKPT_FILES = sorted(f"{name}.pt" for name in CHECKPOINT_EDITS) + ["pickled_object.pt", "truncated.pt", "fifo.pt",
+                                                                  "link_to_checkpoint.pt"]
+READS = ([(f, c) for f in NIR_FILES for c in ("export-nir", "export-netx", "export-lava", "export-onnx", "simulate",
+                                               "energy")] +
+         [(f, c) for f in CKPT_FILES for c in ("export-nir", "export-onnx", "simulate", "energy", "inspect")])
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(case=st.sampled_from(READS))
+def test_crafted_inputs(existing, inputs, tmp_path_factory, case):
+    name, kind = case
+    out = tmp_path_factory.mktemp("out")
+    before = {inputs: _tree(inputs), existing / "run": _tree(existing / "run")}
+    code, _, err, seconds, peak = run_esl_process(*_command(kind, inputs / name, out), tmp=out, env=MEMORY_ENV,
+                                                  timeout=CALL_SECONDS * 2)
+    _check_process(code, err, seconds, peak, before)
+
+
+# outputs that must never be replaced (special files, links, the input itself), huge T, config FIFOs
+SPECIAL = {
+    "export onto a FIFO": lambda i, o: ["export", i / "checkpoint.pt", "--to", "nir", "-o", i / "fifo_out.nir", "--force"],
+    "export onto a device node": lambda i, o: ["export", i / "checkpoint.pt", "--to", "nir", "-o",
+                                               i / "device_out.nir", "--force"],
+    "export onto a symlink": lambda i, o: ["export", i / "good.nir", "--to", "nir", "-o", i / "link_out.nir",
+                                           "--force"],
+    "export onto its source via a link": lambda i, o: ["export", i / "link_to_checkpoint.pt", "--to", "nir", "-o",
+                                                       i / "checkpoint.pt", "--force"],
+    "energy plot onto a FIFO": lambda i, o: ["energy", i / "checkpoint.pt", "--hw", "truenorth", "--limit", "5",
+                                             "--plot", i / "fifo_out.png", "--force"],
+    "energy plot onto its input": lambda i, o: ["energy", i / "checkpoint.pt", "--hw", "truenorth", "--limit", "5",
+                                                "--plot", i / "checkpoint.pt", "--force"],
+    "config is a FIFO": lambda i, o: ["train", "--config", i / "fifo.toml", "--out", o / "r"],
+    "config is /dev/zero": lambda i, o: ["train", "--config", "/dev/zero", "--out", o / "r"],
+    "simulate -T 1e6": lambda i, o: ["simulate", i / "checkpoint.pt", "--backend", "snntorch", "-T", "1000000"],
+    "simulate -T 30000": lambda i, o: ["simulate", i / "checkpoint.pt", "--backend", "snntorch", "-T", "30000"],
+    "energy --T 1e6": lambda i, o: ["energy", i / "checkpoint.pt", "--hw", "truenorth", "--T", "1000000"],
+    "onnx -T 1e8": lambda i, o: ["export", i / "checkpoint.pt", "--to", "onnx", "-T", "100000000", "-o", o / "m.onnx"],
+    "lock is a symlink": lambda i, o: ["train", "--out", _planted_lock(o, i / "checkpoint.pt"), "--epochs", "1",
+                                       "--width", "0.25", "--no-progress"],
+}
+
+
+def _planted_lock(out, target):
+    folder = out / "planted"
+    folder.mkdir()
+    os.symlink(target, folder / ".esl-train.lock")
+    return folder
+
+
+@pytest.mark.parametrize("case", sorted(SPECIAL))
+def test_special_files_and_huge_sizes(existing, inputs, tmp_path_factory, case):
+    if case == "export onto a device node" and not (inputs / "device_out.nir").exists():
+        pytest.skip("making a device node needs root")
+    out = tmp_path_factory.mktemp("out")
+    args = SPECIAL[case](inputs, out)
+    before = {inputs: _tree(inputs), existing / "run": _tree(existing / "run")}
+    code, _, err, seconds, peak = run_esl_process(*args, tmp=out, env=MEMORY_ENV, timeout=CALL_SECONDS * 2)
+    _check_process(code, err, seconds, peak, before)
+
+
+@pytest.mark.parametrize("opts", [["--lr", "nan"], ["--lr", "inf"], ["--lr", "-inf"], ["--lr", "1e39"],
+                                  ["--lr", "1e39", "--optimizer", "sgd"], ["--lr", "1e39", "--readout", "membrane"],
+                                  ["--lr", "1e37", "--lr-end", "1e37", "--epochs", "2"], ["--lr-end", "nan"],
+                                  ["--pq-eta", "nan", "--method", "pq"], ["--tet-lambda", "inf"]])
+def test_non_finite_learning_rates_keep_the_run(existing, tmp_path_factory, opts):
+    """--force onto a copy of a finished run with learning rates that diverge or overflow: exit 0 or 2, one
+    line, and on an error the copy is byte for byte the run it was."""
+    out = tmp_path_factory.mktemp("lr")
+    run = shutil.copytree(existing / "run", out / "run")
+    before = {run: {k: v for k, v in _tree(run).items() if k != ".esl-train.lock"}}
+    args = ["train", "--out", run, "--force", "--epochs", "1", "--width", "0.25", "--no-progress", *opts]
+    code, _, err, seconds, peak = run_esl_process(*args, tmp=out, env=MEMORY_ENV, timeout=CALL_SECONDS * 2)
+    if code == 0:  # a valid combination trained a new run: nothing to keep
+        before = {}
+    (run / ".esl-train.lock").unlink(missing_ok=True)
+    _check_process(code, err, seconds, peak, before)
