@@ -64,8 +64,8 @@ class ModelSpec:
                              "or module.path:factory for your own network")
         if not self.input_shape or any(s <= 0 for s in self.input_shape):
             raise ValueError(f"input_shape must be positive, got {self.input_shape}")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+        if self.num_classes < 1:  # 1: a graph read from NIR with one output neuron (a detector, a regressor)
+            raise ValueError(f"num_classes must be at least 1, got {self.num_classes}")
         if not self.width > 0:
             raise ValueError(f"width must be positive, got {self.width}")
         if not 0.0 <= self.beta <= 1.0:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -46,10 +47,11 @@ import esl_deploy
 from esl_deploy.atomic import private_temp_dir
 from esl_deploy.datasets import frame_size_for, load_dataset, to_time_major
 from esl_deploy.errors import EslError
-from esl_deploy.models import SpikingNet, apply_layer
+from esl_deploy.models import MultiStep, SpikingNet, apply_layer
 from esl_deploy.neurons import LI, LIF
 from esl_deploy.resources import check_memory, simulation_bytes
 
+from .nir.conventions import EslWarning
 from .nir.graph import walk
 
 BACKENDS = ("snntorch", "lava", "lava-fixed", "netx")
@@ -83,6 +85,11 @@ class SimReport:
     readout: str = "spikes"
     readout_argmax_agreement: Optional[float] = None  # membrane readout: % samples with the same argmax
     readout_max_abs_diff: Optional[float] = None      # membrane readout: max |V - V_ref| over all entries
+    writer: Optional[str] = None  # the conventions the .nir file was read with (export.nir.conventions)
+    dt: Optional[float] = None    # the time step it was read at
+    silent_layers: List[str] = field(default_factory=list)     # spiking layers with no spike (reference)
+    saturated_layers: List[str] = field(default_factory=list)  # spiking layers spiking everywhere (reference)
+    writer_reference: Optional[Dict[str, object]] = None  # --reference TOOL: export.simulate_reference
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -99,9 +106,11 @@ class SimReport:
         return d
 
 
-def load_network(source: Union[str, os.PathLike]) -> Tuple[SpikingNet, nir.NIRGraph]:
+def load_network(source: Union[str, os.PathLike], *, writer: Optional[str] = None,
+                 dt: Optional[float] = None) -> Tuple[SpikingNet, nir.NIRGraph]:
     """The snnTorch network and the NIR graph of ``source``: a ``.nir`` file (the graph as written, and
-    the network built from it) or a checkpoint (the network, and its graph by ``to_nir``)."""
+    the network built from it, read under ``writer``'s conventions at ``dt``: :mod:`export.nir.conventions`)
+    or a checkpoint (the network, and its graph by ``to_nir``)."""
     from .nir.write import to_nir
     from .nir.read import from_nir, read_graph
 
@@ -110,7 +119,9 @@ def load_network(source: Union[str, os.PathLike]) -> Tuple[SpikingNet, nir.NIRGr
         raise EslError(f"no such file: {path}")
     if path.suffix.lower() == ".nir":
         graph = read_graph(path)
-        return from_nir(graph), graph
+        return from_nir(graph, writer=writer, dt=dt), graph
+    if writer is not None or dt is not None:
+        raise EslError("--writer and --dt say how to read a .nir file; a checkpoint is read as it was trained")
     model = esl_deploy.load(path)
     return model, to_nir(model, getattr(model, "meta", None))
 
@@ -167,6 +178,11 @@ def snntorch_run(model: SpikingNet, x: np.ndarray,
     for start in range(0, x.shape[1], BATCH):
         h = torch.from_numpy(x[:, start:start + BATCH]).to(dtype)
         layers = []
+        if not isinstance(model, SpikingNet) or any(isinstance(l, MultiStep) for l in model.layers):
+            for value, spiking in _neuron_values(model, h):  # a GraphNet, or a SpikingNet with residual blocks
+                (layers if spiking else volts).append(value.numpy().astype(np.uint8 if spiking else np.float64))
+            out.append(layers)
+            continue
         for layer in model.layers:
             h = apply_layer(layer, h.to(dtype))
             if isinstance(layer, LIF):
@@ -176,6 +192,26 @@ def snntorch_run(model: SpikingNet, x: np.ndarray,
         out.append(layers)
     spikes = [np.concatenate([b[i] for b in out], axis=1) for i in range(len(out[0]))]
     return spikes, (np.concatenate(volts, axis=1) if volts else None)
+
+
+@torch.no_grad()
+def _neuron_values(model, h: torch.Tensor) -> List[Tuple[torch.Tensor, bool]]:
+    """``(output, spiking)`` of every neuron layer of a GraphNet, or of a SpikingNet whose residual blocks hold
+    LIF layers (forward hooks, in the order they run: a block's lif1, then lif2), for the batch ``h``."""
+    from esl_deploy.graphnet import GraphNet, Neuron
+
+    if isinstance(model, GraphNet):
+        outs = model.neuron_outputs(h)
+        return [(y, model.module_of(name).spiking) for name, y in outs.items()]
+    seen: List[Tuple[torch.Tensor, bool]] = []
+    handles = [m.register_forward_hook(lambda mod, i, o: seen.append((o, not isinstance(mod, LI))))
+               for m in model.modules() if isinstance(m, (LIF, LI, Neuron))]
+    try:
+        model(h)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
 
 
 def snntorch_spikes(model: SpikingNet, x: np.ndarray, dtype: torch.dtype = torch.float64) -> List[np.ndarray]:
@@ -197,7 +233,8 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
 
 def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray,
                  tick: Callable[[int], None], synapse: str, conv: str,
-                 groups: int) -> Tuple[List[str], List[np.ndarray], dict]:
+                 groups: int, *, writer: Optional[str] = None,
+                 dt: Optional[float] = None) -> Tuple[List[str], List[np.ndarray], dict]:
     from .lava.convert import convert
     from .lava.fixed import exact_frac_bits, quantize
     from .lava.run import run
@@ -219,7 +256,7 @@ def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.nda
             res = run_netx(path, x, progress=tick, sparse=synapse == "sparse")
         return res.names, res.spikes, {"quant_error": net.quant_errors(), "build_s": res.build_s,
                                        "run_s": res.run_s, "steps": res.steps}
-    net = convert(graph, synapse=synapse, conv=conv)
+    net = convert(graph, synapse=synapse, conv=conv, writer=writer, dt=dt)
     mode = "float"
     if backend == "lava-fixed":
         net = quantize(net, groups=groups, input_frac_bits=frac_bits, input_max=x_max,
@@ -236,8 +273,14 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: Op
              limit: Optional[int] = None, progress: bool = True, *, data_dir=None, T: Optional[int] = None,
              encoding: Optional[str] = None, synapse: str = "sparse", conv: str = "conv",
              weight_groups: Optional[int] = None, inputs: Optional[Union[str, os.PathLike]] = None,
-             random_spikes: Optional[float] = None, samples: int = 16, seed: int = 0) -> SimReport:
+             random_spikes: Optional[float] = None, samples: int = 16, seed: int = 0, writer: Optional[str] = None,
+             dt: Optional[float] = None, reference: Optional[str] = None) -> SimReport:
     """Run ``source`` (a ``.nir`` file or a checkpoint) on the test set of ``dataset`` with ``backend``.
+
+    A ``.nir`` file is read under ``writer``'s conventions (``snntorch``, ``norse``, ``sinabs``, ``nir``; default
+    ours for our files, NIR's otherwise; ``reference`` implies it) at ``dt`` (default: the writer's, the graph's,
+    else 1e-4 with a warning); ``reference`` (a tool) also runs the file in that tool, as its users load it, and
+    reports its agreement with ours and with the backend (:mod:`export.simulate_reference`).
 
     ``dataset``, ``data_dir``, ``T`` and ``encoding`` default to those recorded with the network (else
     digits, no folder, 8 and ``direct``);
@@ -260,7 +303,9 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: Op
         from .lava.run import import_lava
 
         import_lava()  # before tqdm fixes the multiprocessing start method
-    model, graph = load_network(source)
+    if reference is not None and writer is None:
+        writer = reference  # the tool that wrote the graph reads it in its own conventions
+    model, graph = load_network(source, writer=writer, dt=dt)
     readout = getattr(model.spec, "readout", "spikes")
     if readout == "membrane" and backend not in MEMBRANE_BACKENDS:
         raise EslError(f"--backend {backend} does not support the membrane readout (a non-spiking LI output "
@@ -286,8 +331,10 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: Op
         x, y = encoded_inputs(dataset, T, encoding, limit=limit, data_dir=data_dir,
                               input_shape=tuple(model.spec.input_shape),
                               check=lambda n: check_simulation_memory(model, T, n))
-    return simulate_arrays(model, graph, x, y, backend, source=str(source), dataset=dataset, encoding=encoding,
-                           progress=progress, synapse=synapse, conv=conv, weight_groups=weight_groups)
+    report = simulate_arrays(model, graph, x, y, backend, source=str(source), dataset=dataset, encoding=encoding,
+                             progress=progress, synapse=synapse, conv=conv, weight_groups=weight_groups,
+                             writer=writer, dt=dt, outside=reference)
+    return report
 
 
 def check_simulation_memory(model: SpikingNet, T: int, n: int) -> None:
@@ -301,7 +348,9 @@ def simulate_arrays(model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray, y: Op
                     backend: str = "lava", *, source: str = "network", dataset: str = "inputs",
                     encoding: str = "direct", progress: bool = False, synapse: str = "sparse", conv: str = "conv",
                     weight_groups: int = 2,
-                    reference: Optional[Tuple[str, Callable[[np.ndarray], List[np.ndarray]]]] = None) -> SimReport:
+                    reference: Optional[Tuple[str, Callable[[np.ndarray], List[np.ndarray]]]] = None,
+                    writer: Optional[str] = None, dt: Optional[float] = None,
+                    outside: Optional[str] = None) -> SimReport:
     """Run ``graph`` (the NIR graph of ``model``) with ``backend`` on inputs ``x`` (T, N, ...) float32 and
     compare every spiking layer with the reference: ``model`` run by snnTorch in float64, or
     ``reference = (name, run)`` where ``run(x)`` returns the spikes (T, N, ...) of every spiking layer (the
@@ -333,10 +382,24 @@ def simulate_arrays(model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray, y: Op
     with tqdm(total=n, desc=f"simulate {backend}", unit="sample", disable=not progress, leave=False) as bar:
         t0 = time.perf_counter()
         with private_temp_dir("esl-sim-"):  # the backend's scratch files; those of a killed run are swept
-            names, spikes, extra = _run_backend(backend, model, graph, x, bar.update, synapse, conv, weight_groups)
+            names, spikes, extra = _run_backend(backend, model, graph, x, bar.update, synapse, conv, weight_groups,
+                                            writer=writer, dt=dt)
         wall = time.perf_counter() - t0
     if not names:
-        names = [s.name for s in walk(graph).steps if isinstance(s.node, (nir.LIF, nir.IF))]
+        names = [s.name for s in walk(graph).steps if s.is_spiking]
+    from .nir.conventions import time_step, writer_of
+    from .simulate_reference import activity_warnings, writer_reference
+
+    read_as = writer_of(graph, writer)
+    activity = activity_warnings(names, reference)
+    for kind, what in (("silent", "never spiked"), ("saturated", "spiked at every step in every neuron")):
+        if activity[kind]:
+            warnings.warn(f"{kind} layers {activity[kind]}: they {what} on these {n} inputs; if the graph was written "
+                          "by another tool read it with --writer/--dt", EslWarning, stacklevel=2)
+    outside_result = None
+    if outside is not None:
+        outside_result = writer_reference(outside, source, x, ref_volt if readout == "membrane" else reference[-1],
+                                          extra.get("voltage") if readout == "membrane" else spikes[-1])
     if len(spikes) != len(reference):
         raise AssertionError(f"{backend} gave {len(spikes)} spiking layers, snnTorch {len(reference)}")
     layer_agreement = {name: agreement(s, r) for name, s, r in zip(names, spikes, reference)}
@@ -368,7 +431,9 @@ def simulate_arrays(model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray, y: Op
         identical_outputs=identical, wall_s=wall, samples_per_s=n / wall if wall > 0 else float("inf"),
         snntorch_samples_per_s=n / ref_s if ref_s > 0 else float("inf"),
         quant_error=extra.get("quant_error"), details=details, readout=readout,
-        readout_argmax_agreement=argmax_agree, readout_max_abs_diff=max_diff)
+        readout_argmax_agreement=argmax_agree, readout_max_abs_diff=max_diff,
+        writer=read_as.name, dt=time_step(graph, read_as, dt, warn=False), silent_layers=activity["silent"],
+        saturated_layers=activity["saturated"], writer_reference=outside_result)
 
 
 __all__ = ["BACKENDS", "MEMBRANE_BACKENDS", "SimReport", "VOLTAGE_TOL", "agreement", "encoded_inputs",

@@ -33,6 +33,22 @@ def format_report(r: SimReport) -> str:
         f"{'layer':<12}{'spike agreement %':>20}",
     ]
     lines += [f"{name:<12}{value:>20.3f}" for name, value in r.layer_agreement.items()]
+    if r.writer is not None:
+        lines.insert(3, f"read as       {r.writer} conventions, dt = {r.dt:g}")
+    for kind in ("silent", "saturated"):
+        names = getattr(r, f"{kind}_layers")
+        if names:
+            lines.append(f"{kind:<12}{', '.join(names)} (see the warning)")
+    w = r.writer_reference
+    if w:
+        lines += ["", f"{w['tool']} (the writer, as its users load the file): {w['spikes']} output spikes, "
+                      f"{w['extra_spikes']} entries with more than one spike",
+                  f"  agreement with ours (float64)  {w['ours_agreement']:.3f} % of output entries, "
+                  f"{w['ours_samples_identical']:.2f} % of samples identical",
+                  f"  agreement with {r.backend:<15} {w['backend_agreement']:.3f} % of output entries, "
+                  f"{w['backend_samples_identical']:.2f} % of samples identical"]
+        if w["difference"]:
+            lines.append(f"  not representable: {w['difference']}")
     if r.quant_error:
         lines += ["", f"{'layer':<12}{'weight rel err':>16}{'thr rel err':>14}{'beta err':>12}{'scale':>12}"]
         for name, e in r.quant_error.items():
@@ -64,17 +80,29 @@ def format_report(r: SimReport) -> str:
 @input_options
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=0, show_default=True,
               help="With --random-spikes: the generator's seed.")
+@click.option("--writer", type=click.Choice(["nir", "snntorch", "norse", "sinabs"]), default=None,
+              help="Read a .nir file in the conventions of the tool that wrote it (norse: dt 1e-3, no r in LIF; "
+                   "sinabs: tau in steps, subtractive reset) [default: the --reference tool, ours for our files, "
+                   "else NIR's].")
+@click.option("--dt", "dt", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Time step to read a .nir file at [default: the writer's, the graph's metadata, else 1e-4 with "
+                   "a warning].")
+@click.option("--reference", type=click.Choice(["snntorch", "norse", "sinabs"]), default=None,
+              help="Also run the .nir file in the tool that wrote it, as its users load it, and report its "
+                   "output spikes' agreement with ours and with the backend.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def simulate_cmd(model: Path, backend: str, dataset: Optional[str], data_dir: Optional[Path], limit: Optional[int],
                  steps: Optional[int], encoding: Optional[str], synapse: str, conv: str,
                  weight_groups: Optional[int], input_file: Optional[str], random_spikes: Optional[float],
-                 samples: int, seed: int, as_json: bool, no_progress: bool) -> None:
+                 samples: int, seed: int, writer: Optional[str], dt: Optional[float], reference: Optional[str],
+                 as_json: bool, no_progress: bool) -> None:
     """Run MODEL (a checkpoint or .nir file) on a test set, or on inputs of its own shape (--input,
     --random-spikes), and compare its spikes with snnTorch."""
     report = simulate(model, backend, dataset, limit, progress=not no_progress, data_dir=data_dir, T=steps,
                       encoding=encoding, synapse=synapse, conv=conv, weight_groups=weight_groups,
-                      inputs=input_file, random_spikes=random_spikes, samples=samples, seed=seed)
+                      inputs=input_file, random_spikes=random_spikes, samples=samples, seed=seed, writer=writer, dt=dt,
+                      reference=reference)
     click.echo(json.dumps(report.to_dict(), sort_keys=True) if as_json else format_report(report))
 
 

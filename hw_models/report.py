@@ -30,6 +30,8 @@ from .sops import ActivityReport, count_activity
 from .tn_weights import TnWeightsReport, truenorth_weights_report
 from .truenorth import STRATEGIES, NetworkMapping, check_fits, map_layers
 from .unroll import synaptic_layers
+from .graph_map import graph_synaptic_layers
+from esl_deploy.graphnet import GraphNet
 
 # placements the TrueNorth energy can use: the per-layer strategies and the whole-network packing
 ENERGY_STRATEGIES = ("packed",) + STRATEGIES
@@ -187,7 +189,7 @@ def map_all(model: nn.Module, constants: EnergyConstants = EnergyConstants(), st
     EslError if ``strategy``'s does not fit."""
     if strategy not in ENERGY_STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of: {', '.join(ENERGY_STRATEGIES)}")
-    layers = synaptic_layers(model)
+    layers = graph_synaptic_layers(model) if isinstance(model, GraphNet) else synaptic_layers(model)
     mappings = {s: map_layers(layers, s, constants.core) for s in STRATEGIES}
     if strategy != "packed":  # refuse before packing
         check_fits(mappings[strategy], max_chips)

@@ -25,6 +25,16 @@ Membrane readout (``readout="membrane"``): the last layer is a non-spiking leaky
 are counted as neurons (updated every step, so in ``neuron_updates``) that never spike (``spikes = 0``,
 so never in ``active_updates``); their output is a membrane potential, not activity.
 
+Residual shortcuts and other neuron-to-neuron edges (``kind = "identity"``): a spike sent straight into
+another layer's neurons, with no synapse in between (the identity shortcut of
+:class:`esl_deploy.models.BasicBlock`, or any :class:`esl_deploy.graphnet.IdentityEdge` of a graph read from
+NIR), is one synaptic event per spike at its target: fan-out 1 per element, ``ops = sum_t sum_j [x_j(t) != 0]``,
+counted as ACs, with as many synapses as elements (``synapses = weights = n``) and no MACs in the dense ANN
+(its residual add is O(neurons), like a bias). The TrueNorth side is :mod:`hw_models.shortcuts`.
+A projection shortcut (1x1 conv) is an ordinary ``conv2d`` layer. Graph networks
+(:class:`esl_deploy.graphnet.GraphNet`) are counted from every node's whole input and output
+(``GraphNet.forward(observe=...)``), in the order the nodes run, so recurrent graphs count too.
+
 Pure counting functions (:func:`linear_fanout`, :func:`conv2d_fanout`, :func:`synaptic_ops`,
 :func:`dense_macs`) take tensors; :class:`ActivityCounter` accumulates ``(name, layer, input, output)``
 records (the format of ``SpikingNet.trace``) from any runner; :func:`count_activity` runs a PyTorch
@@ -39,9 +49,12 @@ import torch
 from torch import nn
 
 from esl_deploy.datasets import to_time_major
+from esl_deploy.graphnet import GraphNet, IdentityEdge, Neuron
+from esl_deploy.models import BasicBlock
 from esl_deploy.neurons import LI, LIF
 
 SYNAPSE_TYPES = (nn.Linear, nn.Conv2d)
+SYNAPSE_KINDS = ("linear", "conv2d", "identity")  # identity: a neuron-to-neuron edge (module docstring)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,6 +125,8 @@ def layer_fanout(layer: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
         return linear_fanout(layer.weight.detach())
     if isinstance(layer, nn.Conv2d):
         return conv2d_fanout(layer, input_shape)
+    if isinstance(layer, IdentityEdge):
+        return torch.ones(tuple(input_shape), dtype=torch.float64)
     raise ValueError(f"no fan-out for layer type {type(layer).__name__}")
 
 
@@ -145,8 +160,8 @@ class SynapseActivity:
         object.__setattr__(self, "in_shape", tuple(int(s) for s in self.in_shape))
         object.__setattr__(self, "out_shape", tuple(int(s) for s in self.out_shape))
         object.__setattr__(self, "ops_per_step", tuple(float(v) for v in self.ops_per_step))
-        if self.kind not in ("linear", "conv2d"):
-            raise ValueError(f"layer {self.name}: kind must be 'linear' or 'conv2d', got {self.kind!r}")
+        if self.kind not in SYNAPSE_KINDS:
+            raise ValueError(f"layer {self.name}: kind must be one of {', '.join(SYNAPSE_KINDS)}, got {self.kind!r}")
         if not 0 <= self.synapses <= self.weights or self.weights <= 0:
             raise ValueError(f"layer {self.name}: need 0 <= synapses <= weights and weights > 0, "
                              f"got {self.synapses}, {self.weights}")
@@ -316,7 +331,7 @@ class ActivityCounter:
         """Add one layer's activity for one batch: ``x`` its input, ``y`` its output, both (T, B, ...)."""
         if x.shape[0] != self.T or y.shape[0] != self.T:
             raise ValueError(f"layer {name}: expected {self.T} time steps, got {x.shape[0]} and {y.shape[0]}")
-        if isinstance(module, SYNAPSE_TYPES):
+        if isinstance(module, SYNAPSE_TYPES + (IdentityEdge,)):
             tally = self.synapses.get(name)
             if tally is None:
                 tally = self.synapses[name] = _SynapseTally(module, tuple(x.shape[2:]), tuple(y.shape[2:]), x.device)
@@ -329,13 +344,13 @@ class ActivityCounter:
             tally.per_step = ops if tally.per_step is None else tally.per_step + ops
             tally.nonzero += float((x != 0).sum())
             tally.elements += x.numel()
-        elif isinstance(module, (LIF, LI)):
+        elif isinstance(module, (LIF, LI, Neuron)):
             n = 1
             for s in module.neuron_shape:
                 n *= s
             rec = self.neurons.setdefault(name, [n, 0.0, 0.0])
-            if isinstance(module, LIF):  # an LI readout's output is its membrane: it never spikes
-                rec[1] += float((y != 0).sum())
+            if isinstance(module, LIF) or (isinstance(module, Neuron) and module.spiking):
+                rec[1] += float((y != 0).sum())  # an LI readout's output is its membrane: it never spikes
             rec[2] += y.numel()
 
     def add_samples(self, count: int, correct: Optional[int] = None) -> None:
@@ -354,13 +369,18 @@ class ActivityCounter:
         n = self.samples
         layers = []
         for name, t in self.synapses.items():
-            w = t.layer.weight.detach()
+            if isinstance(t.layer, IdentityEdge):
+                kind, synapses = "identity", int(t.fanout.numel())
+                weights, macs = synapses, 0
+            else:
+                w = t.layer.weight.detach()
+                kind = "linear" if isinstance(t.layer, nn.Linear) else "conv2d"
+                synapses, weights, macs = int((w != 0).sum()), w.numel(), dense_macs(t.layer, t.in_shape, t.out_shape)
             layers.append(SynapseActivity(
-                name=name, kind="linear" if isinstance(t.layer, nn.Linear) else "conv2d",
-                in_shape=t.in_shape, out_shape=t.out_shape, synapses=int((w != 0).sum()), weights=w.numel(),
+                name=name, kind=kind,
+                in_shape=t.in_shape, out_shape=t.out_shape, synapses=synapses, weights=weights,
                 acs=t.acs / n, macs=t.macs / n, ops_per_step=tuple(float(v) / n for v in t.per_step),
-                input_rate=t.nonzero / t.elements if t.elements else 0.0,
-                dense_macs=dense_macs(t.layer, t.in_shape, t.out_shape)))
+                input_rate=t.nonzero / t.elements if t.elements else 0.0, dense_macs=macs))
         neurons = tuple(NeuronActivity(name=k, neurons=int(v[0]), spikes=v[1] / n, rate=v[1] / v[2] if v[2] else 0.0)
                         for k, v in self.neurons.items())
         return ActivityReport(samples=n, T=self.T, encoding=self.encoding, layers=tuple(layers), neurons=neurons,
@@ -381,6 +401,8 @@ def _sample_dims(module: nn.Module) -> int:
     if isinstance(module, nn.Linear):
         return 1
     if isinstance(module, nn.Conv2d):
+        return 3
+    if isinstance(module, BasicBlock):
         return 3
     return len(module.neuron_shape)
 
@@ -426,15 +448,22 @@ def count_activity(model: nn.Module, data, *, T: int, encoding: str, temporal: b
     counter = ActivityCounter(T=T, encoding=encoding)
     batch = {"B": 0}
     handles = []
-    for name, m in model.named_modules():
+    graph = isinstance(model, GraphNet)
+    for name, m in ([] if graph else model.named_modules()):
         if isinstance(m, SYNAPSE_TYPES + (LIF, LI)):
             def hook(module, inputs, output, name=name):
                 dims = _sample_dims(module)
                 counter.add(name, module, _time_major(inputs[0], T, batch["B"], dims, name),
                             _time_major(output, T, batch["B"], dims, name))
             handles.append(m.register_forward_hook(hook))
+        elif isinstance(m, BasicBlock) and len(m.shortcut) == 0:  # the identity shortcut: see the docstring
+            def block_hook(module, inputs, output, name=name):
+                x = _time_major(inputs[0], T, batch["B"], 3, name)
+                counter.add(f"{name}.shortcut", IdentityEdge(x.shape[2:], name, f"{name}.lif2"), x, x)
+            handles.append(m.register_forward_hook(block_hook))
     if not any(isinstance(m, SYNAPSE_TYPES) for m in model.modules()):
         raise ValueError("the model has no Linear or Conv2d layer to count")
+    observe = (lambda name, module, h, y: counter.add(name, module, h, y)) if graph else None
     generator = torch.Generator().manual_seed(seed)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
@@ -455,10 +484,12 @@ def count_activity(model: nn.Module, data, *, T: int, encoding: str, temporal: b
                     x = x[: limit - counter.samples]
                     y = None if y is None else y[: limit - counter.samples]
                 batch["B"] = x.shape[0]
-                out = model(to_time_major(x, T, encoding, temporal, generator).to(device))
+                xt = to_time_major(x, T, encoding, temporal, generator).to(device)
+                out = model(xt, observe=observe) if graph else model(xt)
                 correct = None
                 if y is not None:
-                    correct = int((out.sum(0).argmax(-1).cpu() == y.reshape(-1).cpu()).sum())
+                    correct = int((out.reshape(out.shape[0], out.shape[1], -1).sum(0).argmax(-1).cpu()
+                                   == y.reshape(-1).cpu()).sum())
                 counter.add_samples(x.shape[0], correct)
                 if bar is not None:
                     bar.update(x.shape[0])

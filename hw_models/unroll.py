@@ -16,7 +16,8 @@ Conventions (indices are row-major, as ``torch.flatten`` of one sample):
 - **Residual blocks** (``esl_deploy.models.BasicBlock``): conv1 reads the block input, conv2 reads lif1,
   and a shortcut convolution reads the block input; each is mapped as its own layer of neurons (the
   shortcut's output neurons are counted separately from lif2's, an upper bound on chip). An identity
-  shortcut costs nothing.
+  shortcut is a layer of relay neurons with an identity mask (``<block>.shortcut``; what it charges and
+  why: :mod:`hw_models.shortcuts`).
 - A layer whose spike sources are the network input has ``source_on_chip=False`` (the host delivers
   input spikes to every axon that needs them); all other sources are neurons on chip.
 - A membrane readout (``esl_deploy.neurons.LI``, non-spiking) is mapped like a LIF layer: its synaptic
@@ -38,6 +39,8 @@ from torch import nn
 from esl_deploy.errors import EslError
 from esl_deploy.models import BasicBlock, MultiStep
 from esl_deploy.neurons import LI, LIF
+
+from .shortcuts import identity_mask
 
 PASS_THROUGH = (nn.Flatten, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Identity)
 
@@ -245,6 +248,9 @@ def synaptic_layers(model: nn.Module, *, input_shape: Optional[Sequence[int]] = 
                     synaptic(f"{name}.shortcut.{j}", sub, pending, on_chip)
                 elif not isinstance(sub, PASS_THROUGH):
                     raise EslError(f"cannot cost layer {name}.shortcut.{j} ({type(sub).__name__})")
+            if not any(isinstance(sub, nn.Conv2d) for sub in layer.shortcut):  # identity: relay neurons
+                out.append(SynapticLayer(f"{name}.shortcut", "linear", identity_mask(int(np.prod(shapes[name][0]))),
+                                         True))
             pending, on_chip = None, True
         else:
             raise EslError(f"cannot cost layer {name} ({type(layer).__name__}): supported are Linear, Conv2d, "

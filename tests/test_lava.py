@@ -200,21 +200,23 @@ def test_emulated_fixed_point_impulse_response():
 # ------------------------------------------------------------------------------------------------
 
 def test_unsupported_node_is_named():
-    cuba = nir.CubaLIF(tau_syn=np.full(2, 2e-4), tau_mem=np.full(2, 2e-4), r=np.full(2, 2.0), v_leak=np.zeros(2),
-                       v_threshold=np.ones(2))
-    graph = chain(("fc", nir.Linear(weight=np.ones((2, 1)))), ("syn_lif", cuba), input_shape=[1])
-    with pytest.raises(EslError, match=r"syn_lif.*CubaLIF"):
+    conv1d = nir.Conv1d(input_shape=3, weight=np.ones((2, 1, 2)), stride=1, padding=0, dilation=1, groups=1,
+                        bias=np.zeros(2))
+    nodes = {"input": nir.Input(np.array([1, 3])), "c1": conv1d, "output": nir.Output(np.array([2, 2]))}
+    graph = nir.NIRGraph(nodes=nodes, edges=[("input", "c1"), ("c1", "output")], type_check=False)
+    with pytest.raises(EslError, match=r"c1.*Conv1d"):
         lc.convert(graph)
 
 
-def test_recurrent_edge_is_refused():
+def test_recurrent_edge_becomes_a_gated_recurrent_synapse():
+    """A neuron's recurrent synapse onto itself (tests/test_nir_graphs.py runs such graphs against the reader)."""
     nodes = {"input": nir.Input(input_type=np.array([1])), "fc": nir.Linear(weight=np.ones((2, 1))),
              "lif": lif_node(2, 0.9), "rec": nir.Linear(weight=np.eye(2)),
              "output": nir.Output(output_type=np.array([2]))}
     edges = [("input", "fc"), ("fc", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")]
-    graph = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
-    with pytest.raises(EslError, match="recurrent edge"):
-        lc.convert(graph)
+    net = lc.convert(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False, metadata={"dt": DT}))
+    parts = net.layers[0].synapse.parts
+    assert [(p.source, p.shift) for p in parts] == [(-1, 0), (0, 1)] and net.depths() == [1]
 
 
 def test_wrong_shapes_are_refused():
@@ -236,9 +238,9 @@ def test_lif_parameters_lava_cannot_hold_are_refused():
         lc.convert(chain(("fc", nir.Linear(weight=np.ones((2, 1)))), ("lif", lif_node(2, 0.9)),
                          ("fc2", nir.Linear(weight=np.ones((2, 2)))), ("out", readout), input_shape=[1]))
     node = lif_node(2, 0.9)
-    node.v_reset = np.full(2, 0.5)
-    with pytest.raises(EslError, match="v_reset must be 0"):
-        lc.convert(chain(("fc", nir.Linear(weight=np.ones((2, 1)))), ("lif", node), input_shape=[1]))
+    node.v_reset = np.full(2, 0.5)  # NIR's reset value runs (LeakyReset): tests/test_nir_graphs.py
+    assert lc.convert(chain(("fc", nir.Linear(weight=np.ones((2, 1)))), ("lif", node),
+                            input_shape=[1])).layers[0].neuron.v_reset == 0.5
     graph = chain(("fc", nir.Linear(weight=np.ones((2, 1)))), ("lif", lif_node(2, 0.9)),
                   ("fc2", nir.Linear(weight=np.ones((3, 2)))), input_shape=[1])
     with pytest.raises(EslError, match=r"'fc2' of type Linear comes after the last neuron layer"):

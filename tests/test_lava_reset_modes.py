@@ -407,8 +407,9 @@ def test_unknown_reset_metadata_and_v_reset_are_refused_naming_the_node():
     assert "\n" not in str(e.value)
     with pytest.raises(EslError, match=r"node 'lif' \(LIF\): reset_delay 'maybe'"):
         lc.convert(tiny_graph({"reset_delay": "maybe"}))
-    with pytest.raises(EslError, match="v_reset must be 0"):
-        lc.convert(tiny_graph({}, v_reset=0.5))
+    assert lc.convert(tiny_graph({}, v_reset=0.5)).layers[0].neuron.v_reset == 0.5  # NIR's reset value runs
+    with pytest.raises(EslError, match=r"v_reset != 0 with reset_mechanism 'zero' and reset_delay"):
+        lc.convert(tiny_graph({"reset_delay": True}, v_reset=0.5))
     # subtract and none do not use v_reset
     assert lc.convert(tiny_graph({"reset_mechanism": "subtract"}, v_reset=0.5)).layers[0].neuron.reset_mechanism \
         == "subtract"

@@ -86,7 +86,7 @@ import scipy.sparse as sp
 
 from esl_deploy.errors import EslError
 
-from ..nir.graph import Segment, Step, conv_geometry, conv_output_hw, pair, pool_scale, size, walk
+from ..nir.graph import ALL_TYPES, Segment, Step, conv_geometry, conv_output_hw, pair, pool_scale, size, walk
 from .net import (DEFAULT_DT, READOUT_NODE_TYPES, READOUT_VTH, RESET_MECHANISMS, SYNAPSE_KINDS,  # noqa: F401
                   LavaLayer, LavaNet, NeuronLayer, SynapseLayer, conv_matrix, lava_order, pool_matrix)
 
@@ -99,6 +99,20 @@ MODES = ("float", "fixed")
 # ----------------------------------------------------------------------------------------------------
 # NIR graph -> LavaNet
 # ----------------------------------------------------------------------------------------------------
+
+def _chain_path(g, convention) -> bool:
+    """True for the chains this module converts itself (as before graphs): :data:`SUPPORTED_NODES` only, read
+    with NIR's (or snnTorch's) conventions, no ``v_reset`` other than 0."""
+    if not g.is_chain or convention.name not in ("nir", "esl_deploy", "snntorch"):
+        return False
+    for s in g.steps:
+        if type(s.node).__name__ not in SUPPORTED_NODES:
+            return False
+        if isinstance(s.node, (nir.LIF, nir.IF)) and s.node.v_reset is not None and np.any(
+                np.asarray(s.node.v_reset) != 0) and _reset_mode(s.name, s.kind, s.node)[0] == "zero":
+            return False
+    return True
+
 
 def _matrix(op: Step) -> Tuple[sp.csr_matrix, Optional[np.ndarray]]:
     """(M, b) with ``y = M x + b`` over torch-flattened indices of one linear step."""
@@ -312,23 +326,31 @@ def _segment_synapse(seg: Segment, gain: np.ndarray, graded: bool, synapse: str,
 
 
 def convert(graph: nir.NIRGraph, *, synapse: str = "sparse", conv: str = "conv",
-            dt: Optional[float] = None) -> LavaNet:
-    """Read a feed-forward NIR chain into a :class:`LavaNet` (float parameters; see the module docstring).
+            dt: Optional[float] = None, writer: Optional[str] = None) -> LavaNet:
+    """Read a NIR graph into a :class:`LavaNet` (float parameters; see the module docstring).
 
     ``synapse``: ``sparse`` (Lava ``Sparse``, zeros dropped) or ``dense`` for matrix layers.
     ``conv``: ``conv`` realises convolutions (with pooling folded in) as Lava ``Conv``; ``matrix``
-    expands them into matrices too. ``dt`` overrides ``graph.metadata["dt"]``.
-    Unsupported nodes, recurrent edges, branches and shape mismatches raise :class:`EslError`.
+    expands them into matrices too. ``dt`` overrides ``graph.metadata["dt"]``; ``writer`` names the
+    conventions the graph is read with (:mod:`export.nir.conventions`). A chain of the nodes this module
+    lists converts as below; every other graph (branches, merges, loops, CubaLIF, ...) by
+    :func:`export.lava.graph_convert.convert_graph`. Unsupported nodes and shape mismatches raise
+    :class:`EslError`.
     """
+    from ..nir.conventions import time_step, writer_of
+    from .graph_convert import convert_graph
+
     if synapse not in SYNAPSE_KINDS:
         raise EslError(f"unknown synapse kind {synapse!r}; choose one of: {', '.join(SYNAPSE_KINDS)}")
     if conv not in CONV_MODES:
         raise EslError(f"unknown conv mode {conv!r}; choose one of: {', '.join(CONV_MODES)}")
-    chain = walk(graph, tuple(getattr(nir, t) for t in SUPPORTED_NODES), "the Lava converter")
-    if dt is None:
-        dt = float(np.asarray((graph.metadata or {}).get("dt", DEFAULT_DT)))
-    if not (dt > 0 and math.isfinite(dt)):
-        raise EslError(f"dt must be a positive number, got {dt}")
+    whole = walk(graph, ALL_TYPES, "the Lava converter")
+    convention = writer_of(graph, writer)
+    dt = time_step(graph, convention, dt)
+    if not _chain_path(whole, convention):
+        return convert_graph(whole, dt, convention, synapse=synapse, conv=conv, matrix=_matrix,
+                             segment_synapse=_segment_synapse)
+    chain = whole
     layers: List[LavaLayer] = []
     for seg in chain.segments():
         name, node, shape = seg.neuron.name, seg.neuron.node, seg.neuron.in_shape

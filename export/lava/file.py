@@ -19,9 +19,13 @@ produce, so :func:`read_lava` rebuilds the same :class:`~export.lava.convert.Lav
                     hi * 2^k + lo, see export.lava.fixed.split_weights), attrs: quantisation errors;
                     dv and vth scalars or (version 2) arrays of the neuron shape
 
+Version 3 (a graph: :mod:`export.lava.graph_convert`) adds, where used: ``synapse/parts`` (rows ``source,
+size, shift`` of :class:`~export.lava.net.Part`), neuron attrs ``du`` and datasets ``v_reset``,
+``current_bias``, and ``fixed/v_reset``, ``fixed/current_bias``.
+
 A network whose layers all reset to zero without delay with one beta and threshold each is written as
-version 1, the layout earlier writers wrote; any other is version 2, which older readers refuse
-instead of running it with the wrong neurons.
+version 1, the layout earlier writers wrote; any other is version 2 (3 with the graph fields), which
+older readers refuse instead of running it with the wrong neurons.
 
 Lava itself stores images as (W, H, C): the matrices are permuted and conv kernels flipped and
 transposed to (C_out, kW, kH, C_in) when the processes are built (:mod:`export.lava.run`).
@@ -41,10 +45,11 @@ from esl_deploy.errors import EslError
 
 from esl_deploy.atomic import atomic_write, check_free_space
 from .convert import LavaLayer, LavaNet, NeuronLayer, SynapseLayer, convert
+from .net import Part
 from .fixed import FixedLayer, quantize
 
 FORMAT = "esl-lava"
-FORMAT_VERSION = 2  # 2: reset_mechanism/reset_delay, per-neuron beta/threshold/dv/vth (1 still read)
+FORMAT_VERSION = 3  # 2: reset_mechanism/reset_delay, per-neuron beta/threshold/dv/vth; 3: graphs (1, 2 still read)
 
 
 def _put_weight(g: h5py.Group, weight, kind: str) -> None:
@@ -70,7 +75,9 @@ def write_lava_file(net: LavaNet, path: Union[str, os.PathLike]) -> None:
     """Write a (quantised) :class:`LavaNet` to ``path`` (not atomic; see :func:`write_lava`)."""
     with h5py.File(path, "w") as f:
         f.attrs["format"] = FORMAT
-        f.attrs["version"] = 1 if all(layer.neuron.stock for layer in net.layers) else FORMAT_VERSION
+        graph = not net.is_chain or any(l.neuron.du != 1.0 or l.neuron.current_bias is not None or np.any(
+            np.asarray(l.neuron.v_reset) != 0) for l in net.layers)
+        f.attrs["version"] = 3 if graph else 1 if all(layer.neuron.stock for layer in net.layers) else 2
         f.attrs["dt"] = float(net.dt)
         if net.input_max is not None:
             f.attrs["input_max"] = float(net.input_max)
@@ -90,6 +97,8 @@ def write_lava_file(net: LavaNet, path: Union[str, os.PathLike]) -> None:
                 for key in ("stride", "padding", "dilation"):
                     s.create_dataset(key, data=np.asarray(getattr(syn, key), dtype=np.int64))
                 s.create_dataset("groups", data=np.int64(syn.groups))
+            if syn.parts:
+                s.create_dataset("parts", data=np.array([[p.source, p.size, p.shift] for p in syn.parts], np.int64))
             n = g.create_group("neuron")
             n.create_dataset("shape", data=np.asarray(neuron.shape, dtype=np.int64))
             n.create_dataset("beta", data=np.asarray(neuron.beta, dtype=np.float64))
@@ -97,6 +106,11 @@ def write_lava_file(net: LavaNet, path: Union[str, os.PathLike]) -> None:
             n.create_dataset("bias", data=neuron.bias)
             if not neuron.stock:
                 n.attrs.update(reset_mechanism=neuron.reset_mechanism, reset_delay=bool(neuron.reset_delay))
+            if graph:
+                n.attrs["du"] = float(neuron.du)
+                n.create_dataset("v_reset", data=np.asarray(neuron.v_reset, dtype=np.float64))
+                if neuron.current_bias is not None:
+                    n.create_dataset("current_bias", data=neuron.current_bias)
             if layer.fixed is not None:
                 fx = layer.fixed
                 q = g.create_group("fixed")
@@ -107,6 +121,10 @@ def write_lava_file(net: LavaNet, path: Union[str, os.PathLike]) -> None:
                 q.create_dataset("bias_mant", data=np.asarray(fx.bias_mant, dtype=np.int64))
                 _put_weight(q, fx.weight, syn.kind)
                 q.attrs.update({k: float(v) for k, v in fx.errors.items()})
+                if graph:
+                    q.create_dataset("v_reset", data=np.asarray(fx.v_reset, dtype=np.int64))
+                    if fx.current_bias is not None:
+                        q.create_dataset("current_bias", data=np.asarray(fx.current_bias, dtype=np.int64))
 
 
 def lava_net(graph: nir.NIRGraph, *, synapse: str = "sparse", conv: str = "conv", input_max: float = 1.0,
@@ -152,6 +170,8 @@ def read_lava(path: Union[str, os.PathLike]) -> LavaNet:
                 if kind == "conv":
                     extra = {k: tuple(int(v) for v in s[k][()]) for k in ("stride", "padding", "dilation")}
                     extra["groups"] = int(s["groups"][()])
+                if "parts" in s:
+                    extra["parts"] = tuple(Part(source=int(a), size=int(b), shift=int(c)) for a, b, c in s["parts"][()])
                 syn = SynapseLayer(kind=kind, in_shape=tuple(s["in_shape"][()]), out_shape=tuple(s["out_shape"][()]),
                                    weight=_get_weight(s, kind), graded=bool(g.attrs["graded"]),
                                    nodes=tuple(v.decode() for v in g["nodes"][()]), **extra)
@@ -160,7 +180,10 @@ def read_lava(path: Union[str, os.PathLike]) -> LavaNet:
                 neuron = NeuronLayer(name=str(g.attrs["name"]), node_type=str(g.attrs["node_type"]),
                                      shape=tuple(n["shape"][()]), beta=n["beta"][()],
                                      threshold=n["threshold"][()], bias=n["bias"][()], reset_mechanism=mechanism,
-                                     reset_delay=bool(n.attrs.get("reset_delay", False)))
+                                     reset_delay=bool(n.attrs.get("reset_delay", False)),
+                                     du=float(n.attrs.get("du", 1.0)),
+                                     v_reset=n["v_reset"][()] if "v_reset" in n else 0.0,
+                                     current_bias=n["current_bias"][()] if "current_bias" in n else None)
                 fixed = None
                 if "fixed" in g:
                     q = g["fixed"]
@@ -168,7 +191,9 @@ def read_lava(path: Union[str, os.PathLike]) -> LavaNet:
                                        weight=_get_weight(q, kind), vth=q["vth"][()], dv=q["dv"][()],
                                        du=int(q["du"][()]), bias_exp=int(q["bias_exp"][()]),
                                        split_exp=int(q["split_exp"][()]),
-                                       bias_mant=q["bias_mant"][()], errors={k: float(v) for k, v in q.attrs.items()})
+                                       bias_mant=q["bias_mant"][()], errors={k: float(v) for k, v in q.attrs.items()},
+                                       v_reset=q["v_reset"][()] if "v_reset" in q else 0,
+                                       current_bias=q["current_bias"][()] if "current_bias" in q else None)
                 layers.append(LavaLayer(synapse=syn, neuron=neuron, fixed=fixed))
             input_max = float(f.attrs["input_max"]) if "input_max" in f.attrs else None
             return LavaNet(input_shape=tuple(f["input_shape"][()]), layers=layers, dt=float(f.attrs["dt"]),

@@ -86,7 +86,7 @@ from .leaky import fixed_current, fixed_step
 
 from .net import (A_IN_MAX, ACT_SHIFT, BIAS_EXP, BIAS_MANT_MAX, DECAY_UNITY, INPUT_FRAC_BITS_MAX,  # noqa: F401
                   INPUT_INT_MAX, SPLIT_EXP_MAX, UV_LIMIT, VTH_MAX, VTH_MIN, VTH_TARGET, WEIGHT_MIXED_MAX,
-                  WEIGHT_SIGNED_MAX, WIDTHS, FixedLayer, LavaLayer, LavaNet, conv_matrix)
+                  WEIGHT_SIGNED_MAX, WIDTHS, INPUT, FixedLayer, LavaLayer, LavaNet, conv_matrix)
 
 
 def encode_input(net: LavaNet, x: np.ndarray, mode: str) -> np.ndarray:
@@ -350,12 +350,17 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
     x_lo, x_hi = (float(input_min), float(input_max)) if syn.graded else (0.0, 1.0)
     # extreme synaptic currents over inputs x in [x_lo, x_hi] (the bias goes into v, not a_in)
     a_lo, a_hi = _extremes(syn.weight, x_lo, x_hi)
+    if neuron.current_bias is not None:  # a bias into the current joins a_in every step
+        a_lo, a_hi = a_lo + min(0.0, float(neuron.current_bias.min())), a_hi + max(0.0, float(neuron.current_bias.max()))
     reach = float(max(-a_lo, a_hi))
     bmax = float(np.abs(neuron.bias).max(initial=0.0))
     theta = float(np.max(neuron.threshold))  # the largest threshold sets the scale (vth <= 2^14)
     limits = {"vth": VTH_TARGET / theta if theta > 0 else math.inf}
     if reach > 0:
         limits["a_in"] = A_IN_MAX / reach
+    du = min(max(int(round(neuron.du * DECAY_UNITY)) - 1, 0), DECAY_UNITY - 1)  # Lava decays u by (du + 1) / 4096
+    if du < DECAY_UNITY - 1 and reach > 0:  # a synaptic current (CubaLIF) builds up to a_in << 6 * 4096 / (du + 1)
+        limits["u"] = (UV_LIMIT - 1) * (du + 1) / (DECAY_UNITY * 2 ** ACT_SHIFT * reach)
     if bmax > 0:
         limits["bias_mant"] = BIAS_MANT_MAX * (2 if groups == 2 else 1) / bmax
     s_budget = min(limits.values())
@@ -410,6 +415,7 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
                "bias_mant": f"13-bit bias_mant: its bias reaches {bmax / low:.4g} x {its}",
                "weight": f"8-bit weights: its largest weight is {wmax / low:.4g} x {its}"}
         why["vth"] = f"vth range: its thresholds span {theta / low:.4g} x (the largest gets vth <= {VTH_TARGET})"
+        why["u"] = f"24-bit u: its synaptic current builds up to {reach / low / max(neuron.du, 1e-12):.4g} x {its}"
         raise EslError(f"layer {name!r} does not fit Loihi 2's {why.get(binding, why['a_in'])}, which leaves "
                        f"vth = {int(np.min(np.asarray(vth)[positive]))} < {VTH_MIN} integer steps (scale {scale:.4g})")
     if isinstance(neuron.beta, np.ndarray):
@@ -422,8 +428,11 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
     bias_units = scale / 2 ** (bias_exp - BIAS_EXP)
     bias_mant = np.clip(np.round(neuron.bias * bias_units), -BIAS_MANT_MAX - 1, BIAS_MANT_MAX).astype(np.int64)
     norm = float(np.linalg.norm(ref))
-    fixed = FixedLayer(scale=float(scale), input_scale=input_scale, weight=w_int, vth=vth, dv=dv,
-                       bias_mant=bias_mant.reshape(neuron.shape), bias_exp=bias_exp, split_exp=split)
+    v_reset = np.round(np.asarray(neuron.v_reset, dtype=np.float64) * scale).astype(np.int64)
+    current_bias = None if neuron.current_bias is None else np.round(neuron.current_bias * scale).astype(np.int64)
+    fixed = FixedLayer(scale=float(scale), input_scale=input_scale, weight=w_int, vth=vth, dv=dv, du=du,
+                       bias_mant=bias_mant.reshape(neuron.shape), bias_exp=bias_exp, split_exp=split,
+                       v_reset=v_reset if v_reset.size > 1 else int(v_reset.ravel()[0]), current_bias=current_bias)
     ranges = layer_ranges(layer, fixed, input_max=x_hi, input_min=x_lo)
     check_widths(name, ranges)  # a guard: the choices above keep every quantity inside
     fixed.errors = {
@@ -528,6 +537,11 @@ def quantize(net: LavaNet, *, input_max: float = 1.0, input_min: float = 0.0, gr
     """
     if not (input_max > 0 and input_min <= 0):
         raise EslError(f"the input range [{input_min}, {input_max}] must contain 0 and a positive value")
+    readers = [(i, net.parts(i)) for i in range(len(net.layers)) if any(p.source == INPUT for p in net.parts(i))]
+    if readers and (len(readers) > 1 or readers[0][0] != 0 or len(readers[0][1]) > 1) and input_frac_bits != 0:
+        names = [net.layers[i].neuron.name for i, _ in readers]
+        raise EslError(f"layers {names} read the input beside other sources: fixed point sends such an input as "
+                       "whole numbers (spikes, counts; input_frac_bits 0), not fractions")
     layers = [replace(layer, fixed=quantize_layer(layer, input_max=input_max, input_min=input_min, groups=groups,
                                                   input_frac_bits=input_frac_bits))
               for layer in net.layers]
@@ -554,6 +568,9 @@ def emulate_fixed(net: LavaNet, x: np.ndarray, peaks: Optional[Dict[str, Dict[st
     """
     if not net.quantized:
         raise EslError("this network has no fixed-point parameters: quantize it first")
+    if not net.is_chain or any(l.fixed.current_bias is not None or np.any(np.asarray(l.fixed.v_reset) != 0)
+                               for l in net.layers):
+        return _emulate_graph(net, x, peaks)
     h = encode_input(net, x, "fixed").astype(np.int64)
     T, B = h.shape[:2]
     h = h.reshape(T, B, -1)
@@ -595,6 +612,51 @@ def emulate_fixed(net: LavaNet, x: np.ndarray, peaks: Optional[Dict[str, Dict[st
             peaks[n.name] = {k: tuple(r) for k, r in seen.items()}
         h = spikes.reshape(T, B, -1).astype(np.int64)
     return out
+
+
+def _emulate_graph(net: LavaNet, x: np.ndarray, peaks: Optional[Dict[str, Dict[str, tuple]]]) -> List[np.ndarray]:
+    """:func:`emulate_fixed` for a network whose layers read several sources (:class:`~export.lava.net.Part`),
+    step by step: layer ``l`` at step ``t`` reads each part's source at ``t - shift`` (0 before the first step),
+    the same integer arithmetic per layer; ``v_reset`` and ``du`` as the Lava models run them."""
+    h_in = encode_input(net, x, "fixed").astype(np.int64)
+    T, B = h_in.shape[:2]
+    h_in = h_in.reshape(T, B, -1)
+    state = []
+    for layer in net.layers:
+        f, n, syn = layer.fixed, layer.neuron, layer.synapse
+        w = conv_matrix(f.weight, syn.in_shape, syn.stride, syn.padding, syn.dilation, syn.groups) \
+            if syn.kind == "conv" else f.weight
+        size = int(np.prod(n.shape))
+        state.append(dict(w=sp.csr_matrix(w, dtype=np.int64), bias=f.bias_mant.reshape(-1).astype(np.int64) << f.bias_exp,
+                          vth=np.asarray(f.vth, dtype=np.int64).reshape(-1) << ACT_SHIFT,
+                          v_reset=np.asarray(f.v_reset, dtype=np.int64).reshape(-1) << ACT_SHIFT,
+                          dv=np.asarray(f.dv, dtype=np.int64).reshape(-1), v=np.zeros((B, size), np.int64),
+                          u=np.zeros((B, size), np.int64), out=np.zeros((T, B, size), np.uint8), seen={}))
+    for t in range(T):
+        for l, layer in enumerate(net.layers):
+            st, n = state[l], layer.neuron
+            cols = []
+            for part in net.parts(l):
+                src = h_in if part.source == INPUT else state[part.source]["out"]
+                cols.append(src[t - part.shift].astype(np.int64) if t >= part.shift else
+                            np.zeros((B, part.size), np.int64))
+            a = (st["w"] @ np.concatenate(cols, axis=1).T).T
+            if layer.synapse.kind == "conv":
+                a = (a + UV_LIMIT) % (2 * UV_LIMIT) - UV_LIMIT
+            if layer.fixed.current_bias is not None:
+                a = a + layer.fixed.current_bias.reshape(-1).astype(np.int64)
+            st["u"] = fixed_current(st["u"], a, layer.fixed.du)
+            st["v"], p, s = fixed_step(st["v"], st["u"], st["bias"], st["dv"], st["vth"], n.reset_mechanism,
+                                       n.reset_delay, st["v_reset"])
+            st["out"][t] = s
+            if peaks is not None:
+                for k, arr in (("a_in", a), ("u", st["u"]), ("v", p)):
+                    lo_hi = st["seen"].setdefault(k, [0, 0])
+                    lo_hi[0], lo_hi[1] = min(lo_hi[0], int(arr.min(initial=0))), max(lo_hi[1], int(arr.max(initial=0)))
+    if peaks is not None:
+        for st, layer in zip(state, net.layers):
+            peaks[layer.neuron.name] = {k: tuple(r) for k, r in st["seen"].items()}
+    return [st["out"].reshape((T, B) + layer.neuron.shape) for st, layer in zip(state, net.layers)]
 
 
 __all__ = ["A_IN_MAX", "BIAS_EXP", "DECAY_UNITY", "FixedLayer", "VTH_MIN", "VTH_TARGET", "WIDTHS", "check_net_widths",

@@ -71,9 +71,14 @@ def check_mode(mechanism: str, delay: bool) -> None:
 
 
 def float_step(v: np.ndarray, u: np.ndarray, bias, dv, vth, mechanism: str,
-               delay: bool) -> Tuple[np.ndarray, np.ndarray]:
+               delay: bool, v_reset=0.0) -> Tuple[np.ndarray, np.ndarray]:
     """One floating-point step (module docstring): stored membrane ``v``, this step's current ``u``
-    (already updated), per-neuron (or scalar) ``bias``, ``dv``, ``vth``. Returns (new ``v``, spikes as bool)."""
+    (already updated), per-neuron (or scalar) ``bias``, ``dv``, ``vth``. Returns (new ``v``, spikes as bool).
+    ``v_reset`` (zero mechanism without delay, NIR's reset value): a spike sets ``v = v_reset``."""
+    if mechanism == "zero" and not delay and np.any(np.asarray(v_reset) != 0):
+        p = v * (1 - dv) + u + bias
+        s = p > vth
+        return np.where(s, v_reset, p), s
     r = v > vth
     if mechanism == "zero":
         v = v * (1.0 - r)
@@ -100,13 +105,19 @@ def fixed_current(u: np.ndarray, a_in: np.ndarray, du) -> np.ndarray:
 
 
 def fixed_step(v: np.ndarray, u: np.ndarray, bias, dv, vth6, mechanism: str,
-               delay: bool) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+               delay: bool, v_reset6=0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One Loihi 2 fixed-point step (module docstring), all int64: stored ``v``, this step's ``u``,
     ``bias = bias_mant << bias_exp``, 12-bit ``dv`` and ``vth6 = vth << 6`` (per neuron or scalar).
-    Returns (new ``v``, ``P`` (the membrane the spike is decided on), spikes as bool)."""
+    Returns (new ``v``, ``P`` (the membrane the spike is decided on), spikes as bool). ``v_reset6``
+    (``v_reset << 6``; zero mechanism without delay): a spike sets ``v`` to it."""
     lo, hi = -UV_LIMIT + 1, UV_LIMIT - 1
     v = np.asarray(v, dtype=np.int64)
     vth6 = np.asarray(vth6, dtype=np.int64)
+    if mechanism == "zero" and not delay and np.any(np.asarray(v_reset6) != 0):
+        d = v * (DECAY_UNITY - np.asarray(dv, dtype=np.int64))
+        p = np.clip(np.sign(d) * (np.abs(d) >> DECAY_SHIFT) + u + bias, lo, hi)
+        s = p > vth6
+        return np.where(s, np.asarray(v_reset6, dtype=np.int64), p), p, s
     r = v > vth6
     if mechanism == "zero":
         v = np.where(r, 0, v)

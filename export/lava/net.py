@@ -2,6 +2,17 @@
 :class:`SynapseLayer` and one :class:`NeuronLayer`, see :mod:`export.lava.convert`) with, once
 quantised, a :class:`FixedLayer` per layer (:mod:`export.lava.fixed`), and the Loihi 2 fixed-point
 limits those parameters must fit. Every other module of :mod:`export.lava` depends on this one.
+
+Graphs. A layer's synapse reads the previous layer (or, for the first, the input) unless it lists
+:class:`Part` s: then its weight's columns are the concatenation of several sources' outputs (other
+layers, the input, the layer itself), each read ``shift`` steps late (a recurrent edge: 1; a NIR
+``Delay``: its steps). :meth:`LavaNet.depths` places every layer in Lava's pipeline: layer ``l`` handles
+input column ``j`` at step ``j + d(l) + 1`` (its depth ``d``: the synapses on its longest path from the
+input); a part from a layer of depth ``d(s)`` reaches it after ``d(l) - d(s) - 1 + shift`` extra steps
+(:meth:`LavaNet.delay`), realised by Lava's ``DelaySparse``/``DelayDense`` (a residual shortcut that skips
+one layer: 1 step). A loop (a part with ``shift > 0`` from a layer of the same or greater depth) is
+possible only where ``d(s) <= d(l) - 1 + shift``: a neuron's recurrent synapse onto itself, not a loop
+through several layers whose NIR delay is one step while Lava's pipeline takes one step per synapse.
 """
 from __future__ import annotations
 
@@ -63,11 +74,13 @@ class FixedLayer:
     bias_exp: int = BIAS_EXP
     split_exp: int = 0
     errors: Dict[str, float] = field(default_factory=dict)
+    v_reset: Union[int, np.ndarray] = 0  # round(v_reset * scale): a spike sets v to v_reset << 6
+    current_bias: Optional[np.ndarray] = None  # round(current_bias * scale): added to a_in every step
 
     def __post_init__(self):
         if not (self.scale > 0 and self.input_scale > 0):
             raise ValueError(f"scale and input_scale must be positive, got {self.scale}, {self.input_scale}")
-        self.vth, self.dv = _ints(self.vth), _ints(self.dv)
+        self.vth, self.dv, self.v_reset = _ints(self.vth), _ints(self.dv), _ints(self.v_reset)
         if not np.all((0 <= self.vth) & (self.vth <= VTH_MAX)):
             raise ValueError(f"vth must fit 17 bits, got {_span(self.vth)}")
         if not (np.all((0 <= self.dv) & (self.dv < DECAY_UNITY)) and 0 <= self.du < DECAY_UNITY):
@@ -95,6 +108,23 @@ def _ints(value) -> Union[int, np.ndarray]:
 # Records
 # ----------------------------------------------------------------------------------------------------
 
+INPUT = -1  # Part.source of the network input
+
+
+@dataclass(frozen=True)
+class Part:
+    """``size`` consecutive input columns of a synapse: the output of layer ``source`` (an index into
+    ``LavaNet.layers``, or :data:`INPUT`) of ``shift`` steps earlier (0 before the sample's first step)."""
+
+    source: int
+    size: int
+    shift: int = 0
+
+    def __post_init__(self):
+        if self.source < INPUT or self.size < 1 or self.shift < 0:
+            raise ValueError(f"a synapse part needs source >= -1, size >= 1 and shift >= 0, got {self}")
+
+
 @dataclass(kw_only=True)
 class SynapseLayer:
     """One Lava synapse process in torch order (the Lava layout is derived when processes are built).
@@ -115,10 +145,17 @@ class SynapseLayer:
     dilation: Tuple[int, int] = (1, 1)
     groups: int = 1
     nodes: Tuple[str, ...] = ()
+    parts: Tuple[Part, ...] = ()  # empty: one part, the previous layer (the input for the first), shift 0
 
     def __post_init__(self):
         self.in_shape = tuple(int(s) for s in self.in_shape)
         self.out_shape = tuple(int(s) for s in self.out_shape)
+        self.parts = tuple(self.parts)
+        if self.parts and sum(p.size for p in self.parts) != size(self.in_shape):
+            raise ValueError(f"synapse parts of {[p.size for p in self.parts]} inputs do not make its input "
+                             f"{self.in_shape}")
+        if self.kind == "conv" and len(self.parts) > 1:
+            raise ValueError("a conv synapse reads one source")
         if self.kind not in SYNAPSE_KINDS + ("conv",):
             raise ValueError(f"synapse kind must be one of sparse, dense, conv; got {self.kind!r}")
         if self.kind == "conv":
@@ -160,10 +197,25 @@ class NeuronLayer:
     bias: np.ndarray
     reset_mechanism: str = "zero"
     reset_delay: bool = False
+    du: float = 1.0  # the synaptic current's decay per step (CubaLIF: 1 - alpha); 1: u = a_in (no current state)
+    v_reset: Union[float, np.ndarray] = 0.0  # the value a spike resets v to (reset_mechanism "zero" only)
+    # a bias into the synaptic current u (CubaLIF, du < 1: an Affine's bias decays with the current);
+    # None: every bias is in ``bias``, added to v (with du = 1 the two are the same)
+    current_bias: Optional[np.ndarray] = None
 
     def __post_init__(self):
         self.shape = tuple(int(s) for s in self.shape)
         self.bias = np.asarray(self.bias, dtype=np.float64).reshape(self.shape)
+        self.du = float(self.du)
+        if not 0.0 <= self.du <= 1.0:
+            raise ValueError(f"{self.name}: du must lie in [0, 1], got {self.du}")
+        self.v_reset = self._values("v_reset", self.v_reset)
+        if self.current_bias is not None:
+            self.current_bias = np.asarray(self.current_bias, dtype=np.float64).reshape(self.shape)
+            if not np.any(self.current_bias != 0):
+                self.current_bias = None
+        if np.any(np.asarray(self.v_reset) != 0) and (self.reset_mechanism, self.reset_delay) != ("zero", False):
+            raise ValueError(f"{self.name}: v_reset != 0 needs reset_mechanism 'zero' without reset_delay")
         self.beta = self._values("beta", self.beta)
         self.threshold = self._values("threshold", self.threshold)
         if isinstance(self.reset_delay, np.bool_):
@@ -202,7 +254,8 @@ class NeuronLayer:
     @property
     def stock(self) -> bool:
         """Lava's own ``LIF``/``LIFReset`` runs this layer: uniform, reset to zero without delay."""
-        return self.uniform and self.reset_mechanism == "zero" and not self.reset_delay
+        return self.uniform and self.reset_mechanism == "zero" and not self.reset_delay and not np.any(
+            np.asarray(self.v_reset) != 0) and self.current_bias is None
 
     def per_neuron(self, what: str) -> np.ndarray:
         """``beta`` or ``threshold`` as an array of :attr:`shape`."""
@@ -239,6 +292,43 @@ class LavaNet:
     @property
     def quantized(self) -> bool:
         return all(layer.fixed is not None for layer in self.layers)
+
+    @property
+    def is_chain(self) -> bool:
+        """Every layer reads only the one before it (the input for the first), with no shift."""
+        return all(not layer.synapse.parts for layer in self.layers)
+
+    def parts(self, index: int) -> Tuple[Part, ...]:
+        """The parts of layer ``index`` (0-based), the default one spelt out."""
+        syn = self.layers[index].synapse
+        return syn.parts or (Part(source=index - 1 if index else INPUT, size=size(syn.in_shape)),)
+
+    def depths(self) -> List[int]:
+        """Every layer's depth ``d`` (module docstring), 1 for a layer of the input only; :class:`EslError`
+        (naming the layers) where a loop cannot be placed in Lava's pipeline."""
+        from esl_deploy.errors import EslError
+
+        n = len(self.layers)
+        d = [1] * n
+        for _ in range(n + 1):
+            changed = False
+            for l in range(n):
+                for p in self.parts(l):
+                    need = (0 if p.source == INPUT else d[p.source]) + 1 - p.shift
+                    if need > d[l]:
+                        d[l], changed = need, True
+            if not changed:
+                return d
+        loop = [self.layers[l].neuron.name for l in range(n) for p in self.parts(l)
+                if p.shift > 0 and p.source != INPUT and d[p.source] > d[l] - 1 + p.shift]
+        raise EslError(f"a loop through {loop or 'several layers'} takes more steps in Lava's pipeline (one per "
+                       "synapse) than its NIR delay: only a neuron's recurrent synapse onto itself (or a loop "
+                       "with as many steps of Delay as synapses) can run in Lava")
+
+    def delay(self, index: int, part: Part, depths: Optional[List[int]] = None) -> int:
+        """The extra steps the synapse of ``part`` into layer ``index`` delays by (module docstring)."""
+        d = depths if depths is not None else self.depths()
+        return d[index] - (0 if part.source == INPUT else d[part.source]) - 1 + part.shift
 
     @property
     def output_shape(self) -> Tuple[int, ...]:
@@ -301,7 +391,7 @@ def pool_matrix(in_shape: Sequence[int], kernel, stride, padding, scale: float) 
 
 
 __all__ = ["ACT_SHIFT", "A_IN_MAX", "BIAS_EXP", "BIAS_MANT_MAX", "DECAY_UNITY", "DEFAULT_DT", "FixedLayer",
-           "INPUT_FRAC_BITS_MAX", "INPUT_INT_MAX", "LavaLayer", "LavaNet", "NeuronLayer",
+           "INPUT", "INPUT_FRAC_BITS_MAX", "INPUT_INT_MAX", "LavaLayer", "LavaNet", "NeuronLayer", "Part",
            "READOUT_NODE_TYPES", "READOUT_VTH", "RESET_MECHANISMS", "SPLIT_EXP_MAX", "SYNAPSE_KINDS", "SynapseLayer", "UV_LIMIT",
            "VTH_MAX", "VTH_MIN", "VTH_TARGET", "WEIGHT_MIXED_MAX", "WEIGHT_SIGNED_MAX", "WIDTHS",
            "conv_matrix", "lava_order", "pool_matrix"]

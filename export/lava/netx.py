@@ -75,9 +75,17 @@ def check_netx_neurons(net: LavaNet) -> None:
     decay and one threshold per layer. That is snnTorch's ``reset_mechanism = "zero"`` with
     ``reset_delay = False`` and a uniform beta and threshold; anything else runs as
     :class:`~export.lava.procs.leaky_reset.LeakyReset` in ``esl export --to lava`` instead."""
+    if not net.is_chain:
+        name = next(l.neuron.name for l in net.layers if l.synapse.parts)
+        raise EslError(f"layer {name!r} reads several layers or itself (a graph: residual, recurrent or branching); "
+                       "netx's layers form a sequence: export with --to lava instead")
     for layer in net.layers:
         n = layer.neuron
         what = []
+        if n.du != 1.0:
+            what.append("a synaptic current (CubaLIF)")
+        if np.any(np.asarray(n.v_reset) != 0):
+            what.append("v_reset != 0")
         if n.reset_mechanism != "zero":
             what.append(f"reset_mechanism {n.reset_mechanism!r}")
         if n.reset_delay:

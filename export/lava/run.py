@@ -26,6 +26,7 @@ from esl_deploy._lava_compat import import_lava  # noqa: F401  (re-exported)
 from esl_deploy.errors import EslError
 
 from .convert import MODES, LavaLayer, LavaNet, lava_order
+from .net import INPUT, Part
 from .fixed import encode_input, split_weights
 
 INPUT_MESSAGE_BITS = 16   # num_message_bits of the first synapse (graded input)
@@ -68,57 +69,88 @@ def _from_columns(data: np.ndarray, shape: Tuple[int, ...], T: int, B: int) -> n
     return np.swapaxes(flat.reshape((B, T) + tuple(shape)), 0, 1)
 
 
-def _synapse_processes(layer: LavaLayer, mode: str) -> list:
-    """The Lava synapse process(es) of one layer: one, or in fixed point with split weights two
-    ``Dense``/``Sparse`` groups (``hi`` with ``weight_exp = k``, ``lo`` with 0) into the same neurons.
-    Lava's ``Conv`` models have no weight exponent (``PyConvModelFixed`` ignores ``weight_exp``), so a
-    split convolution is one ``Conv`` holding ``hi * 2^k + lo``: the same arithmetic."""
+def _synapse_processes(net: LavaNet, index: int, mode: str, depths: List[int]) -> List[Tuple[Part, list]]:
+    """The Lava synapse process(es) of layer ``index``, per :class:`~export.lava.net.Part` (the previous layer
+    for a chain): one process, or in fixed point with split weights two ``Dense``/``Sparse`` groups (``hi``
+    with ``weight_exp = k``, ``lo`` with 0) into the same neurons; ``DelaySparse``/``DelayDense`` where the part
+    must wait (:meth:`~export.lava.net.LavaNet.delay`). Lava's ``Conv`` models have no weight exponent
+    (``PyConvModelFixed`` ignores ``weight_exp``), so a split convolution is one ``Conv`` holding
+    ``hi * 2^k + lo``: the same arithmetic."""
     import_lava()
     from lava.proc.conv.process import Conv
-    from lava.proc.dense.process import Dense
-    from lava.proc.sparse.process import Sparse
+    from lava.proc.dense.process import DelayDense, Dense
+    from lava.proc.sparse.process import DelaySparse, Sparse
 
+    layer = net.layers[index]
     syn = layer.synapse
     fixed = mode == "fixed"
     weight = layer.fixed.weight if fixed else syn.weight
-    bits = INPUT_MESSAGE_BITS if syn.graded else 0
+    parts = net.parts(index)
     if syn.kind == "conv":
         # torch (C_out, C_in, kH, kW) cross-correlation -> Lava (C_out, kW, kH, C_in) true convolution
         kernel = np.asarray(weight)[:, :, ::-1, ::-1].transpose(0, 3, 2, 1).copy()
         kernel = kernel.astype(np.int32 if fixed else np.float64)
-        return [Conv(weight=kernel, input_shape=tuple(reversed(syn.in_shape)), padding=syn.padding[::-1],
-                     stride=syn.stride[::-1], dilation=syn.dilation[::-1], groups=syn.groups,
-                     num_message_bits=bits)]
-    m = sp.csr_matrix(weight[lava_order(syn.out_shape)][:, lava_order(syn.in_shape)])
-    parts = [(m, 0)]
-    if fixed and layer.fixed.split_exp > 0:
-        hi, lo = split_weights(m, layer.fixed.split_exp)
-        parts = [(hi, layer.fixed.split_exp), (lo, 0)]
-    procs = []
-    for w, exp in parts:
-        w = w.astype(np.int32 if fixed else np.float64)
-        kw = {"weight_exp": exp} if fixed else {}
-        if syn.kind == "dense":
-            procs.append(Dense(weights=w.toarray(), num_message_bits=bits, **kw))
-        else:
+        bits = INPUT_MESSAGE_BITS if parts[0].source == INPUT else 0
+        return [(parts[0], [Conv(weight=kernel, input_shape=tuple(reversed(syn.in_shape)), padding=syn.padding[::-1],
+                                 stride=syn.stride[::-1], dilation=syn.dilation[::-1], groups=syn.groups,
+                                 num_message_bits=bits)])]
+    full = sp.csr_matrix(weight)
+    out, col = [], 0
+    for part in parts:
+        src_shape = net.input_shape if part.source == INPUT else net.layers[part.source].neuron.shape
+        if not syn.parts:
+            src_shape = syn.in_shape
+        m = full[:, col:col + part.size] if syn.parts else full
+        col += part.size
+        m = sp.csr_matrix(m[lava_order(syn.out_shape)][:, lava_order(src_shape)])
+        bits = INPUT_MESSAGE_BITS if part.source == INPUT else 0
+        delay = net.delay(index, part, depths)
+        groups = [(m, 0)]
+        if fixed and layer.fixed.split_exp > 0:
+            hi, lo = split_weights(m, layer.fixed.split_exp)
+            groups = [(hi, layer.fixed.split_exp), (lo, 0)]
+        procs = []
+        for w, exp in groups:
+            w = w.astype(np.int32 if fixed else np.float64)
+            kw = {"weight_exp": exp} if fixed else {}
+            if syn.kind == "dense":
+                if delay:
+                    procs.append(DelayDense(weights=w.toarray(), delays=np.full(w.shape, delay), num_message_bits=bits,
+                                            **kw))
+                else:
+                    procs.append(Dense(weights=w.toarray(), num_message_bits=bits, **kw))
+                continue
             w = sp.csr_matrix(w)
             w.eliminate_zeros()
-            procs.append(Sparse(weights=w, num_message_bits=bits, **kw))
-    return procs
+            if delay:
+                if w.nnz == 0:  # DelaySparse needs a synapse to learn its buffer from
+                    continue
+                delays = w.copy()
+                delays.data = np.full(delays.nnz, delay, dtype=np.int64)
+                procs.append(DelaySparse(weights=w, delays=delays, num_message_bits=bits, **kw))
+            else:
+                procs.append(Sparse(weights=w, num_message_bits=bits, **kw))
+        out.append((part, procs))
+    return out
 
 
-def _neuron_process(layer: LavaLayer, mode: str, T: int, index: int, voltage: Optional[Tuple[int, str]] = None):
-    """The neurons of one layer: Lava's ``LIFReset`` where the layer is uniform and resets to zero without
-    delay (:attr:`~export.lava.net.NeuronLayer.stock`), else a
+def _neuron_process(layer: LavaLayer, mode: str, T: int, index: int, voltage: Optional[Tuple[int, str]] = None,
+                    gate: int = 0):
+    """The neurons of one layer at pipeline depth ``index``: Lava's ``LIFReset`` where the layer is uniform
+    and resets to zero without delay (:attr:`~export.lava.net.NeuronLayer.stock`), else a
     :class:`~export.lava.procs.leaky_reset.LeakyReset` (per-neuron ``dv``/``vth``, snnTorch's reset
-    mechanisms); ``voltage = (steps, path)`` makes it a :class:`VoltageLIFReset` recording ``v``."""
+    mechanisms, ``v_reset``, and ``gate > 0``: a second input port ``a_rec`` whose first ``gate`` steps after
+    each per-sample reset are dropped); ``voltage = (steps, path)`` makes it a :class:`VoltageLIFReset`
+    recording ``v``."""
     from lava.proc.lif.process import LIFReset
 
     n = layer.neuron
     shape = tuple(reversed(n.shape))
     reset = dict(reset_interval=T, reset_offset=(1 + index) % T)
-    if not n.stock:
-        return _leaky_process(layer, mode, shape, reset)
+    if gate and not n.spiking:
+        raise EslError(f"layer {n.name!r}: a recurrent membrane readout is not supported in Lava")
+    if not n.stock or gate:
+        return _leaky_process(layer, mode, shape, reset, gate)
     if not n.spiking and mode != "float":
         raise EslError(f"layer {n.name!r}: the membrane readout ({n.node_type}) runs in Lava floating point only")
     if voltage is not None:
@@ -127,11 +159,11 @@ def _neuron_process(layer: LavaLayer, mode: str, T: int, index: int, voltage: Op
         from .procs.voltage_recorder import VoltageLIFReset
 
         bias = n.bias.transpose(tuple(reversed(range(len(n.shape)))))
-        return VoltageLIFReset(shape=shape, du=1.0, dv=1.0 - n.beta, vth=n.threshold, bias_mant=bias.copy(),
+        return VoltageLIFReset(shape=shape, du=n.du, dv=1.0 - n.beta, vth=n.threshold, bias_mant=bias.copy(),
                                bias_exp=0, steps=voltage[0], path=voltage[1], **reset)
     if mode == "float":
         bias = n.bias.transpose(tuple(reversed(range(len(n.shape)))))
-        return LIFReset(shape=shape, du=1.0, dv=1.0 - n.beta, vth=n.threshold, bias_mant=bias.copy(),
+        return LIFReset(shape=shape, du=n.du, dv=1.0 - n.beta, vth=n.threshold, bias_mant=bias.copy(),
                         bias_exp=0, **reset)
     f = layer.fixed
     bias = f.bias_mant.transpose(tuple(reversed(range(len(n.shape)))))
@@ -144,21 +176,25 @@ def _lava_order(values, shape: Tuple[int, ...]) -> np.ndarray:
     return a.transpose(tuple(reversed(range(len(shape))))).copy()
 
 
-def _leaky_process(layer: LavaLayer, mode: str, shape: Tuple[int, ...], reset: dict):
-    """A :class:`~export.lava.procs.leaky_reset.LeakyReset` for one layer: float ``dv = 1 - beta``,
-    ``vth = threshold``, ``bias_mant = bias``; fixed point the :class:`~export.lava.net.FixedLayer`'s
-    integers, per neuron, in Lava order."""
+def _leaky_process(layer: LavaLayer, mode: str, shape: Tuple[int, ...], reset: dict, gate: int = 0):
+    """A :class:`~export.lava.procs.leaky_reset.LeakyReset` for one layer: float ``du``, ``dv = 1 - beta``,
+    ``vth = threshold``, ``bias_mant = bias``, ``v_reset``; fixed point the
+    :class:`~export.lava.net.FixedLayer`'s integers, per neuron, in Lava order."""
     from .procs.leaky_reset import LeakyReset
 
     n = layer.neuron
-    mode_kw = dict(reset_mechanism=n.reset_mechanism, reset_delay=n.reset_delay, **reset)
+    mode_kw = dict(reset_mechanism=n.reset_mechanism, reset_delay=n.reset_delay, gate=gate, **reset)
     if mode == "float":
-        return LeakyReset(shape=shape, du=1.0, dv=_lava_order(1.0 - n.per_neuron("beta"), n.shape),
+        cb = n.current_bias if n.current_bias is not None else 0.0
+        return LeakyReset(shape=shape, du=n.du, dv=_lava_order(1.0 - n.per_neuron("beta"), n.shape),
                           vth=_lava_order(n.per_neuron("threshold"), n.shape), bias_mant=_lava_order(n.bias, n.shape),
-                          bias_exp=0, **mode_kw)
+                          bias_exp=0, v_reset=_lava_order(n.per_neuron("v_reset"), n.shape),
+                          u_bias=_lava_order(cb, n.shape), **mode_kw)
     f = layer.fixed
     return LeakyReset(shape=shape, du=f.du, dv=_lava_order(f.dv, n.shape), vth=_lava_order(f.vth, n.shape),
-                      bias_mant=_lava_order(f.bias_mant, n.shape), bias_exp=f.bias_exp, **mode_kw)
+                      bias_mant=_lava_order(f.bias_mant, n.shape), bias_exp=f.bias_exp,
+                      v_reset=_lava_order(f.v_reset, n.shape),
+                      u_bias=_lava_order(f.current_bias if f.current_bias is not None else 0, n.shape), **mode_kw)
 
 
 def _connect(out_port, in_port):
@@ -241,41 +277,50 @@ def run(net: LavaNet, x: np.ndarray, *, mode: str = "float", record: str = "all"
         raise EslError(f"record must be 'all', 'output' or 'none', got {record!r}")
     data = encode_input(net, x, mode)
     T, B = data.shape[:2]
-    L = len(net.layers)
+    depths = net.depths()
+    L = max(depths)
     steps = B * T + L
     cols = _to_columns(data)
     cols = np.concatenate([cols, np.zeros(cols.shape[:-1] + (L,), dtype=cols.dtype)], axis=-1)
     with tempfile.TemporaryDirectory(prefix="esl-lava-") as tmp:
         t0 = time.perf_counter()
         source = Source(data=cols)
-        port, recorders = source.s_out, []
+        recorders, neurons = [], []
         readout = None
         for index, layer in enumerate(net.layers, start=1):
+            d = depths[index - 1]
+            gates = {p.shift for p in net.parts(index - 1) if p.shift > 0}
+            if len(gates) > 1:
+                raise EslError(f"layer {layer.neuron.name!r} reads sources {sorted(gates)} steps late: Lava runs one "
+                               "delay of a neuron's recurrent input")
             volt = None
             if not layer.neuron.spiking:
                 vpath = os.path.join(tmp, f"layer{index}.f64")
                 vshape = tuple(reversed(layer.neuron.shape))
                 np.memmap(vpath, dtype=np.float64, mode="w+", shape=(steps,) + vshape).flush()
                 volt = (steps, vpath)
-                readout = (index, layer, vpath, vshape)
-            neuron = _neuron_process(layer, mode, T, index, voltage=volt)
-            for syn in _synapse_processes(layer, mode):
-                _connect(port, syn.s_in)
-                _connect(syn.a_out, neuron.a_in)
-            port = neuron.s_out
+                readout = (d, layer, vpath, vshape)
+            neuron = _neuron_process(layer, mode, T, d, voltage=volt, gate=max(gates, default=0))
+            neurons.append(neuron)
             if volt is not None:
                 continue  # no spikes to record: its voltage is written by the process itself
-            if record == "all" or (record == "output" and index == L):
-                recorders.append((index, layer) + record_spikes(neuron.s_out, tmp, index, steps))
+            if record == "all" or (record == "output" and index == len(net.layers)):
+                recorders.append((d, layer) + record_spikes(neuron.s_out, tmp, index, steps))
+        for index, neuron in enumerate(neurons):
+            for part, procs in _synapse_processes(net, index, mode, depths):
+                port = source.s_out if part.source == INPUT else neurons[part.source].s_out
+                for syn in procs:
+                    _connect(port, syn.s_in)
+                    _connect(syn.a_out, neuron.a_rec if part.shift > 0 else neuron.a_in)
         build_s = time.perf_counter() - t0
         run_s = run_in_chunks(source, cfg, steps=steps, T=T, B=B, L=L, chunk=chunk, progress=progress)
         names = [layer.neuron.name for _, layer, _, _ in recorders]
-        spikes = [read_recording(path, np.uint8, shape, index, T, B) for index, _, path, shape in recorders]
+        spikes = [read_recording(path, np.uint8, shape, d, T, B) for d, _, path, shape in recorders]
         readout_name = voltage = None
         if readout is not None:
-            index, layer, vpath, vshape = readout
+            d, layer, vpath, vshape = readout
             readout_name = layer.neuron.name
-            voltage = read_recording(vpath, np.float64, vshape, index, T, B)
+            voltage = read_recording(vpath, np.float64, vshape, d, T, B)
     return LavaResult(names=names, spikes=spikes, steps=steps, build_s=build_s, run_s=run_s,
                       readout_name=readout_name, voltage=voltage)
 

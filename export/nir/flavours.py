@@ -42,7 +42,7 @@ import numpy as np
 
 from esl_deploy.errors import EslError
 
-from .graph import Chain, Step, pool_scale, walk
+from .graph import SUPPORTED, Chain, Step, pool_scale, walk
 from .write import storable_metadata
 
 NORSE_DT = 1e-3  # norse.torch.from_nir's default dt
@@ -129,7 +129,7 @@ def _dt(graph: nir.NIRGraph) -> float:
 
 def for_snntorch(graph: nir.NIRGraph) -> nir.NIRGraph:
     """The graph as ``snntorch.import_nir.import_from_nir`` reads it (see the module docstring)."""
-    chain, dt = walk(graph), _dt(graph)
+    chain, dt = walk(graph, SUPPORTED).require_chain("esl export --for"), _dt(graph)
     _lif_only(chain, "snntorch")
     nodes: Dict[str, nir.NIRNode] = {}
     for step in chain.steps:
@@ -147,7 +147,7 @@ def for_snntorch(graph: nir.NIRGraph) -> nir.NIRGraph:
 
 def for_norse(graph: nir.NIRGraph) -> nir.NIRGraph:
     """The graph as ``norse.torch.from_nir(graph, dt=1e-3)`` reads it (see the module docstring)."""
-    chain, dt = walk(graph), _dt(graph)
+    chain, dt = walk(graph, SUPPORTED).require_chain("esl export --for"), _dt(graph)
     _lif_only(chain, "norse")
     nodes = fold_pools(chain)
     for seg in chain.segments():
@@ -177,7 +177,7 @@ def sinabs_tau(beta: np.ndarray) -> np.ndarray:
 
 def for_sinabs(graph: nir.NIRGraph) -> nir.NIRGraph:
     """The graph as ``sinabs.from_nir`` reads it (see the module docstring)."""
-    chain, dt = walk(graph), _dt(graph)
+    chain, dt = walk(graph, SUPPORTED).require_chain("esl export --for"), _dt(graph)
     _lif_only(chain, "sinabs")
     nodes = fold_pools(chain)
     channel_shaped = False

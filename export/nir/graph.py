@@ -1,13 +1,33 @@
-"""The one walk over a NIR chain: every consumer of a NIR graph (our importer, the Lava converter, the
-reader flavours, the simulator) reads the nodes in order through :func:`walk`.
+"""The one walk over a NIR graph: every consumer of a NIR graph (our importer, the Lava converter, the
+reader flavours, the simulator, the cost model) reads the nodes through :func:`walk`.
 
-A graph we run is a chain ``Input -> n_1 -> ... -> n_k -> Output`` (no cycle, branch or merge).
-:func:`walk` checks that, once, with one wording of every error, and returns a :class:`Chain`: the
-nodes in order as :class:`Step` records with their per-sample input and output shapes (torch order
-``C, H, W``, no batch dimension). :meth:`Chain.segments` groups the steps into :class:`Segment` s: the
-linear nodes (``Affine``/``Linear``, ``Conv2d``, ``AvgPool2d``/``SumPool2d``, ``Scale``, ``Flatten``)
-feeding one neuron node (``LIF``, ``IF``, ``LI``, ``I``), with the pooling of the segment folded into one
-factor (:attr:`Segment.pool_scale`), as a backend realises each segment as one synapse.
+:func:`walk` flattens nested graphs (:func:`flatten`), checks the graph once, with one wording of every
+error, and returns a :class:`Graph`: the nodes in a topological order as :class:`Step` records with
+their per-sample input and output shapes (torch order ``C, H, W``, no batch dimension) and their
+inputs (:class:`Edge`). A graph may branch, merge and loop:
+
+- **Merges.** A node with several predecessors gets the SUM of their outputs (NIR's rule); all of them
+  must give the same shape. A residual block is ``x -> conv1 -> lif1 -> conv2 -> lif2`` plus ``x -> lif2``
+  (identity shortcut) or ``x -> shortcut conv -> lif2``.
+- **Recurrent edges.** An edge that closes a cycle (a back edge of a depth-first search from the Input
+  that follows every node's out-edges in the order the graph lists them) carries what its source
+  computed one step earlier: NIR's one-step delay. At the first step a source has seen no input: a
+  neuron node gives 0, a linear node its value on zero input (an ``Affine`` its bias), which is what
+  snnTorch's ``RLeaky`` computes (``recurrent(spk)`` with the initial ``spk = 0``). snnTorch writes
+  ``RLeaky``/``RSynaptic`` as ``lif -> w_rec -> lif``: the back edge is ``w_rec -> lif``.
+- **Nested graphs** (``NIRGraph`` nodes, as snnTorch's importer and the NIR paper's RNN write them) are
+  flattened: node ``n`` of subgraph ``g`` becomes ``g.n``; the subgraph's own Input and Output nodes
+  are wired through (an edge into ``g`` goes to what ``g``'s Input feeds, an edge out of ``g`` leaves
+  from what feeds ``g``'s Output). An edge may also name an inner node as ``g.n``.
+- ``Delay`` shifts its input by ``delay / dt`` steps (zeros before); consumers convert it with their dt.
+
+The graph must have exactly one Input and one Output, every node must lie on a path from the Input to
+the Output, and exact duplicate edges count once. :attr:`Graph.is_chain` is true for the graphs the
+project ran before graphs (``Input -> n_1 -> ... -> n_k -> Output``), and :meth:`Graph.segments` groups a
+chain's steps into :class:`Segment` s: the linear nodes (``Affine``/``Linear``, ``Conv2d``,
+``AvgPool2d``/``SumPool2d``, ``Scale``, ``Flatten``) feeding one neuron node (``LIF``, ``IF``, ``CubaLIF``,
+``LI``, ``I``, ``CubaLI``, ``Threshold``), with the pooling of the segment folded into one factor
+(:attr:`Segment.pool_scale`), as a backend realises each segment as one synapse.
 
 Shapes (NIR dims exclude the batch):
 
@@ -19,7 +39,7 @@ node                          output shape for input shape ``s``
 ``AvgPool2d``/``SumPool2d``   ``(C, H', W')`` with ``d = 1``
 ``Scale``                     ``s`` (the scale broadcasts to ``s``)
 ``Flatten(start, end)``       dims ``start..end`` of ``s`` (negative dims count from the end) multiplied
-neurons                       ``s``
+neurons, ``Delay``            ``s``
 ============================  ==========================================================================
 """
 from __future__ import annotations
@@ -33,9 +53,12 @@ import numpy as np
 from esl_deploy.errors import EslError
 
 LINEAR_TYPES = (nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d, nir.Scale, nir.Flatten)
-NEURON_TYPES = (nir.LIF, nir.IF, nir.LI, nir.I)
-READOUT_TYPES = (nir.LI, nir.I)  # non-spiking: only as the last neuron node (the membrane readout)
-SUPPORTED = (nir.Input, nir.Output) + LINEAR_TYPES + NEURON_TYPES
+NEURON_TYPES = (nir.LIF, nir.IF, nir.CubaLIF, nir.LI, nir.I, nir.CubaLI, nir.Threshold)
+READOUT_TYPES = (nir.LI, nir.I, nir.CubaLI)  # non-spiking: only as the last neuron node (the membrane readout)
+# every node type the walker knows (nested NIRGraphs are flattened before this is checked)
+ALL_TYPES = (nir.Input, nir.Output) + LINEAR_TYPES + NEURON_TYPES + (nir.Delay,)
+# the node types the chain-only consumers read (what ran before graphs)
+SUPPORTED = (nir.Input, nir.Output) + LINEAR_TYPES + (nir.LIF, nir.IF, nir.LI, nir.I)
 # reader flavours (export.nir.flavours) whose graphs keep NIR's meaning of ours; others are refused
 SAME_MEANING_FLAVOURS = ("snntorch", "norse")
 
@@ -87,13 +110,23 @@ def conv_geometry(name: str, node: nir.Conv2d) -> Tuple[Tuple[int, int], Tuple[i
 
 
 @dataclass(frozen=True)
+class Edge:
+    """One input of a node: its ``source`` node and whether the edge is recurrent (carries the source's
+    value of the previous step, NIR's one-step delay)."""
+
+    source: str
+    recurrent: bool = False
+
+
+@dataclass(frozen=True)
 class Step:
-    """One node of the chain with its per-sample input and output shapes."""
+    """One node with its per-sample input and output shapes and its inputs (summed), in edge order."""
 
     name: str
     node: nir.NIRNode
     in_shape: Tuple[int, ...]
     out_shape: Tuple[int, ...]
+    inputs: Tuple[Edge, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -106,6 +139,11 @@ class Step:
     @property
     def is_neuron(self) -> bool:
         return isinstance(self.node, NEURON_TYPES)
+
+    @property
+    def is_spiking(self) -> bool:
+        """A neuron node that emits spikes (not an ``LI``/``I``/``CubaLI`` readout)."""
+        return self.is_neuron and not isinstance(self.node, READOUT_TYPES)
 
 
 @dataclass(frozen=True)
@@ -126,24 +164,73 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class Chain:
-    """A checked chain: the Input and Output names, the input shape and the steps in between, in order."""
+class Graph:
+    """A checked graph: the Input and Output names, the input shape, the steps in a topological order
+    of the non-recurrent edges (Input and Output excluded), and the Output's inputs."""
 
     input_name: str
     output_name: str
     input_shape: Tuple[int, ...]
     steps: Tuple[Step, ...]
+    output_inputs: Tuple[Edge, ...] = ()
 
     @property
     def output_shape(self) -> Tuple[int, ...]:
-        return self.steps[-1].out_shape if self.steps else self.input_shape
+        if not self.output_inputs:
+            return self.steps[-1].out_shape if self.steps else self.input_shape
+        return self.shape_of(self.output_inputs[0].source)
+
+    def shape_of(self, name: str) -> Tuple[int, ...]:
+        """The per-sample output shape of node ``name`` (the Input's shape for the Input)."""
+        if name == self.input_name:
+            return self.input_shape
+        return self.step(name).out_shape
+
+    def step(self, name: str) -> Step:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def is_chain(self) -> bool:
+        """``Input -> n_1 -> ... -> n_k -> Output``: one non-recurrent input per node, from the node before."""
+        prev = self.input_name
+        for s in self.steps:
+            if s.inputs != (Edge(prev),):
+                return False
+            prev = s.name
+        return self.output_inputs in ((), (Edge(prev),))
+
+    @property
+    def recurrent(self) -> bool:
+        """True when some edge is recurrent."""
+        return any(e.recurrent for s in self.steps for e in s.inputs)
 
     def neuron_names(self) -> List[str]:
         return [s.name for s in self.steps if s.is_neuron]
 
+    def require_chain(self, who: str) -> "Graph":
+        """``self``, or :class:`EslError` naming the first node that makes the graph not a chain."""
+        prev = self.input_name
+        for s in self.steps:
+            if s.inputs != (Edge(prev),):
+                rec = [e.source for e in s.inputs if e.recurrent]
+                if rec:
+                    what = f"a recurrent edge from {rec[0]!r}"
+                elif len(s.inputs) > 1:
+                    what = f"a merge of {[e.source for e in s.inputs]}"
+                else:
+                    what = f"an input from {s.inputs[0].source!r} instead of {prev!r} (a branch)"
+                raise EslError(f"{s.label} has {what}: {who} runs chains only")
+            prev = s.name
+        return self
+
     def segments(self) -> List[Segment]:
-        """The steps grouped as one :class:`Segment` per neuron node; :class:`EslError` when a linear node
-        follows the last neuron node or a node follows a non-spiking LI/I readout."""
+        """The steps of a chain grouped as one :class:`Segment` per neuron node; :class:`EslError` when the
+        graph is not a chain, a linear node follows the last neuron node or a node follows a non-spiking
+        LI/I readout."""
+        self.require_chain("this consumer")
         out: List[Segment] = []
         ops: List[Step] = []
         seg_in = self.input_shape
@@ -152,6 +239,8 @@ class Chain:
                 last = out[-1].neuron
                 raise EslError(f"{step.label} follows the non-spiking {last.kind} node {last.name!r}: LI/I is "
                                "supported only as the last (readout) layer")
+            if isinstance(step.node, nir.Delay):
+                raise EslError(f"{step.label}: a Delay in a chain is run by the graph consumers only")
             if step.is_neuron:
                 out.append(Segment(ops=tuple(ops), neuron=step, in_shape=seg_in))
                 ops, seg_in = [], step.out_shape
@@ -165,14 +254,95 @@ class Chain:
         return out
 
 
-def walk(graph: nir.NIRGraph, supported: Sequence[type] = SUPPORTED, who: str = "esl_deploy") -> Chain:
-    """Check that ``graph`` is a chain of ``supported`` nodes and return it with its shapes (:class:`Chain`).
+Chain = Graph  # the name of the record before graphs; a chain is a Graph with is_chain
+
+
+class _Port:
+    """A nested graph's own Input or Output node while flattening: wired through, then removed."""
+
+
+def flatten(graph: nir.NIRGraph, prefix: str = "") -> Tuple[Dict[str, object], List[Tuple[str, str]]]:
+    """The nodes and edges of ``graph`` with every nested ``NIRGraph`` replaced by its nodes (named
+    ``<subgraph>.<node>``) and its Input/Output wired through (module docstring). Duplicate edges count once."""
+    nodes: Dict[str, object] = {}
+    edges: List[Tuple[str, str]] = []
+    ports: Dict[str, Tuple[str, str]] = {}  # subgraph name -> (its input port, its output port), flat names
+    for name, node in graph.nodes.items():
+        full = prefix + str(name)
+        if isinstance(node, nir.NIRGraph):
+            sub_nodes, sub_edges = flatten(node, full + ".")
+            ins = [n for n, v in node.nodes.items() if isinstance(v, nir.Input)]
+            outs = [n for n, v in node.nodes.items() if isinstance(v, nir.Output)]
+            if len(ins) != 1 or len(outs) != 1:
+                raise EslError(f"subgraph {full!r} has Input nodes {ins} and Output nodes {outs}: a nested "
+                               "NIRGraph needs exactly one of each")
+            i_port, o_port = f"{full}.{ins[0]}", f"{full}.{outs[0]}"
+            sub_nodes[i_port] = sub_nodes[o_port] = None  # replaced below
+            nodes.update(sub_nodes)
+            nodes[i_port], nodes[o_port] = _Port(), _Port()
+            edges.extend(sub_edges)
+            ports[full] = (i_port, o_port)
+        else:
+            nodes[full] = node
+    for a, b in graph.edges:
+        a, b = _decode(a), _decode(b)
+        src, dst = prefix + a, prefix + b
+        if src in ports:
+            src = ports[src][1]
+        if dst in ports:
+            dst = ports[dst][0]
+        edges.append((src, dst))
+    if prefix:
+        return nodes, edges
+    return _remove_ports(nodes, _unique(edges))
+
+
+def _decode(name) -> str:
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def _unique(edges: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    seen, out = set(), []
+    for e in edges:
+        if e not in seen:
+            seen.add(e)
+            out.append(e)
+    return out
+
+
+def _remove_ports(nodes: Dict[str, object], edges: List[Tuple[str, str]]):
+    """Wire every :class:`_Port` through: each edge out of a port starts at the port's (real) sources."""
+    ports = {n for n, v in nodes.items() if isinstance(v, _Port)}
+    if not ports:
+        return nodes, edges
+    pred: Dict[str, List[str]] = {}
+    for a, b in edges:
+        pred.setdefault(b, []).append(a)
+
+    def sources(port: str, seen: frozenset) -> List[str]:
+        if port in seen:
+            raise EslError(f"nested graph ports form a loop at {port!r}")
+        out = []
+        for a in pred.get(port, []):
+            out.extend(sources(a, seen | {port}) if a in ports else [a])
+        return out
+
+    wired = []
+    for a, b in edges:
+        if b in ports:
+            continue
+        wired.extend((s, b) for s in (sources(a, frozenset()) if a in ports else [a]))
+    return {n: v for n, v in nodes.items() if n not in ports}, _unique(wired)
+
+
+def walk(graph: nir.NIRGraph, supported: Sequence[type] = ALL_TYPES, who: str = "esl_deploy") -> Graph:
+    """Check ``graph`` (module docstring) and return it as a :class:`Graph` of ``supported`` nodes.
 
     Checks, in order: the graph is not a reader flavour of another meaning (``metadata["flavour"]`` not in
-    :data:`SAME_MEANING_FLAVOURS`); every node type is supported; edges name existing nodes; no cycle (recurrent
-    edge); exactly one Input and one Output; no node feeds or sums more than one other; every node lies
-    on the path from Input to Output; every node accepts the shape the one before it gives. ``who`` names
-    the consumer in the messages.
+    :data:`SAME_MEANING_FLAVOURS`); nested graphs flatten; every node type is supported; edges name
+    existing nodes; exactly one Input and one Output; every node lies on a path from the Input to the
+    Output; the inputs of every node have one shape, one the node accepts. ``who`` names the consumer in
+    the messages.
     """
     if not isinstance(graph, nir.NIRGraph):
         raise EslError(f"expected a NIR graph, got {type(graph).__name__}")
@@ -181,7 +351,7 @@ def walk(graph: nir.NIRGraph, supported: Sequence[type] = SUPPORTED, who: str = 
     if flavour is not None and str(flavour) not in SAME_MEANING_FLAVOURS:
         raise EslError(f"this graph was written for {flavour} (esl export --for {flavour}): its NIR meaning is "
                        f"{flavour}'s, not ours; export the default graph (no --for) for {who}")
-    nodes = graph.nodes
+    nodes, edges = flatten(graph)
     for name, node in nodes.items():
         if not isinstance(node, tuple(supported)):
             kinds = ", ".join(t.__name__ for t in supported)
@@ -189,50 +359,65 @@ def walk(graph: nir.NIRGraph, supported: Sequence[type] = SUPPORTED, who: str = 
                            f"(supported: {kinds})")
     succ: Dict[str, List[str]] = {n: [] for n in nodes}
     pred: Dict[str, List[str]] = {n: [] for n in nodes}
-    for a, b in graph.edges:
+    for a, b in edges:
         for n in (a, b):
             if n not in nodes:
                 raise EslError(f"edge {a!r} -> {b!r} names a node {n!r} that is not in the graph")
         succ[a].append(b)
         pred[b].append(a)
-    edge = _find_cycle(succ)
-    if edge is not None:
-        a, b = edge
-        raise EslError(f"recurrent edge {a!r} -> {b!r} into node {b!r} of type {type(nodes[b]).__name__}: "
-                       "recurrent graphs are not supported")
     inputs = [n for n, v in nodes.items() if isinstance(v, nir.Input)]
     outputs = [n for n, v in nodes.items() if isinstance(v, nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
         raise EslError(f"graph must have exactly one Input and one Output node, has inputs {inputs} "
                        f"and outputs {outputs}")
-    for name in nodes:
-        kind = type(nodes[name]).__name__
-        if len(succ[name]) > 1:
-            raise EslError(f"node {name!r} of type {kind} feeds {len(succ[name])} nodes {succ[name]}: "
-                           "branching graphs are not supported (only chains)")
-        if len(pred[name]) > 1:
-            raise EslError(f"node {name!r} of type {kind} sums {len(pred[name])} inputs {pred[name]}: "
-                           "merging graphs (residual connections) are not supported (only chains)")
-    names = [inputs[0]]
-    while succ[names[-1]]:
-        names.append(succ[names[-1]][0])
-    if names[-1] != outputs[0]:
-        raise EslError(f"the chain from Input {inputs[0]!r} ends at node {names[-1]!r}, not at Output {outputs[0]!r}")
-    stray = [n for n in nodes if n not in set(names)]
+    source, sink = inputs[0], outputs[0]
+    for name in (source, sink):
+        bad = pred[name] if name == source else succ[name]
+        if bad:
+            raise EslError(f"node {name!r} of type {type(nodes[name]).__name__} has an edge "
+                           f"{'from' if name == source else 'to'} {bad[0]!r}")
+    back, order = _depth_first(source, succ)
+    stray = [n for n in nodes if n not in order]
     if stray:
-        raise EslError(f"node {stray[0]!r} of type {type(nodes[stray[0]]).__name__} is not on the path from "
-                       "Input to Output")
-    shape = input_shape = _input_shape(nodes[inputs[0]], inputs[0])
-    steps = []
-    for name in names[1:-1]:
-        out = output_shape(name, nodes[name], shape)
-        steps.append(Step(name=name, node=nodes[name], in_shape=shape, out_shape=out))
-        shape = out
-    out_type = (nodes[outputs[0]].output_type or {}).get("output")
-    if out_type is not None and np.asarray(out_type).size and tuple(int(s) for s in np.atleast_1d(out_type)) != shape:
-        raise EslError(f"Output node {outputs[0]!r} has shape {tuple(np.atleast_1d(out_type))}, the network "
-                       f"gives {shape}")
-    return Chain(input_name=inputs[0], output_name=outputs[0], input_shape=input_shape, steps=tuple(steps))
+        raise EslError(f"node {stray[0]!r} of type {type(nodes[stray[0]]).__name__} is not on a path from "
+                       f"Input {source!r}")
+    reaches = _reaching(sink, pred)
+    dead = [n for n in order if n not in reaches]
+    if dead:
+        raise EslError(f"node {dead[0]!r} of type {type(nodes[dead[0]]).__name__} does not lead to Output {sink!r}")
+    input_shape = _batchless(_input_shape(nodes[source], source), source, [nodes[n] for n in succ[source]], succ[source])
+    shapes: Dict[str, Tuple[int, ...]] = {source: input_shape}
+    steps: List[Step] = []
+    for name in order[1:]:
+        ins = tuple(Edge(a, (a, name) in back) for a in pred[name])
+        if name == sink:
+            out_inputs = ins
+            continue
+        fwd = [shapes[e.source] for e in ins if not e.recurrent]
+        in_shape = fwd[0]
+        for e, s in zip([e for e in ins if not e.recurrent], fwd):
+            if s != in_shape:
+                raise EslError(f"node {name!r} of type {type(nodes[name]).__name__} sums inputs of shapes "
+                               f"{in_shape} (from {ins[0].source!r}) and {s} (from {e.source!r})")
+        out = output_shape(name, nodes[name], in_shape)
+        shapes[name] = out
+        steps.append(Step(name=name, node=nodes[name], in_shape=in_shape, out_shape=out, inputs=ins))
+    for step in steps:
+        for e in step.inputs:
+            if e.recurrent and shapes[e.source] != step.in_shape:
+                raise EslError(f"{step.label}: its recurrent input from {e.source!r} has shape "
+                               f"{shapes[e.source]}, its other inputs {step.in_shape}")
+    out_shapes = {shapes[e.source] for e in out_inputs}
+    if len(out_shapes) != 1:
+        raise EslError(f"Output node {sink!r} sums inputs of shapes {sorted(out_shapes)}")
+    shape = out_shapes.pop()
+    out_type = (nodes[sink].output_type or {}).get("output")
+    if out_type is not None and np.asarray(out_type).size:
+        declared = tuple(int(s) for s in np.atleast_1d(out_type))
+        if declared != shape and size(declared) != size(shape):
+            raise EslError(f"Output node {sink!r} has shape {declared}, the network gives {shape}")
+    return Graph(input_name=source, output_name=sink, input_shape=input_shape, steps=tuple(steps),
+                 output_inputs=out_inputs)
 
 
 def output_shape(name: str, node: nir.NIRNode, shape: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -278,7 +463,7 @@ def output_shape(name: str, node: nir.NIRNode, shape: Tuple[int, ...]) -> Tuple[
             raise EslError(f"{label}: dims {start}..{end} do not fit an input of shape {shape}")
         start, end = start % nd, end % nd
         return shape[:start] + (size(shape[start:end + 1]),) + shape[end + 1:]
-    if isinstance(node, NEURON_TYPES):
+    if isinstance(node, NEURON_TYPES + (nir.Delay,)):
         return shape
     raise EslError(f"{label}: not supported")
 
@@ -296,28 +481,75 @@ def _input_shape(node: nir.Input, name: str) -> Tuple[int, ...]:
     return shape
 
 
-def _find_cycle(succ: Dict[str, List[str]]) -> Optional[Tuple[str, str]]:
-    """An edge closing a cycle (a back edge of a depth-first search), or None for an acyclic graph."""
-    state: Dict[str, int] = {}  # 1 on the current path, 2 done
-    for root in succ:
-        if state.get(root):
-            continue
-        stack = [(root, iter(succ[root]))]
-        state[root] = 1
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                state[node] = 2
-                stack.pop()
-            elif state.get(nxt) == 1:
-                return node, nxt
-            elif not state.get(nxt):
-                state[nxt] = 1
-                stack.append((nxt, iter(succ[nxt])))
-    return None
+def _batchless(shape: Tuple[int, ...], name: str, consumers: list, names: List[str]) -> Tuple[int, ...]:
+    """An Input shape ``(1, *s)`` that its consumers do not accept but accept as ``s``: the sample's batch
+    dimension of 1, which exporters that trace a sample without dropping it write (Norse 1.1.0's ``to_nir``,
+    snnTorch's without ``ignore_dims``). Read as ``s``, with a warning; any other shape is returned as it is."""
+    if len(shape) < 2 or shape[0] != 1 or not consumers:
+        return shape
+
+    def fits(s) -> bool:
+        try:
+            for n, node in zip(names, consumers):
+                output_shape(n, node, s)
+            return True
+        except EslError:
+            return False
+
+    if fits(shape) or not fits(shape[1:]):
+        return shape
+    import warnings
+
+    from .conventions import EslWarning
+
+    warnings.warn(f"Input {name!r} has shape {shape}: read as {shape[1:]} (a batch dimension of 1 written with the "
+                  "sample)", EslWarning, stacklevel=3)
+    return shape[1:]
 
 
-__all__ = ["Chain", "LINEAR_TYPES", "NEURON_TYPES", "READOUT_TYPES", "SAME_MEANING_FLAVOURS", "SUPPORTED",
-           "Segment", "Step",
-           "conv_geometry", "conv_output_hw", "output_shape", "pair", "pool_scale", "size", "walk"]
+def _depth_first(root: str, succ: Dict[str, List[str]]) -> Tuple[set, List[str]]:
+    """``(back edges, order)`` of a depth-first search from ``root`` following out-edges in list order:
+    the edges that close a cycle, and the reached nodes in reverse postorder (a topological order of the
+    other edges)."""
+    state: Dict[str, int] = {root: 1}  # 1 on the current path, 2 done
+    back, post = set(), []
+    stack = [(root, iter(succ[root]))]
+    while stack:
+        node, it = stack[-1]
+        nxt = next(it, None)
+        if nxt is None:
+            state[node] = 2
+            post.append(node)
+            stack.pop()
+        elif state.get(nxt) == 1:
+            back.add((node, nxt))
+        elif not state.get(nxt):
+            state[nxt] = 1
+            stack.append((nxt, iter(succ[nxt])))
+    return back, post[::-1]
+
+
+def _reaching(sink: str, pred: Dict[str, List[str]]) -> set:
+    """Every node with a path to ``sink``."""
+    seen, todo = {sink}, [sink]
+    while todo:
+        for a in pred[todo.pop()]:
+            if a not in seen:
+                seen.add(a)
+                todo.append(a)
+    return seen
+
+
+def delay_steps(name: str, node: nir.Delay, dt: float) -> int:
+    """The steps of a ``Delay`` node at ``dt``: ``delay / dt``, one whole number for all its values."""
+    d = np.unique(np.asarray(node.delay, dtype=np.float64)) / dt
+    k = np.round(d)
+    if d.size != 1 or abs(d[0] - k[0]) > 1e-6 * max(1.0, abs(d[0])) or k[0] < 0:
+        raise EslError(f"node {name!r} of type Delay: delay {np.unique(node.delay)} is not one whole number of "
+                       f"steps dt = {dt:g}")
+    return int(k[0])
+
+
+__all__ = ["ALL_TYPES", "Chain", "Edge", "Graph", "LINEAR_TYPES", "NEURON_TYPES", "READOUT_TYPES",
+           "SAME_MEANING_FLAVOURS", "SUPPORTED", "Segment", "Step", "conv_geometry", "conv_output_hw", "delay_steps",
+           "flatten", "output_shape", "pair", "pool_scale", "size", "walk"]

@@ -33,7 +33,8 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+import warnings
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import h5py
 import nir
@@ -49,7 +50,8 @@ from esl_deploy.masks import sparsifiable
 from esl_deploy.models import ModelSpec, SpikingNet
 from esl_deploy.neurons import LI, LIF, RESET_MECHANISMS
 
-from .graph import Chain, pair, walk
+from .conventions import EslWarning
+from .graph import ALL_TYPES, Chain, pair, walk
 from .write import DT, weight_density
 
 SUPPORTED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d, nir.Flatten,
@@ -180,24 +182,41 @@ def read_graph(path: Union[str, os.PathLike]) -> nir.NIRGraph:
 
 
 def check_structure(graph: nir.NIRGraph) -> Chain:
-    """The chain of ``graph`` (:func:`export.nir.graph.walk` over the node types we import), or
-    :class:`EslError` naming the node when the graph is not one we run."""
-    return walk(graph, SUPPORTED, "esl_deploy's NIR importer")
+    """The :class:`~export.nir.graph.Graph` of ``graph`` (:func:`export.nir.graph.walk`), or :class:`EslError`
+    naming the node when the graph is not one we run."""
+    return walk(graph, ALL_TYPES, "esl_deploy's NIR importer")
 
 
-def from_nir(graph_or_path: Union[nir.NIRGraph, str, os.PathLike]) -> SpikingNet:
-    """Build a SpikingNet (eval mode) from a NIR graph or file; sets ``model.meta`` (see :func:`nir_meta`)."""
+def from_nir(graph_or_path: Union[nir.NIRGraph, str, os.PathLike], *, writer: Optional[str] = None,
+             dt: Optional[float] = None) -> nn.Module:
+    """Build a SpikingNet (eval mode) from a NIR graph or file; sets ``model.meta`` (see :func:`nir_meta`).
+
+    A graph a SpikingNet cannot hold (branches, merges, loops, other neuron kinds, another writer's
+    conventions: :func:`export.nir.graph_read.needs_graph`) becomes a :class:`esl_deploy.graphnet.GraphNet`.
+    ``writer`` names the conventions to read it with (:mod:`export.nir.conventions`; default: ours for
+    our files, NIR's otherwise) and ``dt`` overrides the time step."""
+    from .conventions import gain_warnings, neuron_params, time_step, writer_of
+    from .graph_read import graph_net, needs_graph
+
     if isinstance(graph_or_path, (str, os.PathLike)):
         graph = read_graph(graph_or_path)
     elif isinstance(graph_or_path, nir.NIRGraph):
         graph = graph_or_path
     else:
         raise EslError(f"expected a NIR graph or a path, got {type(graph_or_path).__name__}")
-    chain = check_structure(graph)
+    whole = check_structure(graph)
     metadata = checked_metadata(metadata_from_hdf5(graph.metadata or {}))
-    dt = float(metadata.get("dt", DT))
-    neurons = sum(elements(step.in_shape) for seg in chain.segments() for step in (seg.neuron,))
+    convention = writer_of(graph, writer)
+    neurons = sum(elements(step.in_shape) for step in whole.steps if step.is_neuron)
     check_memory(64 * neurons, f"a network of {neurons:,} neurons", "this is not a network that fits this machine")
+    if needs_graph(whole, convention):
+        return graph_net(graph, whole, metadata, convention, dt, layer=_layer, meta=nir_meta)
+    chain = whole
+    dt = time_step(graph, convention, dt)
+    params = {s.name: neuron_params(s.name, s.node, elements(s.in_shape), dt, convention)
+              for s in chain.steps if s.is_neuron}
+    for line in gain_warnings(params, convention, dt):
+        warnings.warn(line, EslWarning, stacklevel=2)
     layers: List[nn.Module] = []
     node_index: Dict[str, int] = {}
     for seg in chain.segments():
@@ -222,7 +241,8 @@ def load_nir(path: Union[str, os.PathLike]) -> SpikingNet:
     return from_nir(read_graph(path))
 
 
-def nir_meta(model: SpikingNet, metadata: Dict[str, Any], node_index: Dict[str, int]) -> Dict[str, Any]:
+def nir_meta(model: nn.Module, metadata: Dict[str, Any], node_index: Dict[str, int], *,
+             rename: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """``model.meta``: the graph metadata with defaults for graphs written by other tools.
 
     ``method`` and ``dataset`` default to ``"unknown"``, ``density``/``layer_density`` to the fraction
@@ -242,7 +262,7 @@ def nir_meta(model: SpikingNet, metadata: Dict[str, Any], node_index: Dict[str, 
             m = re.fullmatch(r"layers\.(\w+)\.weight", key)
             if m and m.group(1) in node_index:
                 key = f"layers.{node_index[m.group(1)]}.weight"
-            renamed[key] = value
+            renamed[(rename or {}).get(key, key)] = value
         meta["layer_density"] = renamed
     if "density" not in meta:
         total = sum(w.numel() for _, w in weights)

@@ -2,7 +2,8 @@
 
 The network becomes a chain ``input -> 0 -> 1 -> ... -> output``; node names are the indices of the
 layers in ``SpikingNet.layers`` (as snnTorch names ``nn.Sequential`` children), so the weight
-``layers.3.weight`` lives in node ``"3"``. Layer mapping:
+``layers.3.weight`` lives in node ``"3"``; a residual block's nodes are named after its modules
+(``layers.3.conv1.weight`` in node ``"3.conv1"``) and make the graph branch and merge. Layer mapping:
 
 =====================  ============================================================================
 torch / esl_deploy     NIR node
@@ -16,7 +17,11 @@ torch / esl_deploy     NIR node
 ``LIF``                ``LIF`` with per-neuron arrays (see :func:`lif_node`); ``IF`` when beta == 1
 ``LI`` (readout)       ``LI(tau, r, v_leak = 0)`` with per-neuron arrays (see :func:`li_node`); ``I`` when
                        beta == 1. The membrane-readout model's output is the LI node's state ``v``
-``BasicBlock``         refused (:class:`EslError`): residual branches are not exported to NIR
+``nn.AdaptiveAvgPool2d``  ``AvgPool2d`` with the whole window (global average pooling for output 1)
+``BasicBlock``         nodes ``<i>.conv1``, ``<i>.lif1``, ``<i>.conv2``, ``<i>.lif2`` (BatchNorms folded) and
+                       a projection shortcut ``<i>.shortcut``; ``<i>.lif2`` has two inputs, which NIR sums:
+                       the residual add is the graph's merge (an identity shortcut: the edge from the
+                       block's input straight into ``<i>.lif2``)
 =====================  ============================================================================
 
 NIR's ODEs are continuous-time and carry no dt. We discretise with ``dt = 1e-4`` (snnTorch's
@@ -157,10 +162,16 @@ def to_nir(model: SpikingNet, meta: Optional[dict] = None, *, dt: float = DT) ->
     spec = model.spec
     shape: Tuple[int, ...] = tuple(spec.input_shape)
     nodes: Dict[str, nir.NIRNode] = {"input": nir.Input(input_type=np.array(shape))}
+    edges: List[Tuple[str, str]] = []
+    prev = "input"
     layers = list(model.layers)
     i = 0
     while i < len(layers):
         layer, name = layers[i], str(i)
+        if isinstance(layer, BasicBlock):
+            prev, shape = _block_nodes(layer, name, shape, prev, nodes, edges, dt)
+            i += 1
+            continue
         folded = None
         if isinstance(layer, nn.Conv2d) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.BatchNorm2d):
             folded = layers[i + 1]
@@ -169,11 +180,12 @@ def to_nir(model: SpikingNet, meta: Optional[dict] = None, *, dt: float = DT) ->
             node.metadata["batchnorm_folded"] = f"layers.{i + 1}"
             i += 1
         nodes[name] = node
+        edges.append((prev, name))
+        prev = name
         shape = output_shape(name, node, shape)
         i += 1
     nodes["output"] = nir.Output(output_type=np.array(shape))
-    names = list(nodes)
-    edges = [(a, b) for a, b in zip(names[:-1], names[1:])]
+    edges.append((prev, "output"))
     metadata = graph_metadata(model, meta, dt)
     try:
         return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
@@ -295,12 +307,63 @@ def _layer_node(layer: nn.Module, name: str, shape: Tuple[int, ...], folded: Opt
             raise EslError(f"layer {name}: LI of shape {layer.neuron_shape} follows a layer of shape {shape}")
         beta = layer.beta.detach().cpu().double().numpy()
         return li_node(np.broadcast_to(beta, shape).copy(), dt)
-    if isinstance(layer, BasicBlock):
-        raise EslError(f"layer {name}: NIR export not supported: BasicBlock (resnet19); "
-                       "residual networks export to ONNX only")
+    if isinstance(layer, nn.AdaptiveAvgPool2d):
+        return _adaptive_pool_node(layer, name, shape)
     if isinstance(layer, nn.BatchNorm2d):
         raise EslError(f"layer {name}: NIR export not supported: BatchNorm2d that does not follow a Conv2d")
     raise EslError(f"layer {name}: NIR export not supported: {type(layer).__name__}")
+
+
+def _block_nodes(block: BasicBlock, name: str, shape: Tuple[int, ...], prev: str, nodes: Dict[str, nir.NIRNode],
+                 edges: List[Tuple[str, str]], dt: float) -> Tuple[str, Tuple[int, ...]]:
+    """The nodes of a residual block ``LIF(BN(conv2(LIF(BN(conv1(x))))) + shortcut(x))``: ``<i>.conv1``,
+    ``<i>.lif1``, ``<i>.conv2``, ``<i>.lif2`` and, for a projection shortcut, ``<i>.shortcut`` (1x1 conv,
+    BatchNorm folded); ``lif2`` sums ``conv2`` and the shortcut, in that order (the block's ``y + shortcut(x)``),
+    an identity shortcut is the edge ``prev -> <i>.lif2``. Returns ``<i>.lif2`` and its shape."""
+    def add(node_name: str, node: nir.NIRNode, source: str, in_shape) -> Tuple[int, ...]:
+        nodes[node_name] = node
+        edges.append((source, node_name))
+        return output_shape(node_name, node, in_shape)
+
+    conv1 = _conv_node(block.conv1, f"{name}.conv1", shape, block.bn1)
+    conv1.metadata["batchnorm_folded"] = f"layers.{name}.bn1"
+    mid = add(f"{name}.conv1", conv1, prev, shape)
+    add(f"{name}.lif1", _layer_node(block.lif1, f"{name}.lif1", mid, None, dt), f"{name}.conv1", mid)
+    conv2 = _conv_node(block.conv2, f"{name}.conv2", mid, block.bn2)
+    conv2.metadata["batchnorm_folded"] = f"layers.{name}.bn2"
+    out = add(f"{name}.conv2", conv2, f"{name}.lif1", mid)
+    add(f"{name}.lif2", _layer_node(block.lif2, f"{name}.lif2", out, None, dt), f"{name}.conv2", out)
+    subs = list(block.shortcut)
+    if not subs:
+        if tuple(shape) != tuple(out):
+            raise EslError(f"layer {name}: identity shortcut of shape {shape} into a block output of shape {out}")
+        edges.append((prev, f"{name}.lif2"))
+    else:
+        if len(subs) != 2 or not isinstance(subs[0], nn.Conv2d) or not isinstance(subs[1], nn.BatchNorm2d):
+            raise EslError(f"layer {name}: NIR export supports a shortcut of Conv2d + BatchNorm2d, got "
+                           f"{[type(m).__name__ for m in subs]}")
+        short = _conv_node(subs[0], f"{name}.shortcut", shape, subs[1])
+        short.metadata["batchnorm_folded"] = f"layers.{name}.shortcut.1"
+        nodes[f"{name}.shortcut"] = short
+        edges.append((prev, f"{name}.shortcut"))
+        if output_shape(f"{name}.shortcut", short, shape) != tuple(out):
+            raise EslError(f"layer {name}: the shortcut's output does not match the block's")
+        edges.append((f"{name}.shortcut", f"{name}.lif2"))
+    return f"{name}.lif2", tuple(out)
+
+
+def _adaptive_pool_node(pool: nn.AdaptiveAvgPool2d, name: str, shape: Tuple[int, ...]) -> nir.NIRNode:
+    """``AdaptiveAvgPool2d(out)`` of an input whose height and width ``out`` divides: ``AvgPool2d`` with
+    kernel = stride = ``(H / out_h, W / out_w)`` (``out = 1``: global average pooling)."""
+    if len(shape) != 3:
+        raise EslError(f"layer {name}: AdaptiveAvgPool2d of a {len(shape)}-d input")
+    out = pool.output_size if isinstance(pool.output_size, (tuple, list)) else (pool.output_size, pool.output_size)
+    out = tuple(shape[1 + j] if o is None else int(o) for j, o in enumerate(out))
+    if shape[1] % out[0] or shape[2] % out[1]:
+        raise EslError(f"layer {name}: NIR export not supported: AdaptiveAvgPool2d to {out} of a {shape[1:]} input "
+                       "(not a whole window)")
+    k = (shape[1] // out[0], shape[2] // out[1])
+    return nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(k), padding=np.array([0, 0]))
 
 
 def _conv_node(conv: nn.Conv2d, name: str, shape: Tuple[int, ...], bn: Optional[nn.BatchNorm2d]) -> nir.Conv2d:
