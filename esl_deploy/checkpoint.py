@@ -16,7 +16,7 @@ import math
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Union
 
 import torch
 
