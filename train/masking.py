@@ -17,7 +17,10 @@ When the trainer says where epochs start (``step(epoch_start=...)``), a rewiring
 carried out on the first step of the next epoch, i.e. right after the validation that ended the
 previous one (as SET's reference code does: evaluate, then rewire). So the model that is validated
 (and may be kept as the best) never holds connections regrown a moment ago and still at their initial
-0: every regrown weight has been trained for the rest of its epoch. Regrowth prefers positions whose
+0: every regrown weight has been trained for the rest of its epoch. A run too short for that (one
+epoch, or T_iter beyond its last epoch start) rewires mid-epoch instead, when due (never at or after
+T_end, so the regrown weights train for the last (1 - t_end) of the run; :func:`train.schedule.rewire_timing`,
+``timing``). T_iter is at least 2 steps, so regrowth always sees the gradient of more than one batch. Regrowth prefers positions whose
 dense gradient was not 0 since the last rewiring (a connection from a neuron that never spiked, or
 an input that is 0, cannot learn). Positions that can never learn are kept out of every mask from the start
 (``feasible``: e.g. the first layer's inputs that are 0 in every training sample, whose weights would
@@ -62,7 +65,7 @@ from esl_deploy.masks import (DENSITY_MODES, LayerShape, layer_densities, nonzer
 
 from .pq_index import PQConfig, pq_index, prune_count
 from .rewire import grow_by_score, prune_magnitude, random_scores
-from .schedule import RewireSchedule
+from .schedule import MIN_EVIDENCE_STEPS, RewireSchedule, rewire_timing
 
 GROW_RULES = ("random", "gradient", "momentum")
 
@@ -115,12 +118,13 @@ class SparsityConfig:
     def effective_t_iter(self, total_steps: int, steps_per_epoch: Optional[int] = None) -> int:
         """T_iter: as configured; for SET one epoch (its reference code rewires once per epoch); else
         1000 (the ESL paper's value) capped at 1/20 of the run's steps so that short runs on small data
-        sets still rewire about 15 times before t_end."""
+        sets still rewire about 15 times before t_end, and at least MIN_EVIDENCE_STEPS (2): a rewiring
+        after a single step would regrow by the gradient of one batch (runs under 40 steps)."""
         if self.t_iter is not None:
             return self.t_iter
         if self.method == "set" and steps_per_epoch:
             return steps_per_epoch
-        return max(1, min(1000, total_steps // 20))
+        return max(MIN_EVIDENCE_STEPS, min(1000, total_steps // 20))
 
     def effective_t_end(self) -> float:
         """Fraction of training after which no rewiring happens (SET: none; it rewires to the end)."""
@@ -185,6 +189,8 @@ class MaskEngine:
         self.t_iter = config.effective_t_iter(total_steps, steps_per_epoch)
         self.t_end = max(1, int(config.effective_t_end() * total_steps))
         self.prune_step = max(1, int(config.prune_at * total_steps))
+        first_due = self.prune_step if self.method.name == "magnitude" else self.t_iter
+        self.timing = rewire_timing(total_steps, first_due, self.t_end, steps_per_epoch)
         self.schedule = RewireSchedule(self.method.schedule or "constant", config.alpha, self.t_end)
         self.grad_ema: Dict[str, torch.Tensor] = {}
         if config.grow_rule == "momentum" and self.method.rewire is not None:
@@ -268,7 +274,8 @@ class MaskEngine:
     def step(self, epoch_start: Optional[bool] = None) -> int:
         """Call right after ``optimizer.step()``. With ``epoch_start`` given (True on an epoch's first
         step), a rewiring that falls due waits for the next epoch's first step (see the module
-        docstring); without it, it happens at once. Returns the number of connections rewired."""
+        docstring), unless the run is too short for that (``timing == "step"``: it happens at once);
+        without it, it happens at once. Returns the number of connections rewired."""
         self.t += 1
         if self.grad_ema:
             mu = self.config.momentum
@@ -287,7 +294,7 @@ class MaskEngine:
         if self.method.rewire is not None:
             if self._due(self.t):
                 self.pending = self.t
-            if self.pending and epoch_start is not False:
+            if self.pending and (epoch_start is not False or self.timing == "step"):
                 before = {n: m.clone() for n, m in self.masks.items()}
                 rewired = self.method.rewire(self, self.pending)
                 self._record_rewiring(before)
