@@ -10,6 +10,9 @@
   core) and their lower bound;
 - :mod:`hw_models.packing`: whole-network packing under TrueNorth's rules (layers share cores) and the
   lower bound on any such placement;
+- :mod:`hw_models.conv_geometry`, :mod:`hw_models.conv_mapping`, :mod:`hw_models.conv_bound`: a
+  convolution's receptive fields, its conv-aware tiling (spatial tiles x feature groups) and the lower
+  bound that understands local connectivity;
 - :mod:`hw_models.tn_weights`: TrueNorth's weight rule (4 axon types, per-neuron integer weights);
 - :mod:`hw_models.core_aware`: core-sized connectivity patterns for core-aware structure learning;
 - :mod:`hw_models.energy`: the table of hardware constants (with sources) and the energy formulas;

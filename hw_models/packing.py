@@ -50,15 +50,22 @@ cores, then new splitter cores) and orphan neurons fill the room left. Each laye
 that gives the fewest cores with the layers before it. The per-layer placement is a valid placement
 under these rules too (a splitter core is a relay holding the root axon), so the packed result is the
 better of the two: ``lower bound <= packed <= per-layer``.
+
+Convolutions with a geometry (``conv_aware``, the default) are tiled instead
+(:mod:`hw_models.conv_mapping`: spatial tiles x output-channel blocks x feature groups, the best few
+tilings by estimate, plus the unrolled mask's grouped placement), at most one tile of a layer per core,
+and the result states the local bound of :mod:`hw_models.conv_bound` for such placements beside the
+bound above (which holds for any placement).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse as sp
 
+from .conv_geometry import ConvGeometry
 from .cores import CoreSpec, ceil_div
 from .truenorth import (LowerBound, _grouped, _naive, _Placement, _rows, _segments, _segments_of, adder_tree,
                         as_csr, map_layer, pack_into)
@@ -69,13 +76,16 @@ class PackLayer:
     """One synaptic layer to pack: its (neurons, sources) mask and whether its sources are on chip.
 
     ``after_previous``: its sources are the previous layer's neurons, in order (a plain MLP chain), so
-    its inputs can be cut by the cores those neurons sit on.
+    its inputs can be cut by the cores those neurons sit on. ``geometry``: a convolution's geometry,
+    which makes it tiled by the conv-aware mapper (:mod:`hw_models.conv_mapping`) instead of placed
+    from its unrolled mask.
     """
 
     name: str
     mask: sp.csr_matrix
     source_on_chip: bool
     after_previous: bool = False
+    geometry: Optional[ConvGeometry] = None
 
 
 def pack_layers_of(layers) -> List[PackLayer]:
@@ -89,7 +99,8 @@ def pack_layers_of(layers) -> List[PackLayer]:
         m = as_csr(l.mask)
         prev = out[-1].mask.shape[0] if out else None
         after = bool(l.source_on_chip) and prev == m.shape[1] and not getattr(l, "name", "").count("shortcut")
-        out.append(PackLayer(getattr(l, "name", f"layer{len(out)}"), m, bool(l.source_on_chip), after))
+        out.append(PackLayer(getattr(l, "name", f"layer{len(out)}"), m, bool(l.source_on_chip), after,
+                             getattr(l, "geometry", None)))
     return out
 
 
@@ -221,8 +232,35 @@ def _fill_segments(m: sp.csr_matrix, free_a: np.ndarray, free_n: np.ndarray, cor
     return out
 
 
+def _tile_candidates(layer: PackLayer, core: CoreSpec, cache: Optional[dict]) -> List[_Placement]:
+    """A conv layer's tile placements (:mod:`hw_models.conv_mapping`), the best few tilings by estimate."""
+    from .conv_mapping import candidate_tilings, tile_placement
+
+    key = (layer.name, id(layer.mask))
+    if cache is not None and key in cache:
+        return cache[key]
+    out = [tile_placement(layer.mask, layer.geometry, t)
+           for t in candidate_tilings(layer.geometry, core, source_on_chip=layer.source_on_chip, top=TILINGS)]
+    if cache is not None:
+        cache[key] = out
+    return out
+
+
 def _candidates(layer: PackLayer, prev: Optional[_LayerItems], core: CoreSpec,
-                free: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> List[_Placement]:
+                free: Optional[Tuple[np.ndarray, np.ndarray]] = None, cache: Optional[dict] = None,
+                tiles_only: bool = False) -> List[_Placement]:
+    if layer.geometry is not None:  # tilings, and the unrolled mask's grouped placement (sparse convs)
+        out = _tile_candidates(layer, core, cache)
+        if not tiles_only and layer.mask.nnz <= GROUPED_SYNAPSES:
+            key = ("grouped", layer.name, id(layer.mask))
+            if cache is None or key not in cache:
+                m = layer.mask
+                pl = _grouped(m, _rows(m), core, _segments_of(m.shape[1], core.axons, balanced=False), "grouped")
+                if cache is None:
+                    return out + [pl]
+                cache[key] = pl
+            out = out + [cache[key]]
+        return out
     m = layer.mask
     rows = _rows(m)
     A = core.axons
@@ -243,20 +281,31 @@ def _candidates(layer: PackLayer, prev: Optional[_LayerItems], core: CoreSpec,
     return [pl for pl in out if pl.cores > 0] or out[:1]
 
 
-def _first_fit(a: np.ndarray, n: np.ndarray, core: CoreSpec, order: np.ndarray) -> np.ndarray:
-    """Bin of every block: first fit in ``order`` over (axons, neurons), counting sums (an upper bound)."""
+def _first_fit(a: np.ndarray, n: np.ndarray, core: CoreSpec, order: np.ndarray,
+               excl: Optional[np.ndarray] = None) -> np.ndarray:
+    """Bin of every block: first fit in ``order`` over (axons, neurons), counting sums (an upper bound).
+    ``excl``: per block a group id (-1: none); a bin holds at most one block of each group (a core holds
+    at most one tile of a conv layer)."""
     A, N = core.axons, core.neurons
     ra = np.zeros(a.size, dtype=np.int64)
     rn = np.zeros(a.size, dtype=np.int64)
+    groups = int(excl.max()) + 1 if excl is not None and excl.size and excl.max() >= 0 else 0
+    taken = np.zeros((a.size, max(groups, 1)), dtype=bool)
     nb = 0
     out = np.empty(a.size, dtype=np.int64)
     for b in order.tolist():
-        ok = np.flatnonzero((ra[:nb] + a[b] <= A) & (rn[:nb] + n[b] <= N))
+        fits = (ra[:nb] + a[b] <= A) & (rn[:nb] + n[b] <= N)
+        g = int(excl[b]) if groups else -1
+        if g >= 0:
+            fits &= ~taken[:nb, g]
+        ok = np.flatnonzero(fits)
         t = int(ok[0]) if ok.size else nb
         if t == nb:
             nb += 1
         ra[t] += a[b]
         rn[t] += n[b]
+        if g >= 0:
+            taken[t, g] = True
         out[b] = t
     return out
 
@@ -267,6 +316,10 @@ class PackedMapping:
 
     ``placement``: 'packed' (shared cores) or 'per-layer' (the per-layer placement was not beaten).
     ``core_axons`` / ``core_neurons``: what every core uses (packed placements only).
+    ``conv_aware``: conv layers were tiled (:mod:`hw_models.conv_mapping`) rather than placed from their
+    unrolled masks; ``local_lower_bound``: the bound of :mod:`hw_models.conv_bound` (tile placements;
+    None when not computed); ``unrolled_cores``: the cores of the same network packed from its unrolled
+    masks (``conv_aware=False``), when the caller measured it for comparison.
     """
 
     cores: int
@@ -281,8 +334,13 @@ class PackedMapping:
     core_axons: Tuple[int, ...] = ()
     core_neurons: Tuple[int, ...] = ()
     core: CoreSpec = field(default_factory=CoreSpec)
+    conv_aware: bool = False
+    local_lower_bound: Optional[int] = None
+    unrolled_cores: Optional[int] = None
 
     def __post_init__(self):
+        if self.local_lower_bound is not None and self.local_lower_bound < self.lower_bound:
+            raise ValueError(f"the local bound {self.local_lower_bound} is below the packed bound {self.lower_bound}")
         if not self.lower_bound <= self.cores <= self.per_layer_cores:
             raise ValueError(f"packed cores {self.cores} must lie in [lower bound {self.lower_bound}, "
                              f"per-layer {self.per_layer_cores}]")
@@ -447,9 +505,11 @@ def _merge(items: List[_LayerItems], core: CoreSpec, local_search: int,
     a = np.concatenate([li.block_axons for li in items])
     n = np.concatenate([li.block_neurons for li in items])
     offsets = np.cumsum([0] + [li.block_axons.size for li in items])
+    excl = np.concatenate([np.full(li.block_axons.size, i if li.pl.name.startswith("tiles") else -1, np.int64)
+                           for i, li in enumerate(items)])
     size = np.maximum(a / A, n / N)
     order = np.lexsort((-(a + n), -size))
-    bins = _first_fit(a, n, core, order)
+    bins = _first_fit(a, n, core, order, excl)
 
     def split(b):
         return [b[offsets[i]:offsets[i + 1]] for i in range(len(items))]
@@ -468,7 +528,10 @@ def _merge(items: List[_LayerItems], core: CoreSpec, local_search: int,
         for blk in np.flatnonzero(best_bins == victim)[np.argsort(-n[best_bins == victim])].tolist():
             la = np.bincount(moved, weights=a, minlength=nb)
             ln = np.bincount(moved, weights=n, minlength=nb)
-            fit = np.flatnonzero((la + a[blk] <= A) & (ln + n[blk] <= N) & (np.arange(nb) != victim))
+            free_of = np.ones(nb, dtype=bool)
+            if excl[blk] >= 0:  # one tile of a conv layer per core
+                free_of[moved[(excl == excl[blk]) & (np.arange(moved.size) != blk)]] = False
+            fit = np.flatnonzero((la + a[blk] <= A) & (ln + n[blk] <= N) & (np.arange(nb) != victim) & free_of)
             if not fit.size:
                 ok = False
                 break
@@ -483,23 +546,34 @@ def _merge(items: List[_LayerItems], core: CoreSpec, local_search: int,
     return best, split(best_bins)
 
 
+TILINGS = 3                    # tilings of a conv layer (best by estimate) the packer tries
 LOOKAHEAD_SYNAPSES = 2_000_000  # up to this many synapses a layer's candidate is chosen with the next layer's
 GROUPED_SYNAPSES = 2_000_000   # larger layers skip the grouped candidates (the per-layer result still bounds)
 
 
 def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Optional[int] = None,
-                 local_search: int = 8, parts_out: Optional[dict] = None) -> PackedMapping:
+                 local_search: int = 8, parts_out: Optional[dict] = None, conv_aware: bool = True,
+                 tiles_only: bool = False, local_bound: bool = True) -> PackedMapping:
     """Pack a whole network's layers onto shared cores (module docstring) and state its lower bound.
 
     ``layers``: :class:`hw_models.unroll.SynapticLayer` (or :class:`PackLayer`) records in network
     order. ``per_layer_cores``: the per-layer sparse mapping's cores, if already known. ``parts_out``:
     a dict that receives, per layer name, the part (item) of every synapse in CSR order when the packed
     placement is used (each part is one TrueNorth neuron: a whole neuron or one of its partial sums).
+    ``conv_aware``: tile the convolutions that have a geometry (:mod:`hw_models.conv_mapping`, one tile
+    per layer per core; the unrolled mask's grouped placement stays a candidate, for very sparse layers,
+    unless ``tiles_only``) and state the local bound (:mod:`hw_models.conv_bound`) for the layers placed
+    as tiles; False: place every layer from its unrolled mask, as before. ``local_bound=False`` skips
+    the local bound (``local_lower_bound`` None), which costs seconds on large conv nets.
     """
     pls = pack_layers_of(layers)
     if not pls:
         raise ValueError("a network needs at least one layer to pack")
+    if not conv_aware:
+        pls = [replace(l, geometry=None) for l in pls]
+    conv_aware = conv_aware and any(l.geometry is not None for l in pls)
     lb = network_lower_bound(pls, core).cores
+    cache: dict = {}
     if per_layer_cores is None:
         per_layer_cores = sum(map_layer(l.mask, "sparse", core, source_on_chip=l.source_on_chip).cores for l in pls)
     lookahead = sum(l.mask.nnz for l in pls) <= LOOKAHEAD_SYNAPSES
@@ -509,23 +583,37 @@ def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Option
         r, _ = _merge(trial, core, local_search=0, exact=False)
         return (r.cores, r.latency, int(r.axons.sum())), (A - r.axons, N - r.neurons)
 
+    def items(layer, pl):  # tile placements do not depend on the layers before: computed once
+        if layer.geometry is None:
+            return _layer_items(layer, pl, core)
+        key = ("items", id(pl))
+        if key not in cache:
+            cache[key] = _layer_items(layer, pl, core)
+        return cache[key]
+
     A, N = core.axons, core.neurons
     free = None
     for i, layer in enumerate(pls):
         best = None
-        for pl in _candidates(layer, chosen[-1] if chosen else None, core, free):
-            mine = _layer_items(layer, pl, core)
+        for pl in _candidates(layer, chosen[-1] if chosen else None, core, free, cache, tiles_only):
+            mine = items(layer, pl)
             trial = chosen + [mine]
             c, room = cost(trial)
             if lookahead and i + 1 < len(pls):  # the next layer's best candidate decides (source cores)
-                c = min(cost(trial + [_layer_items(pls[i + 1], q, core)])[0]
-                        for q in _candidates(pls[i + 1], mine, core, room))
+                c = min(cost(trial + [items(pls[i + 1], q)])[0]
+                        for q in _candidates(pls[i + 1], mine, core, room, cache, tiles_only))
             if best is None or c < best[0]:
                 best = (c, mine)
         chosen.append(best[1])
         free = cost(chosen)[1]
     result, _ = _merge(chosen, core, local_search=local_search)
     names = tuple(li.pl.name for li in chosen)
+    local = None
+    if conv_aware and local_bound:  # the local bound for placements that tile the layers placed as tiles here
+        from .conv_bound import local_lower_bound
+        tiled = set() if result.cores >= per_layer_cores else \
+            {li.layer.name for li in chosen if li.pl.name.startswith("tiles")}
+        local = local_lower_bound(pls, core, network_bound=lb, tiled=tiled).cores
     if parts_out is not None and result.cores < per_layer_cores:
         parts_out.update({li.layer.name: li.pl.syn_item for li in chosen})
     if result.cores >= per_layer_cores:
@@ -535,9 +623,10 @@ def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Option
                              placement="per-layer", layer_placements=tuple(l.placement for l in per.layers),
                              partial_sum_neurons=sum(l.partial_sum_neurons for l in per.layers),
                              splitter_neurons=sum(l.splitter_neurons for l in per.layers), relay_axons=0,
-                             latency_ticks=per.latency_ticks, core=core)
+                             latency_ticks=per.latency_ticks, core=core, conv_aware=False, local_lower_bound=local)
     return PackedMapping(cores=result.cores, lower_bound=lb, per_layer_cores=per_layer_cores, placement="packed",
                          layer_placements=names, partial_sum_neurons=result.partial,
                          splitter_neurons=result.splitters, relay_axons=result.relays,
                          latency_ticks=result.latency, core_axons=tuple(int(x) for x in result.axons),
-                         core_neurons=tuple(int(x) for x in result.neurons), core=core)
+                         core_neurons=tuple(int(x) for x in result.neurons), core=core, conv_aware=conv_aware,
+                         local_lower_bound=local)

@@ -108,6 +108,10 @@ class EnergyReport:
                        "active_updates": a.active_updates, "cores": self.mapping.cores,
                        "cores_naive": self.mappings["naive"].cores, "cores_sparse": self.mappings["sparse"].cores,
                        "cores_packed": self.packed.cores, "cores_lower_bound": self.packed.lower_bound,
+                       "cores_packed_unrolled": (self.packed.cores if self.packed.unrolled_cores is None
+                                                 else self.packed.unrolled_cores),
+                       "cores_lower_bound_local": (self.packed.lower_bound if self.packed.local_lower_bound is None
+                                                   else self.packed.local_lower_bound),
                        "cores_lower_bound_per_layer": self.mappings["sparse"].lower_bound,
                        "chips": self.mapping.chips, "latency_ticks": self.mapping.latency_ticks},
             "energy_j": {hw: e.to_dict() for hw, e in self.energies.items()},
@@ -148,6 +152,10 @@ class EnergyReport:
                      f"packed {p.cores} ({p.placement}; {p.splitter_neurons} splitter, {p.partial_sum_neurons} "
                      f"partial-sum neurons), lower bound {p.lower_bound} (any placement, layers sharing cores; "
                      f"packed / bound {p.cores / max(p.lower_bound, 1):.2f})")
+        if p.conv_aware:
+            lines.append(f"TrueNorth conv layers tiled (spatial tiles x feature groups): packed {p.cores} against "
+                         f"{p.unrolled_cores} packed from unrolled masks; local bound {p.local_lower_bound} (tile "
+                         f"placements; packed / local bound {p.cores / max(p.local_lower_bound or 1, 1):.2f})")
         if self.tn_weights is not None:
             lines.append(self.tn_weights.format())
         lines.append(f"energy convention: {self.convention} ({CONVENTION_TEXT[self.convention]})")
@@ -194,6 +202,9 @@ def map_all(model: nn.Module, constants: EnergyConstants = EnergyConstants(), st
     if strategy != "packed":  # refuse before packing
         check_fits(mappings[strategy], max_chips)
     packed = pack_network(layers, constants.core, per_layer_cores=mappings["sparse"].cores)
+    if packed.conv_aware:  # conv layers tiled: the unrolled packing beside it, for comparison
+        unrolled = pack_network(layers, constants.core, per_layer_cores=mappings["sparse"].cores, conv_aware=False)
+        packed = replace(packed, unrolled_cores=unrolled.cores)
     if strategy == "packed":
         check_fits(packed, max_chips)
     return mappings, packed

@@ -20,6 +20,11 @@ Conventions (indices are row-major, as ``torch.flatten`` of one sample):
   why: :mod:`hw_models.shortcuts`).
 - A layer whose spike sources are the network input has ``source_on_chip=False`` (the host delivers
   input spikes to every axon that needs them); all other sources are neurons on chip.
+- Every convolution also gets its :class:`hw_models.conv_geometry.ConvGeometry` (``geometry``): its
+  taps, strides and the non-overlapping average pooling folded into it (kernel = stride, no padding;
+  adaptive pooling that divides the map evenly), which the conv-aware mapper
+  (:mod:`hw_models.conv_mapping`) tiles. A convolution behind other pooling has ``geometry=None``
+  and is placed from its unrolled mask alone.
 - A membrane readout (``esl_deploy.neurons.LI``, non-spiking) is mapped like a LIF layer: its synaptic
   layer is costed the same; that its neurons report a voltage instead of spiking is not modelled
   (TrueNorth neurons spike; the readout's state would be read out by the host).
@@ -42,23 +47,30 @@ from esl_deploy.neurons import LI, LIF
 
 from .shortcuts import identity_mask
 
+from .conv_geometry import ConvGeometry
+
 PASS_THROUGH = (nn.Flatten, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Identity)
 
 
 @dataclass(frozen=True, eq=False)
 class SynapticLayer:
-    """One layer to map: its name (the module's qualified name), kind and (neurons, axons) mask."""
+    """One layer to map: its name (the module's qualified name), kind and (neurons, axons) mask, and
+    for a convolution its geometry (None: place it from the mask alone)."""
 
     name: str
     kind: str
     mask: sp.csr_matrix
     source_on_chip: bool
+    geometry: Optional[ConvGeometry] = None
 
     def __post_init__(self):
         if self.kind not in ("linear", "conv2d"):
             raise ValueError(f"layer {self.name}: kind must be 'linear' or 'conv2d', got {self.kind!r}")
         if not sp.issparse(self.mask) or self.mask.ndim != 2:
             raise ValueError(f"layer {self.name}: mask must be a 2-D scipy sparse matrix")
+        if self.geometry is not None and (self.geometry.neurons, self.geometry.sources) != self.mask.shape:
+            raise ValueError(f"layer {self.name}: geometry of {self.geometry.neurons} neurons and "
+                             f"{self.geometry.sources} sources does not match the mask's shape {self.mask.shape}")
 
 
 def _pair(v) -> Tuple[int, int]:
@@ -159,6 +171,22 @@ def pool_matrix(layer: nn.Module, input_chw: Sequence[int], output_hw: Sequence[
     return _csr(rows, cols, (C * Ho * Wo, C * H * W))
 
 
+def _pool_block(layer: nn.Module, input_chw: Sequence[int], output_hw: Sequence[int]) -> Optional[Tuple[int, int]]:
+    """(q_y, q_x) when the pooling averages non-overlapping q_y x q_x blocks (AvgPool2d with kernel = stride
+    and no padding, or adaptive pooling that divides the map evenly); None otherwise."""
+    H, W = int(input_chw[1]), int(input_chw[2])
+    Ho, Wo = (int(s) for s in output_hw)
+    if isinstance(layer, nn.AvgPool2d):
+        k = _pair(layer.kernel_size)
+        s = _pair(layer.stride if layer.stride is not None else layer.kernel_size)
+        if k == s and _pair(layer.padding) == (0, 0) and not layer.ceil_mode:
+            return k
+        return None
+    if isinstance(layer, nn.AdaptiveAvgPool2d) and H % Ho == 0 and W % Wo == 0:
+        return H // Ho, W // Wo
+    return None
+
+
 def _bool_product(a: sp.csr_matrix, b: sp.csr_matrix) -> sp.csr_matrix:
     """Boolean matrix product: entry (i, k) iff some j has a[i, j] and b[j, k]."""
     f = (a.astype(np.int32) @ b.astype(np.int32)).tocsr()
@@ -206,6 +234,10 @@ def synaptic_layers(model: nn.Module, *, input_shape: Optional[Sequence[int]] = 
     shapes = _shapes(model, input_shape)
     out: List[SynapticLayer] = []
     pending: Optional[sp.csr_matrix] = None  # pooling since the last spike source (None = identity)
+    # the same pooling as cells for the conv geometry: (q_y, q_x) sources per cell and the source grid
+    # (H, W) it pools; block None: pooling a ConvGeometry cannot describe
+    block: Optional[Tuple[int, int]] = (1, 1)
+    block_src: Optional[Tuple[int, int]] = None
     on_chip = False
 
     def fold(m: sp.csr_matrix, pre: Optional[sp.csr_matrix]) -> sp.csr_matrix:
@@ -213,45 +245,52 @@ def synaptic_layers(model: nn.Module, *, input_shape: Optional[Sequence[int]] = 
             return m
         return _bool_product(m, pre)
 
-    def synaptic(name: str, module: nn.Module, pre: Optional[sp.csr_matrix], src_on_chip: bool) -> None:
+    def synaptic(name: str, module: nn.Module, pre: Optional[sp.csr_matrix], src_on_chip: bool,
+                 blk: Optional[Tuple[int, int]] = (1, 1), blk_src: Optional[Tuple[int, int]] = None) -> None:
         s_in, s_out = shapes[name]
+        geometry = None
         if isinstance(module, nn.Linear):
             if len(s_in) != 1:
                 raise EslError(f"cannot cost layer {name}: Linear on a {len(s_in)}-D input")
             m, kind = unroll_linear(module.weight), "linear"
         else:
             m, kind = unroll_conv2d(module, s_in, s_out[1:]), "conv2d"
-        out.append(SynapticLayer(name, kind, fold(m, pre), src_on_chip))
+            if blk is not None:
+                geometry = ConvGeometry.from_conv(module, s_in, s_out[1:], block=blk, source_hw=blk_src)
+        out.append(SynapticLayer(name, kind, fold(m, pre), src_on_chip, geometry))
 
     for i, layer in enumerate(layers):
         name = f"layers.{i}"
         if name not in shapes:
             continue  # never called
         if isinstance(layer, (nn.Linear, nn.Conv2d)):
-            synaptic(name, layer, pending, on_chip)
-            pending = None
+            synaptic(name, layer, pending, on_chip, block, block_src)
+            pending, block, block_src = None, (1, 1), None
         elif isinstance(layer, (LIF, LI)):  # LI: the membrane readout, mapped as a layer of neurons
-            pending, on_chip = None, True
+            pending, on_chip, block, block_src = None, True, (1, 1), None
         elif isinstance(layer, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
             s_in, s_out = shapes[name]
             if len(s_in) != 3:
                 raise EslError(f"cannot cost layer {name}: pooling of a {len(s_in)}-D input")
             p = pool_matrix(layer, s_in, s_out[1:])
             pending = p if pending is None else _bool_product(p, pending)
+            q = _pool_block(layer, s_in, s_out[1:])
+            block_src = block_src or (int(s_in[1]), int(s_in[2]))
+            block = None if q is None or block is None else (block[0] * q[0], block[1] * q[1])
         elif isinstance(layer, PASS_THROUGH):
             pass
         elif isinstance(layer, BasicBlock):
-            synaptic(f"{name}.conv1", layer.conv1, pending, on_chip)
+            synaptic(f"{name}.conv1", layer.conv1, pending, on_chip, block, block_src)
             synaptic(f"{name}.conv2", layer.conv2, None, True)
             for j, sub in enumerate(layer.shortcut):
                 if isinstance(sub, nn.Conv2d):
-                    synaptic(f"{name}.shortcut.{j}", sub, pending, on_chip)
+                    synaptic(f"{name}.shortcut.{j}", sub, pending, on_chip, block, block_src)
                 elif not isinstance(sub, PASS_THROUGH):
                     raise EslError(f"cannot cost layer {name}.shortcut.{j} ({type(sub).__name__})")
             if not any(isinstance(sub, nn.Conv2d) for sub in layer.shortcut):  # identity: relay neurons
                 out.append(SynapticLayer(f"{name}.shortcut", "linear", identity_mask(int(np.prod(shapes[name][0]))),
                                          True))
-            pending, on_chip = None, True
+            pending, on_chip, block, block_src = None, True, (1, 1), None
         else:
             raise EslError(f"cannot cost layer {name} ({type(layer).__name__}): supported are Linear, Conv2d, "
                            "LIF, LI, AvgPool2d, AdaptiveAvgPool2d, Flatten, BatchNorm, Dropout and BasicBlock")
