@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.esl-installed
 DEMO   := runs/demo
 
-.PHONY: install demo test bench results clean
+.PHONY: install demo test docs bench results clean
 
 install: $(STAMP)
 
@@ -31,15 +31,21 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The documentation site (mkdocs.yml, docs/) into site/ with warnings as errors: a broken link, a missing anchor or
+# reference, a page outside the nav fails. `make test` builds it too (tests/test_docs.py).
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_mask_overhead.py
 	$(BIN)/python benchmarks/bench_mapping.py
 	$(BIN)/python benchmarks/bench_lava.py
 
-# Every table and plot of the README, from scratch: the run folders of runs/results are deleted, so the
+# Every table and plot of the README and the docs, from scratch: the run folders of runs/results are deleted, so the
 # first benchmark that needs a run trains it and the later ones share it within this one `make results`
-# (each script alone retrains with --retrain); each writes results/NAME.{md,json,png}, then the README's
-# <!-- results:NAME --> blocks are rewritten from those files (`make test` checks that they still match).
+# (each script alone retrains with --retrain); each writes results/NAME.{md,json,png}, then the README's headline
+# table is made from them and the <!-- results:NAME --> blocks of the README and the docs pages are rewritten
+# from those files (`make test` checks that they still match).
 results: $(STAMP)
 	rm -rf runs/results
 	$(BIN)/python benchmarks/digits_results.py --epochs 40 --seeds 0 1 2
@@ -55,9 +61,12 @@ results: $(STAMP)
 	rm -rf runs/sweep
 	$(BIN)/python benchmarks/mnist_sweep.py --epochs 10 --out runs/sweep
 	$(BIN)/python benchmarks/nir_interop.py --epochs 40
+	$(BIN)/python benchmarks/nir_compat.py
+	$(BIN)/python benchmarks/resnet19_deploy.py --train 12000 --test 2000 --epochs 5 --T 4 --limit 50
 	$(BIN)/python benchmarks/bench_distributed.py
 	$(BIN)/python benchmarks/bench_mnist_speed.py
+	$(BIN)/python benchmarks/headline.py
 	$(BIN)/python benchmarks/readme_tables.py --write
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) runs build site *.egg-info

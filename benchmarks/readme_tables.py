@@ -1,12 +1,15 @@
-"""The README's tables are copies of the results files: write them in, or check that they still are.
+"""The tables of the README and of the documentation site are copies of the results files: write them in,
+or check that they still are.
 
     .venv/bin/python benchmarks/readme_tables.py --write    # replace every results block by its file
     .venv/bin/python benchmarks/readme_tables.py --check    # exit 1 naming the blocks that differ
 
-A results block in README.md is everything between ``<!-- results:NAME -->`` and
-``<!-- /results:NAME -->``; its content is ``results/NAME.md`` (written by a benchmark, see
-``benchmarks/_common.write_results``). ``--check`` reports a block whose content differs from its file,
-a block whose file is missing, and a results file that no block shows.
+A results block is everything between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; its
+content is ``results/NAME.md`` (written by a benchmark, see ``benchmarks/_common.write_results``). The
+blocks live in README.md and in the pages of the ``docs/`` folder beside it (the site's results pages,
+``docs/results/*.md``); one name may be shown on several pages. ``--check`` reports a block whose
+content differs from its file, a block whose file is missing, and a results file that no block, in the
+README or in any page, shows.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from typing import Dict, List, NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 RESULTS = ROOT / "results"
+DOCS = "docs"  # the documentation pages: this folder beside the README
 
 OPEN = re.compile(r"<!-- results:([A-Za-z0-9_.-]+) -->")
 CLOSE = "<!-- /results:{} -->"
@@ -65,22 +69,52 @@ class Problem(NamedTuple):
         return self.message
 
 
-def check(readme_text: str, results: Path = RESULTS) -> List[Problem]:
-    """The problems (empty: every block equals its results file and every results file has a block)."""
+def check(readme_text: str, results: Path = RESULTS, *, where: str = "README", orphans: bool = True) -> List[Problem]:
+    """The problems of one text (empty: every block equals its results file and, with ``orphans``, every
+    results file has a block in it). ``where`` names the text in the messages."""
     found = blocks(readme_text)
     files = results_files(results)
     problems = []
     for name, (a, b) in found.items():
         if name not in files:
-            problems.append(Problem("missing", name, f"{name}: README block without results/{name}.md "
+            problems.append(Problem("missing", name, f"{name}: {where} block without results/{name}.md "
                                                      f"(run `make results`)"))
         elif _norm(readme_text[a:b]) != _norm(files[name].read_text(encoding="utf-8")):
-            problems.append(Problem("differs", name, f"{name}: README block differs from results/{name}.md "
+            problems.append(Problem("differs", name, f"{name}: {where} block differs from results/{name}.md "
                                                      f"(run `benchmarks/readme_tables.py --write`)"))
-    for name in files:
-        if name not in found:
-            problems.append(Problem("orphan", name, f"{name}: results/{name}.md has no README block "
-                                                    f"(<!-- results:{name} --> ... <!-- /results:{name} -->)"))
+    if orphans:
+        for name in files:
+            if name not in found:
+                problems.append(Problem("orphan", name, f"{name}: results/{name}.md has no {where} block "
+                                                        f"(<!-- results:{name} --> ... <!-- /results:{name} -->)"))
+    return problems
+
+
+def pages(readme: Path = README) -> List[Path]:
+    """The README and every Markdown page under the ``docs/`` folder beside it that holds a results block."""
+    docs = Path(readme).parent / DOCS
+    found = sorted(p for p in docs.rglob("*.md") if OPEN.search(p.read_text(encoding="utf-8"))) \
+        if docs.is_dir() else []
+    return ([Path(readme)] if Path(readme).is_file() else []) + found
+
+
+def _where(path: Path, readme: Path) -> str:
+    return "README" if path == Path(readme) else str(path.relative_to(Path(readme).parent))
+
+
+def check_pages(readme: Path = README, results: Path = RESULTS) -> List[Problem]:
+    """:func:`check` over the README and the docs pages: each page's blocks against their files, and the
+    results files that no page shows (``orphan``)."""
+    problems, shown = [], set()
+    for path in pages(readme):
+        text = path.read_text(encoding="utf-8")
+        shown |= set(blocks(text))
+        problems += check(text, results, where=_where(path, readme), orphans=False)
+    for name in results_files(results):
+        if name not in shown:
+            problems.append(Problem("orphan", name, f"{name}: results/{name}.md has no block in the README or "
+                                                    f"the docs pages (<!-- results:{name} --> ... "
+                                                    f"<!-- /results:{name} -->)"))
     return problems
 
 
@@ -102,26 +136,32 @@ def main(argv=None) -> int:
     mode = ap.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="copy every results file into its README block")
     mode.add_argument("--check", action="store_true", help="exit 1 if a block differs from its results file")
-    ap.add_argument("--readme", type=Path, default=README)
+    ap.add_argument("--readme", type=Path, default=README, help="the README; the docs/ folder beside it too")
     ap.add_argument("--results", type=Path, default=RESULTS)
     a = ap.parse_args(argv)
-    text = a.readme.read_text(encoding="utf-8")
+    path = a.readme
     try:
-        if a.write:
-            new = write(text, a.results)
-            if new != text:
-                sys.path.insert(0, str(ROOT))
-                from esl_deploy.atomic import atomic_write_text
+        targets = pages(a.readme)
+        written = 0
+        for path in targets:
+            text = path.read_text(encoding="utf-8")
+            if a.write:
+                new = write(text, a.results)
+                if new != text:
+                    sys.path.insert(0, str(ROOT))
+                    from esl_deploy.atomic import atomic_write_text
 
-                atomic_write_text(a.readme, new)
-        problems = check(a.readme.read_text(encoding="utf-8"), a.results)
+                    atomic_write_text(path, new)
+                written += len(blocks(new))
+        problems = check_pages(a.readme, a.results)
     except MarkerError as e:
-        print(f"{a.readme}: {e}", file=sys.stderr)
+        print(f"{path}: {e}", file=sys.stderr)
         return 1
     for p in problems:
         print(p, file=sys.stderr)
     if a.write:
-        print(f"{a.readme}: {len(blocks(a.readme.read_text(encoding='utf-8')))} results blocks written"
+        names = ", ".join(_where(p, a.readme) for p in targets)
+        print(f"{written} results blocks written in {len(targets)} files ({names})"
               + (f"; {len(problems)} problems" if problems else ""), file=sys.stderr)
     return 1 if problems else 0
 

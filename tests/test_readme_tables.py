@@ -1,4 +1,4 @@
-"""The README's results blocks are copies of results/NAME.md (benchmarks/readme_tables.py)."""
+"""The results blocks of the README and the docs pages are copies of results/NAME.md (benchmarks/readme_tables.py)."""
 import sys
 from pathlib import Path
 
@@ -79,11 +79,48 @@ def test_cli_check_exit_code(tmp_path, capsys):
     assert "changed" in readme.read_text()
 
 
-# ----------------------------------------------------------------------------------------- the real README
-def test_readme_tables_equal_their_results_files():
-    problems = rt.check((ROOT / "README.md").read_text(encoding="utf-8"), ROOT / "results")
+# ------------------------------------------------------------------------ the README and the docs pages
+def _site(tmp_path, readme=README, **pages):
+    (tmp_path / "README.md").write_text(readme)
+    for name, text in pages.items():
+        page = tmp_path / "docs" / f"{name}.md"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(text)
+    (tmp_path / "docs" / "plain.md").write_text("# a page without results blocks\n")
+    return tmp_path / "README.md"
+
+
+def test_pages_are_the_readme_and_the_docs_pages_with_blocks(tmp_path):
+    readme = _site(tmp_path, **{"results/c": "<!-- results:c -->\nold\n<!-- /results:c -->\n"})
+    assert rt.pages(readme) == [readme, tmp_path / "docs" / "results" / "c.md"]
+    (tmp_path / "elsewhere").mkdir()
+    lone = tmp_path / "elsewhere" / "README.md"
+    lone.write_text(README)
+    assert rt.pages(lone) == [lone]  # no docs/ beside it
+
+
+def test_check_pages_covers_the_docs_pages_and_orphans_across_them(tmp_path):
+    readme = _site(tmp_path, **{"results/c": "<!-- results:c -->\nold c\n<!-- /results:c -->\n"})
+    (tmp_path / "res").mkdir()
+    res = _results(tmp_path / "res", a="| x |\n|---|\n| 1 |\n", b="old\n", c="new c\n", d="shown nowhere\n")
+    kinds = {(p.kind, p.name): str(p) for p in rt.check_pages(readme, res)}
+    assert set(kinds) == {("differs", "c"), ("orphan", "d")}
+    assert kinds["differs", "c"].startswith("c: docs/results/c.md block differs")
+    # a results file shown only on a docs page is not an orphan, and a name may be shown on two pages
+    (tmp_path / "docs" / "more.md").write_text("<!-- results:a -->\n<!-- /results:a -->\n<!-- results:d -->"
+                                               "\n<!-- /results:d -->\n")
+    assert rt.main(["--write", "--readme", str(readme), "--results", str(res)]) == 0
+    assert rt.check_pages(readme, res) == []
+    assert "new c" in (tmp_path / "docs" / "results" / "c.md").read_text()
+    assert (tmp_path / "docs" / "more.md").read_text().startswith("<!-- results:a -->\n| x |")
+    assert (tmp_path / "docs" / "plain.md").read_text() == "# a page without results blocks\n"
+
+
+def test_readme_and_docs_tables_equal_their_results_files():
+    problems = rt.check_pages(ROOT / "README.md", ROOT / "results")
     bad = [str(p) for p in problems if p.kind != "missing"]
     assert not bad, "\n".join(bad)
+    assert len(rt.pages(ROOT / "README.md")) > 1  # the README and the docs' results pages
     missing = [p.name for p in problems if p.kind == "missing"]
     if missing:  # a block whose benchmark has not been run into results/ yet
-        pytest.skip(f"no results file yet for README blocks {', '.join(missing)}: run `make results`")
+        pytest.skip(f"no results file yet for blocks {', '.join(sorted(set(missing)))}: run `make results`")
