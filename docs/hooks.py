@@ -7,6 +7,9 @@
   is read from the source files themselves (static analysis, nothing imported).
 - **CLI reference**: ``reference/cli.md`` is generated from the click group at build time: the ``--help``
   of ``esl`` and of every command, as ``esl CMD --help`` prints it.
+- **Constants**: the marker ``<!-- energy-constants -->`` on a page becomes the table of every hardware
+  constant of ``esl_deploy.hw_models.energy.CONSTANTS`` with its unit and source (what
+  ``esl energy --list-constants`` prints), so the cost-model page shows the numbers the code uses.
 - **Plots**: the results pages (``docs/results/*.md``) hold copies of ``results/NAME.md``, whose images
   link to ``results/NAME.png`` (relative to the README); every ``results/*.png`` is added to the site at
   ``results/results/NAME.png`` so those links resolve from the pages in ``docs/results/``.
@@ -94,6 +97,24 @@ def on_files(files, config, **kwargs):
     for png in sorted(RESULTS.glob("*.png")):
         files.append(File.generated(config, f"{PLOT_DIR}/{png.name}", abs_src_path=str(png)))
     return files
+
+
+CONSTANTS_MARKER = "<!-- energy-constants -->"
+
+
+def constants_table() -> str:
+    """Every hardware constant the cost models use, with its unit and source."""
+    from esl_deploy.hw_models.energy import CONSTANTS
+
+    rows = ["| constant | value | unit | source |", "|---|---|---|---|"]
+    rows += [f"| `{c.name}` | {c.value:g} | {c.unit} | {c.source} |" for c in CONSTANTS]
+    return "\n".join(rows)
+
+
+def on_page_markdown(markdown, page, config, files):
+    if CONSTANTS_MARKER in markdown:
+        markdown = markdown.replace(CONSTANTS_MARKER, constants_table())
+    return markdown
 
 
 _ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj|const):<code>(~?)([^<]*)</code>")

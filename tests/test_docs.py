@@ -139,6 +139,14 @@ def test_each_tutorial_page_shows_its_script_and_a_test_runs_it(site):
         assert re.search(rf"\b{script.stem}\b", tests), f"{script.name}: no test runs it"
 
 
+def test_the_cost_model_page_lists_every_constant_with_its_source(site):
+    from esl_deploy.hw_models.energy import CONSTANTS
+
+    text = " ".join(page_text(site, "concepts/cost-models.md").split())
+    for c in CONSTANTS:
+        assert f"{c.name} {c.value:g} {c.unit} {' '.join(c.source.split())}" in text, c.name
+
+
 def test_results_pages_show_the_benchmarks_plots(site):
     for page in ("results/mnist.md",):
         images = re.findall(r'<img[^>]+src="([^"]+)"', page_html(site, page))
