@@ -14,7 +14,7 @@ Run it on MNIST (the four official idx files, gzip'd, in one folder)::
     .venv/bin/python docs/tutorials/own_snntorch_model.py --data-dir ../shared/data/mnist --epochs 3
 
 ``--json`` prints everything measured as one JSON object (``benchmarks/own_snntorch_mnist.py`` runs this
-script and writes the README's table from it).
+script and writes the table of the docs' MNIST results page from it).
 """
 from __future__ import annotations
 
