@@ -119,7 +119,7 @@ def check_pages(readme: Path = README, results: Path = RESULTS) -> List[Problem]
 
 
 def write(readme_text: str, results: Path = RESULTS) -> str:
-    """The README with every block whose results file exists replaced by that file."""
+    """The text (the README or a docs page) with every block whose results file exists replaced by that file."""
     files = results_files(results)
     out, pos = [], 0
     for name, (a, b) in sorted(blocks(readme_text).items(), key=lambda kv: kv[1]):
@@ -134,7 +134,7 @@ def write(readme_text: str, results: Path = RESULTS) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = ap.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true", help="copy every results file into its README block")
+    mode.add_argument("--write", action="store_true", help="copy every results file into its blocks")
     mode.add_argument("--check", action="store_true", help="exit 1 if a block differs from its results file")
     ap.add_argument("--readme", type=Path, default=README, help="the README; the docs/ folder beside it too")
     ap.add_argument("--results", type=Path, default=RESULTS)

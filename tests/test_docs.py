@@ -155,6 +155,17 @@ def test_results_pages_show_the_benchmarks_plots(site):
             assert (site / page[:-3] / src).resolve().is_file(), src
 
 
+def test_the_readmes_links_into_the_docs_resolve(site):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = [link for link in re.findall(r"\]\(([^)\s]+)\)", readme) if "://" not in link]
+    assert sum(link.startswith("docs/") for link in links) >= 20, links
+    for link in links:
+        path, _, anchor = link.partition("#")
+        assert (ROOT / path).is_file(), f"README links to {path}, which is no file"
+        if anchor and path.startswith("docs/"):
+            assert anchor in ids(site, path[len("docs/"):]), f"README links to {link}: no such anchor"
+
+
 def test_make_docs_builds_strictly_into_site():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     recipe = makefile.split("\ndocs:", 1)[1].split("\n\n", 1)[0]

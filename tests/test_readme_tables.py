@@ -1,4 +1,6 @@
-"""The results blocks of the README and the docs pages are copies of results/NAME.md (benchmarks/readme_tables.py)."""
+"""The results blocks of the README and the docs pages are copies of results/NAME.md
+(benchmarks/readme_tables.py); the README's headline table is made from the results files (benchmarks/headline.py)."""
+import json
 import sys
 from pathlib import Path
 
@@ -124,3 +126,29 @@ def test_readme_and_docs_tables_equal_their_results_files():
     missing = [p.name for p in problems if p.kind == "missing"]
     if missing:  # a block whose benchmark has not been run into results/ yet
         pytest.skip(f"no results file yet for blocks {', '.join(sorted(set(missing)))}: run `make results`")
+
+
+def test_the_headline_table_is_made_from_the_results_files():
+    import headline
+
+    assert (ROOT / "results" / "headline.md").read_text(encoding="utf-8") == headline.build(ROOT / "results"), \
+        "results/headline.md is stale: run `.venv/bin/python benchmarks/headline.py`"
+    runs = json.loads((ROOT / "results" / "mnist_sweep.json").read_text(encoding="utf-8"))["data"]["runs"]
+    sweep = {r["run"]: r for r in runs}
+    table = headline.build(ROOT / "results")
+    assert f"| {100 * sweep['esl_d0.1_s0']['test_acc']:.2f} / {100 * sweep['esl_d0.1_s1']['test_acc']:.2f} |" in table
+
+
+def test_headline_figures_follow_their_files(tmp_path):
+    import shutil
+
+    import headline
+
+    for name in headline.SOURCES:
+        shutil.copy(ROOT / "results" / f"{name}.json", tmp_path / f"{name}.json")
+    doc = json.loads((tmp_path / "mnist_sweep.json").read_text())
+    for run in doc["data"]["runs"]:
+        if run["run"] == "esl_d0.1_s0":
+            run["cores_packed"], run["cores_lower_bound"] = 123, 45
+    (tmp_path / "mnist_sweep.json").write_text(json.dumps(doc))
+    assert "| 123 / 45 |" in headline.build(tmp_path)
