@@ -51,7 +51,8 @@ def test_mnist_benchmark_tutorial(tmp_path):
     assert 0 < by["configs/mnist_pq.toml"]["density"] <= 0.5  # pq: sparse from its 50 % start
     for r in rows:
         assert 1 <= r["cores_lower_bound"] <= r["cores_packed"] and r["truenorth_uj"] > 0
-        assert {"checkpoint.pt", "config.toml", "summary.json", "metrics.csv"} <= {p.name for p in Path(r["run"]).iterdir()}
+        files = {p.name for p in Path(r["run"]).iterdir()}
+        assert {"checkpoint.pt", "config.toml", "summary.json", "metrics.csv"} <= files
 
 
 def test_deploy_to_lava_tutorial(tmp_path):
