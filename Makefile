@@ -62,7 +62,7 @@ results: $(STAMP)
 	$(BIN)/python benchmarks/mnist_sweep.py --epochs 10 --out runs/sweep
 	$(BIN)/python benchmarks/nir_interop.py --epochs 40
 	$(BIN)/python benchmarks/nir_compat.py
-	$(BIN)/python benchmarks/resnet19_deploy.py --train 12000 --test 2000 --epochs 5 --T 4 --limit 50
+	$(BIN)/python benchmarks/resnet19_deploy.py --train 3000 --test 1000 --epochs 3 --T 4 --limit 50
 	$(BIN)/python benchmarks/bench_distributed.py
 	$(BIN)/python benchmarks/bench_mnist_speed.py
 	$(BIN)/python benchmarks/headline.py

@@ -4,7 +4,11 @@ Every backend sees the same encoded input (``direct``: the image at every step; 
 spikes from a fixed generator, batch by batch as the trainer's evaluation draws them). The reference
 is the snnTorch network run in float64 (each layer's input cast to float64): float32 rounding can
 flip a spike whose membrane lies within ~1e-7 of the threshold, and Lava's floating-point models
-compute in float64. Backends:
+compute in float64. A graph that is not a chain (a ResNet19's residual blocks, a recurrent network: a
+:class:`esl_deploy.graphnet.GraphNet`) is compared layer by layer in the order its neuron nodes run; a
+``.nir`` file is read under ``writer``'s conventions at ``dt`` and ``reference`` runs it in the tool that
+wrote it as well (:mod:`export.simulate_reference`); layers that never spike (or always do) are warned
+about. Backends:
 
 - ``snntorch``: the network as trained, float32 (its agreement with the float64 reference shows
   what float32 rounding changes);

@@ -3,8 +3,9 @@
 No public tool converts a general NIR graph into ``lava.proc`` processes (the NIR paper's
 ``nir_to_lava.py`` handles single-neuron LIF/Affine toys), so this module does it. It has three parts:
 
-1. :func:`convert` reads a feed-forward NIR chain (walked by :func:`export.nir.graph.walk`, one
-   :class:`~export.nir.graph.Segment` per layer) into a :class:`LavaNet` (records in
+1. :func:`convert` reads a NIR graph (walked by :func:`export.nir.graph.walk`) into a :class:`LavaNet`:
+   a chain as below, one :class:`~export.nir.graph.Segment` per layer; every other graph (residual,
+   branching, recurrent, CubaLIF, ...) by :func:`export.lava.graph_convert.convert_graph` (records in
    :mod:`export.lava.net`): a list of layers, each one synapse process and one LIF population. Every run of linear nodes between two neuron nodes
    (``Affine``/``Linear``, ``Conv2d``, ``AvgPool2d``/``SumPool2d``, ``Scale``, ``Flatten``) becomes
    ONE synapse: pooling is folded exactly into the following synapse layer, so no layer ever sends

@@ -1,6 +1,11 @@
-"""NIR graph -> SpikingNet, the inverse of :mod:`export.nir.write`.
+"""NIR graph -> SpikingNet (chains) or GraphNet (every other graph), the inverse of :mod:`export.nir.write`.
 
-Accepted graphs are chains ``Input -> n_1 -> ... -> n_k -> Output`` of these nodes:
+Every graph is walked by :func:`export.nir.graph.walk` (nested graphs flattened, merges, recurrent
+edges). A graph that is not a chain of the nodes below, holds other neuron kinds (``CubaLIF``, ``CubaLI``,
+``Threshold``), ``Scale`` or ``Delay``, ``v_leak``/``v_reset`` other than 0, an output that is not one
+vector of at least two values, or is read under another writer's conventions (``writer="norse"``,
+``"sinabs"``: :mod:`export.nir.conventions`) becomes a :class:`esl_deploy.graphnet.GraphNet`
+(:mod:`export.nir.graph_read`). Chains of these nodes become a SpikingNet, as before graphs:
 
 ===================  =====================================================================
 NIR node             esl_deploy layer
@@ -18,9 +23,10 @@ NIR node             esl_deploy layer
 ``LI``/``I`` is accepted only as the last neuron layer (the membrane readout: the network's output is its
 membrane potential, ``ModelSpec.readout = "membrane"``); a non-spiking hidden layer is refused.
 
-``dt`` is ``graph.metadata["dt"]`` when present, else snnTorch's ``1e-4``. Anything else is refused
-with an :class:`EslError` naming the node and its type: other node types (``CubaLIF``, ``Delay``,
-nested ``NIRGraph``...), recurrent edges (cycles), and graphs that branch or merge.
+``dt`` is the writer's (``--writer``), else ``graph.metadata["dt"]``, else snnTorch's ``1e-4`` with a
+warning (:func:`export.nir.conventions.time_step`); a layer whose input gain makes it silent or saturated
+under that ``dt`` is warned about. Node types the walker does not know (``Conv1d``, ...) are refused with
+an :class:`EslError` naming the node and its type.
 
 Parameters computed by the exporter in float64 from float32 tensors come back bit-identical, so a
 network written by :func:`export.nir.write.write_nir` and read by :func:`load_nir` gives
