@@ -61,6 +61,7 @@ results: $(STAMP)
 	rm -rf runs/sweep
 	$(BIN)/python benchmarks/mnist_sweep.py --epochs 10 --out runs/sweep
 	$(BIN)/python benchmarks/nir_interop.py --epochs 40
+	$(BIN)/python benchmarks/own_snntorch_mnist.py --epochs 3 --limit-train 12800 --lava-limit 500
 	$(BIN)/python benchmarks/nir_compat.py
 	$(BIN)/python benchmarks/resnet19_deploy.py --train 3000 --test 1000 --epochs 3 --T 4 --limit 50
 	$(BIN)/python benchmarks/bench_distributed.py
