@@ -90,16 +90,27 @@ def test_two_epochs_keep_the_epoch_start_rewiring():
     assert eng.timing == "epoch" and steps == [22]
 
 
+def _esl_train(tmp_path, *args):
+    r = subprocess.run(ESL + ["train", "--dataset", "digits", "--method", "esl", "--density", "0.1", "--epochs", "1",
+                              "--seed", "0", "--out", str(tmp_path / "r"), "--json", *args],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["rewired_total"] == s["rewired_total"]
+    return s
+
+
 @pytest.mark.parametrize("batch", [100, 32])
 def test_one_epoch_esl_train_rewires_and_holds_the_target_density(tmp_path, batch):
     """esl train for one epoch: rewired connections in summary.json, and every kept connection trained
     (nonzero density = the 0.1 budget, nothing dropped for being still 0)."""
-    r = subprocess.run(ESL + ["train", "--model", "mlp", "--dataset", "digits", "--method", "esl", "--density", "0.1",
-                              "--epochs", "1", "--seed", "0", "--batch-size", str(batch), "--out", str(tmp_path / "r"),
-                              "--json"], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    s = json.loads(r.stdout)
-    saved = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert saved["rewired_total"] == s["rewired_total"] > 0
-    assert s["untrained_dropped"] == 0
+    s = _esl_train(tmp_path, "--model", "mlp", "--batch-size", str(batch))
+    assert s["rewired_total"] > 0 and s["untrained_dropped"] == 0
     assert s["density"] == pytest.approx(0.1, abs=5e-5) and s["mask_density"] == pytest.approx(0.1, abs=5e-5)
+
+
+def test_one_epoch_of_a_silent_network_regrows_nothing_that_cannot_learn(tmp_path):
+    """A conv net that has not started to spike in 13 steps gets almost no gradient: mid-epoch rewiring
+    regrows only positions that had one, so no kept connection is a weight still at 0."""
+    s = _esl_train(tmp_path, "--model", "convnet", "--width", "0.5")
+    assert s["untrained_dropped"] == 0 and s["density"] == pytest.approx(s["mask_density"])

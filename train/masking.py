@@ -20,7 +20,9 @@ previous one (as SET's reference code does: evaluate, then rewire). So the model
 0: every regrown weight has been trained for the rest of its epoch. A run too short for that (one
 epoch, or T_iter beyond its last epoch start) rewires mid-epoch instead, when due (never at or after
 T_end, so the regrown weights train for the last (1 - t_end) of the run; :func:`train.schedule.rewire_timing`,
-``timing``). T_iter is at least 2 steps, so regrowth always sees the gradient of more than one batch. Regrowth prefers positions whose
+``timing``), and regrows only positions whose gradient was not 0 since the last rewiring (fewer
+connections move when there are fewer such positions). T_iter is at least 2 steps, so regrowth always
+sees the gradient of more than one batch. Regrowth prefers positions whose
 dense gradient was not 0 since the last rewiring (a connection from a neuron that never spiked, or
 an input that is 0, cannot learn). Positions that can never learn are kept out of every mask from the start
 (``feasible``: e.g. the first layer's inputs that are 0 in every training sample, whose weights would
@@ -439,12 +441,20 @@ def rewire_record(before: torch.Tensor, after: torch.Tensor,
 # -- rewiring rules (one function per method, all pure over the engine's masks) ---------------------
 
 def _rewire_fraction(engine: MaskEngine, t: int) -> int:
-    """SET / RigL / ESL: in each layer prune k = floor(f(t) nnz) by magnitude, regrow k (nnz constant)."""
+    """SET / RigL / ESL: in each layer prune k = floor(f(t) nnz) by magnitude, regrow k (nnz constant).
+    Mid-epoch rewiring of a short run (``timing == "step"``) moves at most as many connections as there
+    are inactive positions whose gradient was not 0 since the last rewiring, so every regrown weight
+    can learn (a network still silent keeps its masks)."""
     f = engine.schedule(t)
     moved = 0
     for name, p in engine.params.items():
         mask = engine.masks[name]
         k = int(math.floor(f * int(mask.sum())))
+        if k and engine.timing == "step" and name in engine._seen:
+            can_learn = (engine._seen[name] != 0) & ~mask
+            if name in engine.allowed:
+                can_learn &= engine.allowed[name]
+            k = min(k, int(can_learn.sum()))
         if k == 0:
             continue
         kk = torch.tensor([k])
