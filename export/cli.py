@@ -54,13 +54,22 @@ def export_file(source: Union[str, os.PathLike], to: str, out: Union[str, os.Pat
     if reader is not None and reader not in READERS:
         raise EslError(f"unknown NIR reader {reader!r}; choose one of: {', '.join(sorted(READERS))}")
     out = check_output(out, force=force, inputs=[source])
-    return write_network(load_source(source), to, out, T=T, reader=reader, source=str(source))
+    model = load_source(source)
+    graph = None
+    if not isinstance(model, SpikingNet):  # a graph (residual, recurrent, CubaLIF, ...): export the graph as read
+        from .nir.read import read_graph
+
+        graph = read_graph(source)
+    return write_network(model, to, out, T=T, reader=reader, source=str(source), graph=graph)
 
 
 def write_network(model: SpikingNet, to: str, out: Union[str, os.PathLike], *, T: Optional[int] = None,
-                   reader: Optional[str] = None, source: str = "network") -> Dict[str, Any]:
+                   reader: Optional[str] = None, source: str = "network",
+                   graph: Optional[Any] = None) -> Dict[str, Any]:
     """Write ``model`` to ``out`` in format ``to`` (the work of :func:`export_file` once the network is
-    loaded; ``out`` is replaced if it exists); returns the summary dict."""
+    loaded; ``out`` is replaced if it exists); returns the summary dict. ``graph``: the NIR graph of a
+    network that is not a chain (a :class:`esl_deploy.graphnet.GraphNet` read from a ``.nir`` file),
+    written as it is; such a network has no ONNX unrolling."""
     if to not in TARGETS:
         raise EslError(f"unknown export format {to!r}; choose one of: {', '.join(TARGETS)}")
     out = Path(out)
@@ -71,7 +80,13 @@ def write_network(model: SpikingNet, to: str, out: Union[str, os.PathLike], *, T
     meta = dict(getattr(model, "meta", None) or {})
     summary: Dict[str, Any] = {"source": str(source), "format": to, "output": str(out),
                                "model": model.spec.name, "method": meta.get("method")}
+    if graph is None and not isinstance(model, SpikingNet):
+        raise EslError(f"{source}: this network is a graph (branches, merges, recurrent edges or neuron kinds "
+                       "beyond LIF/LI); export it from its .nir file")
     if to == "onnx":
+        if graph is not None:
+            raise EslError(f"--to onnx unrolls chains of LIF layers only; {source} is a graph (branches, merges, "
+                           "recurrent edges or neuron kinds such as CubaLIF): export --to nir or --to lava")
         from .onnx import to_onnx
 
         steps = T if T is not None else meta.get("T")
@@ -83,7 +98,7 @@ def write_network(model: SpikingNet, to: str, out: Union[str, os.PathLike], *, T
         from .nir.write import to_nir, write_graph
 
         if to == "nir":
-            graph = to_nir(model, meta)
+            graph = to_nir(model, meta) if graph is None else graph
             if reader is not None:
                 from .nir.flavours import flavour, reader_read_hint
 
@@ -91,7 +106,7 @@ def write_network(model: SpikingNet, to: str, out: Union[str, os.PathLike], *, T
                 summary["reader"], summary["read_with"] = reader, reader_read_hint(reader, graph)[0]
             write_graph(graph, out)
         else:
-            graph = to_nir(model, meta)
+            graph = to_nir(model, meta) if graph is None else graph
             try:
                 if to == "lava":
                     from .lava.file import write_lava as write
