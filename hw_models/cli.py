@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import click
 import torch
@@ -22,8 +23,9 @@ from .report import ENERGY_STRATEGIES
 from .tn_weights import MODES as TN_MODES
 
 
-def load_source(path: str) -> nn.Module:
-    """A SpikingNet from a checkpoint (``.pt``/``.pth``, or a run folder holding ``checkpoint.pt``) or ``.nir``.
+def load_source(path: str, *, writer: Optional[str] = None, dt: Optional[float] = None) -> nn.Module:
+    """A SpikingNet from a checkpoint (``.pt``/``.pth``, or a run folder holding ``checkpoint.pt``) or ``.nir``
+    (a GraphNet for a graph that is not a chain; read under ``writer``'s conventions at ``dt``).
 
     The loaders are imported when needed: ``esl_deploy.load`` and ``export.nir.read.load_nir``.
     """
@@ -38,7 +40,9 @@ def load_source(path: str) -> nn.Module:
             from esl_deploy.export.nir.read import load_nir
         except ImportError:
             raise EslError("reading .nir files needs export.nir.read, which is not installed") from None
-        return load_nir(str(p))
+        return load_nir(str(p), writer=writer, dt=dt)
+    if writer is not None or dt is not None:
+        raise EslError("--writer and --dt say how to read a .nir file; a checkpoint is read as it was trained")
     if suffix in (".pt", ".pth"):
         import esl_deploy
 
@@ -82,12 +86,16 @@ def load_source(path: str) -> nn.Module:
 @click.option("--list-constants", is_flag=True, help="Print the table of constants with sources and exit.")
 @click.option("--seed", type=click.IntRange(0, 2 ** 63 - 1), default=0, show_default=True, help="Seed of rate encoding.")
 @input_options
+@click.option("--writer", type=click.Choice(["nir", "snntorch", "norse", "sinabs"]), default=None,
+              help="Read a .nir file in the conventions of the tool that wrote it (as esl simulate --writer).")
+@click.option("--dt", "dt", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Time step to read a .nir file at [default: the writer's, the graph's, else 1e-4 with a warning].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG bar chart here.")
 @click.option("--force", is_flag=True, help="Let --plot replace an existing file (never the model file itself).")
 def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encoding, strategy, max_chips, consts,
                convention, tn_weights, tn_finetune, list_constants, seed, input_file, random_spikes, samples,
-               as_json, plot, force):
+               writer, dt, as_json, plot, force):
     """Count synaptic operations on a data set, map the network onto TrueNorth cores and estimate its
     energy on TrueNorth, Loihi and 45 nm CMOS against the dense ANN on a V100-class GPU."""
     from esl_deploy.datasets import frame_size_for, load_dataset
@@ -109,7 +117,7 @@ def energy_cmd(source, hardware, dataset, data_dir, limit, batch_size, T, encodi
         src = Path(source).expanduser()
         check_output(plot, force=force, inputs=[src / "checkpoint.pt" if src.is_dir() else src,
                                                 *([input_file] if input_file is not None else [])])
-    model = load_source(source)
+    model = load_source(source, writer=writer, dt=dt)
     meta = dict(getattr(model, "meta", None) or {})
     if input_file is not None or random_spikes is not None:  # the user's inputs, not a data set
         if tn_finetune:

@@ -353,3 +353,16 @@ def test_resnet19_costs_its_identity_shortcuts():
     assert relay.mask.shape == (16 * 12 * 12, 16 * 12 * 12) and relay.mask.nnz == 16 * 12 * 12
     graph_tn = graph_synaptic_layers(from_nir(to_nir(m)))
     assert sum(l.mask.nnz for l in graph_tn) == sum(l.mask.nnz for l in tn.values())
+
+
+def test_energy_reads_a_graph_in_its_writers_conventions(tmp_path):
+    from esl_deploy.hw_models.cli import load_source
+    from esl_deploy.hw_models.sops import count_activity
+
+    path = tmp_path / "if.nir"
+    nir.write(path, sinabs_if_graph())
+    x = torch.from_numpy(spikes_in(T=10, B=4, seed=6)).transpose(0, 1)
+    with pytest.warns(EslWarning, match="silent"):
+        silent = count_activity(load_source(str(path)), x, T=10, encoding="direct", temporal=True)
+    counted = count_activity(load_source(str(path), writer="sinabs"), x, T=10, encoding="direct", temporal=True)
+    assert silent.active_updates == 0 and counted.active_updates > 0

@@ -540,8 +540,9 @@ def quantize(net: LavaNet, *, input_max: float = 1.0, input_min: float = 0.0, gr
     readers = [(i, net.parts(i)) for i in range(len(net.layers)) if any(p.source == INPUT for p in net.parts(i))]
     if readers and (len(readers) > 1 or readers[0][0] != 0 or len(readers[0][1]) > 1) and input_frac_bits != 0:
         names = [net.layers[i].neuron.name for i, _ in readers]
-        raise EslError(f"layers {names} read the input beside other sources: fixed point sends such an input as "
-                       "whole numbers (spikes, counts; input_frac_bits 0), not fractions")
+        raise EslError(f"layers {names} read the input beside other sources (a recurrent, residual or branching "
+                       "graph): fixed point then sends the input as whole numbers (spikes, counts; input_frac_bits 0, "
+                       "what esl simulate --backend lava-fixed does for spike inputs), not fractions")
     layers = [replace(layer, fixed=quantize_layer(layer, input_max=input_max, input_min=input_min, groups=groups,
                                                   input_frac_bits=input_frac_bits))
               for layer in net.layers]

@@ -242,9 +242,10 @@ def from_nir(graph_or_path: Union[nir.NIRGraph, str, os.PathLike], *, writer: Op
     return model
 
 
-def load_nir(path: Union[str, os.PathLike]) -> SpikingNet:
-    """Read a ``.nir`` file into a runnable SpikingNet (eval mode) with ``model.meta`` from the graph."""
-    return from_nir(read_graph(path))
+def load_nir(path: Union[str, os.PathLike], *, writer: Optional[str] = None, dt: Optional[float] = None) -> nn.Module:
+    """Read a ``.nir`` file into a runnable SpikingNet or GraphNet (eval mode) with ``model.meta`` from the
+    graph, under ``writer``'s conventions at ``dt`` (:func:`from_nir`)."""
+    return from_nir(read_graph(path), writer=writer, dt=dt)
 
 
 def nir_meta(model: nn.Module, metadata: Dict[str, Any], node_index: Dict[str, int], *,
