@@ -159,13 +159,12 @@ def candidate_tilings(geo: ConvGeometry, core: CoreSpec = CoreSpec(), *, source_
     if q2 * KY * KX > A:
         raise ValueError(f"one input channel of one neuron reads up to {q2 * KY * KX} sources, more than {A} axons")
     fp = geo.footprints()                              # (C_out, C_in)
-    tv_y, tv_x = geo.tap_valid()
     # sources read at all (for the splitter count): cells reached by some tap of some output channel
     used_c = np.flatnonzero((fp != 0).any(0))
     n_pos = Ho * Wo
     r_min = ceil_div(C_out, N)
     rs = [r for r in _distinct_splits(C_out, max_splits) if r >= r_min] or [r_min]
-    qs = _distinct_splits(C_in, max_splits)
+    qs = sorted(set(_distinct_splits(C_in, max_splits)) | {C_in})  # one channel per group always fits
     sources = used_c.size * geo.cells[0] * geo.cells[1] * q2
     per_q = []  # what depends on the groups only: bounds, parts, adders (interior counts)
     for q in qs:
@@ -196,7 +195,6 @@ def candidate_tilings(geo: ConvGeometry, core: CoreSpec = CoreSpec(), *, source_
                 axons_gk = csum[:, gb[1:]] - csum[:, gb[:-1]]             # (r, q) interior axons of a tile
                 if axons_gk.max() > A:
                     continue
-                # parts: neurons (o, p) reading a channel of the group (interior: the footprint is not empty)
                 x_src = float(axons_gk.sum()) * tiles_xy * border
                 splitters = max(0.0, x_src - sources) if source_on_chip else 0.0
                 slots = parts + adders + splitters
@@ -205,7 +203,7 @@ def candidate_tilings(geo: ConvGeometry, core: CoreSpec = CoreSpec(), *, source_
                 est = max(slots / N, axons / A, tiles)
                 scored.append((est, q, r, h, w))
     if not scored:
-        raise ValueError("no tiling fits the core")  # unreachable: (q = C_in, r = C_out, 1 x 1) always fits
+        raise ValueError("no tiling fits the core")  # unreachable: one channel per group at 1 x 1 fits
     scored.sort()
     return [ConvTiling(groups=q, blocks=r, tile=(h, w), estimate=round(e, 2)) for e, q, r, h, w in scored[:top]]
 

@@ -239,8 +239,11 @@ def _tile_candidates(layer: PackLayer, core: CoreSpec, cache: Optional[dict]) ->
     key = (layer.name, id(layer.mask))
     if cache is not None and key in cache:
         return cache[key]
-    out = [tile_placement(layer.mask, layer.geometry, t)
-           for t in candidate_tilings(layer.geometry, core, source_on_chip=layer.source_on_chip, top=TILINGS)]
+    try:
+        tilings = candidate_tilings(layer.geometry, core, source_on_chip=layer.source_on_chip, top=TILINGS)
+    except ValueError:  # one channel of one neuron reads more than a core's axons: placed unrolled
+        tilings = []
+    out = [tile_placement(layer.mask, layer.geometry, t) for t in tilings]
     if cache is not None:
         cache[key] = out
     return out
@@ -249,8 +252,9 @@ def _tile_candidates(layer: PackLayer, core: CoreSpec, cache: Optional[dict]) ->
 def _candidates(layer: PackLayer, prev: Optional[_LayerItems], core: CoreSpec,
                 free: Optional[Tuple[np.ndarray, np.ndarray]] = None, cache: Optional[dict] = None,
                 tiles_only: bool = False) -> List[_Placement]:
-    if layer.geometry is not None:  # tilings, and the unrolled mask's grouped placement (sparse convs)
-        out = _tile_candidates(layer, core, cache)
+    tiles = _tile_candidates(layer, core, cache) if layer.geometry is not None else []
+    if tiles:  # tilings, and the unrolled mask's grouped placement (sparse convs)
+        out = tiles
         if not tiles_only and layer.mask.nnz <= GROUPED_SYNAPSES:
             key = ("grouped", layer.name, id(layer.mask))
             if cache is None or key not in cache:
