@@ -70,7 +70,7 @@ import numpy as np
 
 from .conv_geometry import ConvGeometry, _row_unions, sumset_rows, window_clip
 from .cores import CoreSpec, ceil_div
-from .truenorth import adder_tree
+from .truenorth import adder_tree, as_csr
 
 LAMBDAS = np.linspace(0.0, 1.0, 21)
 EXACT_TAPS = 12  # footprints of up to this many taps get the exact minimal union
@@ -332,17 +332,15 @@ def local_lower_bound(layers, core: CoreSpec = CoreSpec(), *, network_bound: int
     charged as convolutions. ``tiled``: the names of the layers placed as tiles (default: every layer with
     a geometry); the others are charged the packed rules' resources only, which hold for any placement.
     ``network_bound``: the packed rules' bound, if known (the result is never below it)."""
-    from .packing import pack_layers_of
-
     A, N = core.axons, core.neurons
     lam = np.asarray(lambdas, dtype=float)
     total = np.zeros(lam.size)
     parts: List[Tuple[str, np.ndarray, np.ndarray]] = []
-    for l in pack_layers_of(layers):
-        U, X = packed_layer_resources(l.mask, core, l.source_on_chip)
+    for l in layers:  # PackLayer or unroller records: a mask, whether its sources are on chip, a geometry
+        U, X = packed_layer_resources(as_csr(l.mask), core, bool(l.source_on_chip))
         packed = lam * U / N + (1.0 - lam) * X / A
         local = packed
-        if l.geometry is not None and (tiled is None or l.name in tiled):
+        if getattr(l, "geometry", None) is not None and (tiled is None or l.name in tiled):
             used = int(np.count_nonzero(np.diff(l.mask.tocsc().indptr)))
             local = np.maximum(packed, conv_layer_cost(l.geometry, used, core, source_on_chip=l.source_on_chip,
                                                        lambdas=lam))
