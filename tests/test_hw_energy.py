@@ -147,7 +147,7 @@ def run_esl(monkeypatch, capsys, tmp_path):
     model_file.write_bytes(b"")
     models = {"model": _sparse_mlp()}
     monkeypatch.setattr(cli, "_register_commands", lambda: cli.esl.add_command(hw_cli.energy_cmd, "energy"))
-    monkeypatch.setattr(hw_cli, "load_source", lambda path: models["model"])
+    monkeypatch.setattr(hw_cli, "load_source", lambda path, **kw: models["model"])
 
     def run(*args, model=None):
         if model is not None:
@@ -211,7 +211,7 @@ def test_load_source_dispatches_on_file_type(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(esl_deploy, "load", lambda p: calls.append(("pt", p)) or "net", raising=False)
     fake = types.ModuleType("esl_deploy.export.nir.read")
-    fake.load_nir = lambda p: calls.append(("nir", p)) or "graph"
+    fake.load_nir = lambda p, **kw: calls.append(("nir", p)) or "graph"
     monkeypatch.setitem(sys.modules, "esl_deploy.export.nir.read", fake)
     run = tmp_path / "run"
     run.mkdir()
