@@ -64,6 +64,7 @@ results: $(STAMP)
 	$(BIN)/python benchmarks/own_snntorch_mnist.py --epochs 3 --limit-train 12800 --lava-limit 500
 	$(BIN)/python benchmarks/nir_compat.py
 	$(BIN)/python benchmarks/resnet19_deploy.py --train 3000 --test 1000 --epochs 3 --T 4 --limit 50
+	$(BIN)/python benchmarks/bench_conv_mapping.py --wide
 	$(BIN)/python benchmarks/bench_distributed.py
 	$(BIN)/python benchmarks/bench_mnist_speed.py
 	$(BIN)/python benchmarks/headline.py
