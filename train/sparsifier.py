@@ -72,7 +72,7 @@ class Sparsifier:
     """Sparse training of any ``nn.Module`` with one of the registry's methods (see the module docstring).
 
     ``total_steps``: optimizer steps of the whole run (rewiring stops at ``t_end`` of it; T_iter defaults
-    to min(1000, total_steps / 20)). ``steps_per_epoch``: lets SET rewire once per epoch as its reference
+    to max(2, min(1000, total_steps / 20))). ``steps_per_epoch``: lets SET rewire once per epoch as its reference
     code does, and :meth:`step`'s ``epoch_start`` defer a rewiring to the next epoch's first step as
     ``esl train`` does. The keyword options are those of ``esl train`` (``density``, ``density_mode``,
     ``t_iter``, ``alpha``, ``t_end``, ``grow``, ``prune_at``, ``momentum``, ``pq``, ``core_aware``,
