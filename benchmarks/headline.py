@@ -73,9 +73,19 @@ def build(results: Path = RESULTS) -> str:
         ("MNIST: Lava fixed point after 8-bit QAT: output spike agreement % / accuracy %", "-",
          f"{qat['output_agreement']:.3f} / {pct(qat['accuracy'])}", ""),
     ]
+    own_file = Path(results) / "own_snntorch_mnist.json"
+    if own_file.is_file():  # snnTorch's tutorial MLP through the library API (benchmarks/own_snntorch_mnist.py)
+        own = _data(results, "own_snntorch_mnist")
+        agree = " / ".join(f"{v:.3f}" for v in own["simulate"]["lava"]["layer_agreement"].values())
+        rows.append((f"Your own snnTorch net (snnTorch's tutorial MLP, subtract reset, your loop + 2 lines), "
+                     f"{own['epochs']} epochs on {own['train_images']:,} MNIST images: test accuracy % / nonzero "
+                     f"density / Lava float spikes equal to the snnTorch net's, % per layer "
+                     f"({own['simulate']['lava']['samples']:,} images)", "-",
+                     f"{pct(own['accuracy'])} / {own['density']:.4f} / {agree}", f"[MNIST]({DOCS}/mnist.md)"))
     lines = ["| | dense | ESL, 10 % density | full tables |", "|---|---|---|---|"]
     lines += [f"| {what} | {dense} | {esl} | {link} |" for what, dense, esl, link in rows]
-    sources = ", ".join(f"`results/{name}.json`" for name in SOURCES)
+    used = SOURCES + (("own_snntorch_mnist",) if own_file.is_file() else ())
+    sources = ", ".join(f"`results/{name}.json`" for name in used)
     return "\n".join(lines) + f"\n\n*made by `.venv/bin/python benchmarks/headline.py` from {sources}*\n"
 
 
