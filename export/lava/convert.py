@@ -87,6 +87,7 @@ import scipy.sparse as sp
 
 from esl_deploy.errors import EslError
 
+from ..nir.conventions import reset_from_metadata
 from ..nir.graph import ALL_TYPES, Segment, Step, conv_geometry, conv_output_hw, pair, pool_scale, size, walk
 from .net import (DEFAULT_DT, READOUT_NODE_TYPES, READOUT_VTH, RESET_MECHANISMS, SYNAPSE_KINDS,  # noqa: F401
                   LavaLayer, LavaNet, NeuronLayer, SynapseLayer, conv_matrix, lava_order, pool_matrix)
@@ -200,36 +201,10 @@ def _leaky_params(name: str, kind: str, node, bc, dt: float, per_neuron: bool = 
     return beta, _snap_one(k * bc(node.r)), k * bc(node.v_leak)
 
 
-def _flag(value):
-    """A metadata value as read back from HDF5 (bytes, numpy scalars, 0-d or 1-element arrays) as a
-    plain str, bool or number."""
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.ravel()[0]
-    if isinstance(value, (bytes, np.bytes_)):
-        value = value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        value = value.item()
-    return value
-
-
 def _reset_mode(name: str, kind: str, node) -> Tuple[str, bool]:
-    """(reset_mechanism, reset_delay) from the node's metadata (absent: ``zero``, False).
-
-    ``reset_mechanism`` must be ``zero``, ``subtract`` or ``none``; ``reset_delay`` a bool (also
-    ``0``/``1`` or ``"true"``/``"false"``, as HDF5 may return it)."""
-    meta = getattr(node, "metadata", None) or {}
-    mechanism = _flag(meta.get("reset_mechanism", "zero"))
-    if not isinstance(mechanism, str) or mechanism not in RESET_MECHANISMS:
-        raise EslError(f"node {name!r} ({kind}): unknown reset_mechanism {mechanism!r} in its metadata; "
-                       f"expected one of: {', '.join(RESET_MECHANISMS)}")
-    delay = _flag(meta.get("reset_delay", False))
-    if isinstance(delay, str) and delay.strip().lower() in ("true", "false"):
-        delay = delay.strip().lower() == "true"
-    if isinstance(delay, (int, float)) and not isinstance(delay, bool) and delay in (0, 1):
-        delay = bool(delay)
-    if not isinstance(delay, bool):
-        raise EslError(f"node {name!r} ({kind}): reset_delay {delay!r} in its metadata is not a bool")
-    return mechanism, delay
+    """(reset_mechanism, reset_delay) from the node's metadata (absent: ``zero``, False):
+    :func:`export.nir.conventions.reset_from_metadata`."""
+    return reset_from_metadata(name, node, ("zero", False))
 
 
 def _neuron_params(name: str, node, shape: Tuple[int, ...], dt: float, mechanism: str):

@@ -155,11 +155,13 @@ def _flag(value: Any):
 
 
 def reset_from_metadata(name: str, node: nir.NIRNode, default: Tuple[str, bool]) -> Tuple[str, bool]:
-    """``(reset_mechanism, reset_delay)`` from the node's metadata (our writer's), else ``default``."""
+    """``(reset_mechanism, reset_delay)`` from the node's metadata (our writer's), else ``default``; the one
+    reading of that metadata (the reader and the Lava converter call it). Values may come back from HDF5
+    as bytes, numpy scalars or 1-element arrays; ``reset_delay`` may be 0/1 or "true"/"false"."""
     meta = getattr(node, "metadata", None) or {}
     mechanism = _flag(meta.get("reset_mechanism", default[0]))
     if mechanism not in ("zero", "subtract", "none"):
-        raise EslError(f"node {name!r} of type {type(node).__name__}: unknown reset_mechanism {mechanism!r} "
+        raise EslError(f"node {name!r} ({type(node).__name__}): unknown reset_mechanism {mechanism!r} "
                        "in its metadata (known: zero, subtract, none)")
     delay = _flag(meta.get("reset_delay", default[1]))
     if isinstance(delay, str) and delay.strip().lower() in ("true", "false", "1", "0"):
@@ -167,7 +169,7 @@ def reset_from_metadata(name: str, node: nir.NIRNode, default: Tuple[str, bool])
     if isinstance(delay, (int, float)) and not isinstance(delay, bool) and delay in (0, 1):
         delay = bool(delay)
     if not isinstance(delay, bool):
-        raise EslError(f"node {name!r} of type {type(node).__name__}: reset_delay {delay!r} is not a bool")
+        raise EslError(f"node {name!r} ({type(node).__name__}): reset_delay {delay!r} in its metadata is not a bool")
     return str(mechanism), delay
 
 

@@ -54,9 +54,9 @@ from esl_deploy.errors import EslError
 from esl_deploy.resources import check_memory, elements
 from esl_deploy.masks import sparsifiable
 from esl_deploy.models import ModelSpec, SpikingNet
-from esl_deploy.neurons import LI, LIF, RESET_MECHANISMS
+from esl_deploy.neurons import LI, LIF
 
-from .conventions import EslWarning
+from .conventions import EslWarning, reset_from_metadata
 from .graph import ALL_TYPES, Chain, pair, walk
 from .write import DT, weight_density
 
@@ -95,22 +95,8 @@ def lif_parameters(node: nir.NIRNode, dt: float, name: str = "?") -> Tuple[np.nd
 def reset_of(node: nir.NIRNode, name: str = "?") -> Tuple[str, bool]:
     """``(reset_mechanism, reset_delay)`` of a LIF/IF node: its metadata (written by
     :func:`esl_deploy.export.nir.write.lif_node`), else NIR's own meaning, reset to ``v_reset`` at once
-    (``("zero", False)``). Values may come back from HDF5 as bytes or numpy bools."""
-    meta = node.metadata or {}
-    mechanism = meta.get("reset_mechanism", "zero")
-    if isinstance(mechanism, np.ndarray) and mechanism.size == 1:
-        mechanism = mechanism.item()
-    mechanism = mechanism.decode() if isinstance(mechanism, bytes) else str(mechanism)
-    if mechanism not in RESET_MECHANISMS:
-        raise EslError(f"node {name!r} of type {type(node).__name__}: unknown reset_mechanism {mechanism!r} in its "
-                       f"metadata (known: {', '.join(RESET_MECHANISMS)})")
-    delay = meta.get("reset_delay", False)
-    if isinstance(delay, (bytes, str)):
-        delay = (delay.decode() if isinstance(delay, bytes) else delay).lower()
-        if delay not in ("true", "false", "1", "0"):
-            raise EslError(f"node {name!r} of type {type(node).__name__}: reset_delay {delay!r} is not a boolean")
-        delay = delay in ("true", "1")
-    return mechanism, bool(np.asarray(delay).item())
+    (``("zero", False)``): :func:`export.nir.conventions.reset_from_metadata`."""
+    return reset_from_metadata(name, node, ("zero", False))
 
 
 def _leak_and_gain(node: nir.NIRNode, dt: float, label: str) -> Tuple[np.ndarray, np.ndarray]:
