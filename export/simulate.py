@@ -16,7 +16,8 @@ about. Backends:
 - ``lava-fixed``: the same after :func:`export.lava.fixed.quantize` (bit-accurate Loihi 2 models,
   ``select_tag="fixed_pt"``); the report carries the quantisation errors;
 - ``netx``: the network written by :func:`export.lava.netx.write_netx` and loaded back by lava-dl's
-  ``netx.hdf5.Network``.
+  ``netx.hdf5.Network``; a netx file as the source (``esl export --to netx``) runs as it is, the NIR graph
+  stored in it giving the reference.
 
 Spike agreement of a layer is the percentage of (step, sample, neuron) entries equal to the
 reference; accuracy is the argmax of the output spike count (ties to the lower class, as in training).
@@ -35,7 +36,6 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -113,8 +113,9 @@ class SimReport:
 def load_network(source: Union[str, os.PathLike], *, writer: Optional[str] = None,
                  dt: Optional[float] = None) -> Tuple[SpikingNet, nir.NIRGraph]:
     """The snnTorch network and the NIR graph of ``source``: a ``.nir`` file (the graph as written, and
-    the network built from it, read under ``writer``'s conventions at ``dt``: :mod:`export.nir.conventions`)
-    or a checkpoint (the network, and its graph by ``to_nir``)."""
+    the network built from it, read under ``writer``'s conventions at ``dt``: :mod:`export.nir.conventions`),
+    a netx file (the graph stored in it: :func:`export.lava.netx.read_netx_graph`) or a checkpoint (the
+    network, and its graph by ``to_nir``)."""
     from .nir.write import to_nir
     from .nir.read import from_nir, read_graph
 
@@ -123,6 +124,11 @@ def load_network(source: Union[str, os.PathLike], *, writer: Optional[str] = Non
         raise EslError(f"no such file: {path}")
     if path.suffix.lower() == ".nir":
         graph = read_graph(path)
+        return from_nir(graph, writer=writer, dt=dt), graph
+    from .lava.netx import is_netx_file, read_netx_graph
+
+    if is_netx_file(path):  # the graph stored with it; --backend netx runs the file itself
+        graph = read_netx_graph(path)
         return from_nir(graph, writer=writer, dt=dt), graph
     if writer is not None or dt is not None:
         raise EslError("--writer and --dt say how to read a .nir file; a checkpoint is read as it was trained")
@@ -237,8 +243,8 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
 
 def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray,
                  tick: Callable[[int], None], synapse: str, conv: str,
-                 groups: int, *, writer: Optional[str] = None,
-                 dt: Optional[float] = None) -> Tuple[List[str], List[np.ndarray], dict]:
+                 groups: int, *, writer: Optional[str] = None, dt: Optional[float] = None,
+                 source: Optional[str] = None) -> Tuple[List[str], List[np.ndarray], dict]:
     from .lava.convert import convert
     from .lava.fixed import exact_frac_bits, quantize
     from .lava.run import run
@@ -251,15 +257,11 @@ def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.nda
         tick(x.shape[1])
         return [], spikes, {"voltage": volt}
     if backend == "netx":
-        from .lava.netx import netx_net, run_netx, write_netx_file
+        from .lava.netx import simulate_netx
 
-        net = netx_net(graph, input_max=x_max, input_frac_bits=frac_bits)
-        with tempfile.TemporaryDirectory(prefix="esl-sim-") as tmp:
-            path = Path(tmp) / "network.net"
-            write_netx_file(net, path)
-            res = run_netx(path, x, progress=tick, sparse=synapse == "sparse")
-        return res.names, res.spikes, {"quant_error": net.quant_errors(), "build_s": res.build_s,
-                                       "run_s": res.run_s, "steps": res.steps}
+        res, extra = simulate_netx(graph, x, tick, source=source, sparse=synapse == "sparse", input_max=x_max,
+                                   input_frac_bits=frac_bits)  # a netx file runs as it is
+        return res.names, res.spikes, dict(extra, build_s=res.build_s, run_s=res.run_s, steps=res.steps)
     net = convert(graph, synapse=synapse, conv=conv, writer=writer, dt=dt)
     mode = "float"
     if backend == "lava-fixed":
@@ -387,7 +389,7 @@ def simulate_arrays(model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray, y: Op
         t0 = time.perf_counter()
         with private_temp_dir("esl-sim-"):  # the backend's scratch files; those of a killed run are swept
             names, spikes, extra = _run_backend(backend, model, graph, x, bar.update, synapse, conv, weight_groups,
-                                            writer=writer, dt=dt)
+                                            writer=writer, dt=dt, source=source)
         wall = time.perf_counter() - t0
     if not names:
         names = [s.name for s in walk(graph).steps if s.is_spiking]

@@ -97,7 +97,7 @@ def simulate_cmd(model: Path, backend: str, dataset: Optional[str], data_dir: Op
                  weight_groups: Optional[int], input_file: Optional[str], random_spikes: Optional[float],
                  samples: int, seed: int, writer: Optional[str], dt: Optional[float], reference: Optional[str],
                  as_json: bool, no_progress: bool) -> None:
-    """Run MODEL (a checkpoint or .nir file) on a test set, or on inputs of its own shape (--input,
+    """Run MODEL (a checkpoint, .nir or netx file) on a test set, or on inputs of its own shape (--input,
     --random-spikes), and compare its spikes with snnTorch."""
     report = simulate(model, backend, dataset, limit, progress=not no_progress, data_dir=data_dir, T=steps,
                       encoding=encoding, synapse=synapse, conv=conv, weight_groups=weight_groups,
