@@ -90,7 +90,7 @@ from esl_deploy.errors import EslError
 from ..nir.conventions import reset_from_metadata
 from ..nir.graph import ALL_TYPES, Segment, Step, conv_geometry, conv_output_hw, pair, pool_scale, size, walk
 from .net import (DEFAULT_DT, READOUT_NODE_TYPES, READOUT_VTH, RESET_MECHANISMS, SYNAPSE_KINDS,  # noqa: F401
-                  LavaLayer, LavaNet, NeuronLayer, SynapseLayer, conv_matrix, lava_order, pool_matrix)
+                  ConvShape, LavaLayer, LavaNet, NeuronLayer, SynapseLayer, conv_matrix, lava_order, pool_matrix)
 
 SUPPORTED_NODES = ("Input", "Output", "Affine", "Linear", "Conv2d", "AvgPool2d", "SumPool2d", "Scale",
                    "Flatten", "LIF", "IF", "LI", "I")
@@ -278,14 +278,16 @@ def _segment_synapse(seg: Segment, gain: np.ndarray, graded: bool, synapse: str,
     """One synapse layer for the linear nodes of ``seg`` and its bias (torch order), both times ``gain``."""
     ops, in_shape, out_shape = seg.ops, seg.in_shape, seg.neuron.in_shape
     names = tuple(op.name for op in ops)
-    if conv == "conv" and len(in_shape) == 3 and len(out_shape) == 3 and np.all(gain == 1.0):
+    folded = None
+    if len(in_shape) == 3 and len(out_shape) == 3 and np.all(gain == 1.0):
         folded = _fold_conv(ops)
-        if folded is not None:
-            kernel, bias_c, stride, padding, dilation, groups = folded
-            syn = SynapseLayer(kind="conv", in_shape=in_shape, out_shape=out_shape, weight=kernel, graded=graded,
-                               stride=stride, padding=padding, dilation=dilation, groups=groups, nodes=names)
-            if conv_output_hw(in_shape[1:], kernel.shape[2:], stride, padding, dilation) == tuple(out_shape[1:]):
-                return syn, np.repeat(bias_c, size(out_shape[1:]))
+        if folded is not None and conv_output_hw(in_shape[1:], folded[0].shape[2:], *folded[2:5]) != tuple(out_shape[1:]):
+            folded = None
+    if conv == "conv" and folded is not None:
+        kernel, bias_c, stride, padding, dilation, groups = folded
+        syn = SynapseLayer(kind="conv", in_shape=in_shape, out_shape=out_shape, weight=kernel, graded=graded,
+                           stride=stride, padding=padding, dilation=dilation, groups=groups, nodes=names)
+        return syn, np.repeat(bias_c, size(out_shape[1:]))
     m = sp.identity(size(in_shape), format="csr", dtype=np.float64)
     b = np.zeros(size(in_shape))
     for op in ops:
@@ -297,8 +299,10 @@ def _segment_synapse(seg: Segment, gain: np.ndarray, graded: bool, synapse: str,
         b = gain * b
     m.eliminate_zeros()
     m.sort_indices()
+    hint = () if folded is None else (ConvShape(kernel=folded[0].shape, stride=folded[2], padding=folded[3],
+                                                dilation=folded[4], groups=folded[5]),)
     return SynapseLayer(kind=synapse, in_shape=in_shape, out_shape=out_shape, weight=m, graded=graded,
-                        nodes=names), np.asarray(b, dtype=np.float64)
+                        nodes=names, convs=hint), np.asarray(b, dtype=np.float64)
 
 
 def convert(graph: nir.NIRGraph, *, synapse: str = "sparse", conv: str = "conv",

@@ -35,7 +35,7 @@ from esl_deploy.errors import EslError
 
 from ..nir.conventions import Convention, neuron_params
 from ..nir.graph import Graph, Segment, Step, delay_steps, size
-from .net import INPUT, READOUT_VTH, LavaLayer, LavaNet, NeuronLayer, Part, SynapseLayer
+from .net import INPUT, READOUT_VTH, ConvShape, LavaLayer, LavaNet, NeuronLayer, Part, SynapseLayer
 
 Path = Tuple[str, int, Tuple[Step, ...]]  # (source node, shift in steps, linear steps from it, in order)
 
@@ -140,7 +140,7 @@ def convert_graph(g: Graph, dt: float, convention: Convention, *, synapse: str, 
                                      synapse=synapse, conv=mode)[0] for ops in ops_list]
             if len(syns) == 1:
                 pieces.append((part, syns[0]))
-            else:
+            else:  # several paths from one source: their sum is no convolution (no hint)
                 m = sum((s.matrix() for s in syns[1:]), syns[0].matrix()).tocsr()
                 m.eliminate_zeros()
                 pieces.append((part, SynapseLayer(kind=synapse, in_shape=src_shape, out_shape=step.in_shape, weight=m,
@@ -153,13 +153,14 @@ def convert_graph(g: Graph, dt: float, convention: Convention, *, synapse: str, 
             part, one = pieces[0]
             syn = SynapseLayer(kind=one.kind, in_shape=one.in_shape, out_shape=one.out_shape, weight=one.weight,
                                graded=one.graded, stride=one.stride, padding=one.padding, dilation=one.dilation,
-                               groups=one.groups, nodes=one.nodes, parts=(part,))
+                               groups=one.groups, nodes=one.nodes, parts=(part,), convs=one.convs)
         else:
             m = sp.hstack([piece.matrix() for _, piece in pieces], format="csr")
+            hints = tuple(_conv_hint(piece) for _, piece in pieces)
             syn = SynapseLayer(kind=synapse, in_shape=(m.shape[1],), out_shape=step.in_shape, weight=m,
                                graded=any(part.source == INPUT for part, _ in pieces),
                                nodes=tuple(dict.fromkeys(n for _, piece in pieces for n in piece.nodes)),
-                               parts=tuple(part for part, _ in pieces))
+                               parts=tuple(part for part, _ in pieces), convs=hints if any(hints) else ())
         du = _uniform_du(step, p.alpha)
         leak = p.leak if p.leak is not None else 0.0
         neuron = NeuronLayer(name=step.name, node_type=step.kind if p.spiking else _readout_kind(step),
@@ -178,8 +179,16 @@ def convert_graph(g: Graph, dt: float, convention: Convention, *, synapse: str, 
         syn = layer.synapse
         if syn.kind == "conv" and any(net.delay(l, part, depths) for part in net.parts(l)):
             layer.synapse = SynapseLayer(kind=synapse, in_shape=syn.in_shape, out_shape=syn.out_shape,
-                                         weight=syn.matrix(), graded=syn.graded, nodes=syn.nodes, parts=syn.parts)
+                                         weight=syn.matrix(), graded=syn.graded, nodes=syn.nodes, parts=syn.parts,
+                                         convs=(ConvShape.of(syn),) * max(1, len(syn.parts)))
     return net
+
+
+def _conv_hint(piece: SynapseLayer) -> Optional[ConvShape]:
+    """The convolution one part's synapse was built from (its geometry; :attr:`SynapseLayer.convs`), or None."""
+    if piece.kind == "conv":
+        return ConvShape.of(piece)
+    return piece.convs[0] if piece.convs else None
 
 
 def _readout_kind(step: Step) -> str:

@@ -125,6 +125,32 @@ class Part:
             raise ValueError(f"a synapse part needs source >= -1, size >= 1 and shift >= 0, got {self}")
 
 
+@dataclass(frozen=True)
+class ConvShape:
+    """The geometry of a torch ``conv2d`` (cross-correlation, zero padding): ``kernel`` is the kernel's shape
+    (C_out, C_in/groups, kH, kW); ``stride``/``padding``/``dilation`` are (H, W) pairs."""
+
+    kernel: Tuple[int, int, int, int]
+    stride: Tuple[int, int] = (1, 1)
+    padding: Tuple[int, int] = (0, 0)
+    dilation: Tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def __post_init__(self):
+        for name in ("kernel", "stride", "padding", "dilation"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if len(self.kernel) != 4 or min(self.kernel) < 1 or self.groups < 1 or self.kernel[0] % self.groups:
+            raise ValueError(f"a convolution needs a 4-d kernel shape whose C_out divides by groups, got {self}")
+        if min(self.stride + self.dilation) < 1 or min(self.padding) < 0:
+            raise ValueError(f"a convolution needs stride, dilation >= 1 and padding >= 0, got {self}")
+
+    @classmethod
+    def of(cls, syn: "SynapseLayer") -> "ConvShape":
+        """The geometry of a ``conv`` synapse."""
+        return cls(kernel=np.shape(syn.weight), stride=syn.stride, padding=syn.padding, dilation=syn.dilation,
+                   groups=syn.groups)
+
+
 @dataclass(kw_only=True)
 class SynapseLayer:
     """One Lava synapse process in torch order (the Lava layout is derived when processes are built).
@@ -133,6 +159,11 @@ class SynapseLayer:
     (C, H, W) indices. ``conv``: ``weight`` is a torch-layout kernel (C_out, C_in/groups, kH, kW) and
     ``stride``/``padding``/``dilation`` are (H, W) pairs. ``graded``: the input carries values, not
     binary spikes (Lava's ``num_message_bits > 0``), true for the first layer.
+
+    ``convs`` (matrix kinds only; empty: none known) holds, per part (one for a layer without parts), the
+    :class:`ConvShape` its block of ``weight`` was expanded from, or None: a hint that lets
+    :mod:`export.lava.emulate` run the block as a convolution (plus a sparse correction where the rounded
+    block is not one). The matrix stays the definition.
     """
 
     kind: str
@@ -146,11 +177,16 @@ class SynapseLayer:
     groups: int = 1
     nodes: Tuple[str, ...] = ()
     parts: Tuple[Part, ...] = ()  # empty: one part, the previous layer (the input for the first), shift 0
+    convs: Tuple[Optional[ConvShape], ...] = ()  # per part: the convolution its block came from (a hint)
 
     def __post_init__(self):
         self.in_shape = tuple(int(s) for s in self.in_shape)
         self.out_shape = tuple(int(s) for s in self.out_shape)
         self.parts = tuple(self.parts)
+        self.convs = tuple(self.convs)
+        if self.convs and (self.kind == "conv" or len(self.convs) != max(1, len(self.parts))):
+            raise ValueError(f"a {self.kind} synapse of {max(1, len(self.parts))} parts cannot hold {len(self.convs)} "
+                             "convolution hints")
         if self.parts and sum(p.size for p in self.parts) != size(self.in_shape):
             raise ValueError(f"synapse parts of {[p.size for p in self.parts]} inputs do not make its input "
                              f"{self.in_shape}")
@@ -390,7 +426,7 @@ def pool_matrix(in_shape: Sequence[int], kernel, stride, padding, scale: float) 
     return conv_matrix(ones, in_shape, stride, padding, (1, 1), c)
 
 
-__all__ = ["ACT_SHIFT", "A_IN_MAX", "BIAS_EXP", "BIAS_MANT_MAX", "DECAY_UNITY", "DEFAULT_DT", "FixedLayer",
+__all__ = ["ACT_SHIFT", "A_IN_MAX", "BIAS_EXP", "BIAS_MANT_MAX", "ConvShape", "DECAY_UNITY", "DEFAULT_DT", "FixedLayer",
            "INPUT", "INPUT_FRAC_BITS_MAX", "INPUT_INT_MAX", "LavaLayer", "LavaNet", "NeuronLayer", "Part",
            "READOUT_NODE_TYPES", "READOUT_VTH", "RESET_MECHANISMS", "SPLIT_EXP_MAX", "SYNAPSE_KINDS", "SynapseLayer", "UV_LIMIT",
            "VTH_MAX", "VTH_MIN", "VTH_TARGET", "WEIGHT_MIXED_MAX", "WEIGHT_SIGNED_MAX", "WIDTHS",
