@@ -15,6 +15,11 @@ about. Backends:
 - ``lava``: :func:`export.lava.run.run` with ``Loihi2SimCfg(select_tag="floating_pt")``;
 - ``lava-fixed``: the same after :func:`export.lava.fixed.quantize` (bit-accurate Loihi 2 models,
   ``select_tag="fixed_pt"``); the report carries the quantisation errors;
+- ``emulate-fixed``: the same fixed-point network as ``lava-fixed`` run by the batched torch emulator
+  (:func:`export.lava.emulate.emulate`, bit-exact to Lava's fixed-point models and thousands of times
+  faster), for whole test sets; ``lava_subset = N`` also runs Lava's fixed-point models on the first ``N``
+  samples and reports how many of their spikes equal the emulator's (``details["lava_subset_agreement"]``,
+  100 % unless the emulator is wrong);
 - ``netx``: the network written by :func:`export.lava.netx.write_netx` and loaded back by lava-dl's
   ``netx.hdf5.Network``; a netx file as the source (``esl export --to netx``) runs as it is, the NIR graph
   stored in it giving the reference.
@@ -29,7 +34,7 @@ readout's voltage (T, N, C), compared per sample by the argmax of its sum over T
 voltage difference (``readout_max_abs_diff``); ``identical_outputs`` is the percentage of samples whose
 voltages all lie within ``VOLTAGE_TOL`` times max(1, the sample's largest reference |V|) of the reference
 (float64 Lava agrees to ~1e-15; the float32 ``snntorch`` backend to a few float32 ulps). Accuracy is the argmax of the summed voltage.
-Only ``snntorch`` and ``lava`` (floating point) run it; ``lava-fixed`` and ``netx`` refuse it.
+Only ``snntorch`` and ``lava`` (floating point) run it; ``lava-fixed``, ``emulate-fixed`` and ``netx`` refuse it.
 """
 from __future__ import annotations
 
@@ -58,7 +63,9 @@ from esl_deploy.resources import check_memory, simulation_bytes
 from .nir.conventions import EslWarning
 from .nir.graph import walk
 
-BACKENDS = ("snntorch", "lava", "lava-fixed", "netx")
+BACKENDS = ("snntorch", "lava", "lava-fixed", "netx")  # the runners (benchmarks compare them all)
+EMULATED = ("emulate-fixed",)  # a runner's arithmetic emulated in torch (lava-fixed's)
+ALL_BACKENDS = BACKENDS + EMULATED
 EVAL_SEED = 12345  # the trainer's evaluation stream (train/trainer.py EVAL_SEED): same rate-coded input
 BATCH = 256
 VOLTAGE_TOL = 1e-6  # readout voltages within this (relative to max(1, max |V_ref|) per sample) count as identical
@@ -96,7 +103,7 @@ class SimReport:
     writer_reference: Optional[Dict[str, object]] = None  # --reference TOOL: export.simulate_reference
 
     def __post_init__(self):
-        if self.backend not in BACKENDS:
+        if self.backend not in ALL_BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}")
         if self.samples < 1 or self.T < 1:
             raise ValueError("samples and T must be positive")
@@ -244,7 +251,8 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
 def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray,
                  tick: Callable[[int], None], synapse: str, conv: str,
                  groups: int, *, writer: Optional[str] = None, dt: Optional[float] = None,
-                 source: Optional[str] = None) -> Tuple[List[str], List[np.ndarray], dict]:
+                 source: Optional[str] = None, lava_subset: int = 0,
+                 device: str = "cpu") -> Tuple[List[str], List[np.ndarray], dict]:
     from .lava.convert import convert
     from .lava.fixed import exact_frac_bits, quantize
     from .lava.run import run
@@ -264,10 +272,12 @@ def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.nda
         return res.names, res.spikes, dict(extra, build_s=res.build_s, run_s=res.run_s, steps=res.steps)
     net = convert(graph, synapse=synapse, conv=conv, writer=writer, dt=dt)
     mode = "float"
-    if backend == "lava-fixed":
+    if backend in ("lava-fixed", "emulate-fixed"):
         net = quantize(net, groups=groups, input_frac_bits=frac_bits, input_max=x_max,
                        input_min=min(0.0, float(x.min(initial=0.0))))
         mode = "fixed"
+    if backend == "emulate-fixed":
+        return _emulate_backend(net, x, tick, lava_subset, device)
     res = run(net, x, mode=mode, progress=tick)
     extra = {"build_s": res.build_s, "run_s": res.run_s, "steps": res.steps, "voltage": res.voltage}
     if mode == "fixed":
@@ -275,12 +285,32 @@ def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.nda
     return res.names, res.spikes, extra
 
 
+def _emulate_backend(net, x: np.ndarray, tick: Callable[[int], None], lava_subset: int,
+                     device: str) -> Tuple[List[str], List[np.ndarray], dict]:
+    """``emulate-fixed``: the quantised ``net`` run by :func:`export.lava.emulate.emulate` on all of ``x``, and by
+    Lava's fixed-point models on the first ``lava_subset`` samples, compared entry by entry with the emulator."""
+    from .lava.emulate import emulate
+    from .lava.run import run
+
+    spikes = emulate(net, x, progress=tick, device=device)
+    extra = {"quant_error": net.quant_errors(), "voltage": None}
+    k = min(int(lava_subset), x.shape[1])
+    if k > 0:
+        t0 = time.perf_counter()
+        res = run(net, x[:, :k], mode="fixed")
+        equal = sum(int(np.sum(a == b[:, :k])) for a, b in zip(res.spikes, spikes))
+        extra.update(lava_subset_samples=k, lava_subset_s=time.perf_counter() - t0,
+                     lava_subset_agreement=100.0 * equal / sum(a.size for a in res.spikes))
+    return [layer.neuron.name for layer in net.layers], spikes, extra
+
+
 def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: Optional[str] = None,
              limit: Optional[int] = None, progress: bool = True, *, data_dir=None, T: Optional[int] = None,
              encoding: Optional[str] = None, synapse: str = "sparse", conv: str = "conv",
              weight_groups: Optional[int] = None, inputs: Optional[Union[str, os.PathLike]] = None,
              random_spikes: Optional[float] = None, samples: int = 16, seed: int = 0, writer: Optional[str] = None,
-             dt: Optional[float] = None, reference: Optional[str] = None) -> SimReport:
+             dt: Optional[float] = None, reference: Optional[str] = None, lava_subset: int = 0,
+             device: str = "cpu") -> SimReport:
     """Run ``source`` (a ``.nir`` file or a checkpoint) on the test set of ``dataset`` with ``backend``.
 
     A ``.nir`` file is read under ``writer``'s conventions (``snntorch``, ``norse``, ``sinabs``, ``nir``; default
@@ -292,7 +322,7 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: Op
     digits, no folder, 8 and ``direct``);
     ``limit`` keeps the first N test samples. ``synapse``/``conv`` choose the Lava processes
     (:func:`export.lava.convert.convert`). ``weight_groups``: 8-bit synapse groups per weight in fixed
-    point, 2 for ``lava-fixed`` by default (about 15-bit weights), 1 for ``netx`` (the only choice) and
+    point, 2 for ``lava-fixed`` and ``emulate-fixed`` by default (about 15-bit weights), 1 for ``netx`` (the only choice) and
     for networks trained with ``--weight-bits`` <= 8 (their weights are already on the 8-bit grid).
     Fixed point sends the input with the fewest fractional bits that hold it exactly (4 for digits)
     and sizes its input range to the data's (at least [0, 1]).
@@ -301,8 +331,7 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: Op
     with ``seed`` (:mod:`esl_deploy.inputs`); both are unlabelled (accuracies are NaN).
     Returns a :class:`SimReport` (see the module docstring).
     """
-    if backend not in BACKENDS:
-        raise EslError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    _check_backend(backend, lava_subset, device)
     if backend == "netx" and weight_groups not in (None, 1):
         raise EslError("netx holds one 8-bit weight per synapse: --weight-groups must be 1 for netx")
     if backend != "snntorch":
@@ -339,8 +368,18 @@ def simulate(source: Union[str, os.PathLike], backend: str = "lava", dataset: Op
                               check=lambda n: check_simulation_memory(model, T, n))
     report = simulate_arrays(model, graph, x, y, backend, source=str(source), dataset=dataset, encoding=encoding,
                              progress=progress, synapse=synapse, conv=conv, weight_groups=weight_groups,
-                             writer=writer, dt=dt, outside=reference)
+                             writer=writer, dt=dt, outside=reference, lava_subset=lava_subset, device=device)
     return report
+
+
+def _check_backend(backend: str, lava_subset: int, device: str) -> None:
+    """EslError (one line) for an unknown backend, or emulator options given to another backend."""
+    if backend not in ALL_BACKENDS:
+        raise EslError(f"unknown backend {backend!r}; choose one of: {', '.join(ALL_BACKENDS)}")
+    if lava_subset < 0:
+        raise EslError(f"--lava-subset must be at least 0, got {lava_subset}")
+    if backend not in EMULATED and (lava_subset or device != "cpu"):
+        raise EslError(f"--lava-subset and --device go with --backend {', '.join(EMULATED)}, not {backend}")
 
 
 def check_simulation_memory(model: SpikingNet, T: int, n: int) -> None:
@@ -356,15 +395,15 @@ def simulate_arrays(model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray, y: Op
                     weight_groups: int = 2,
                     reference: Optional[Tuple[str, Callable[[np.ndarray], List[np.ndarray]]]] = None,
                     writer: Optional[str] = None, dt: Optional[float] = None,
-                    outside: Optional[str] = None) -> SimReport:
+                    outside: Optional[str] = None, lava_subset: int = 0, device: str = "cpu") -> SimReport:
     """Run ``graph`` (the NIR graph of ``model``) with ``backend`` on inputs ``x`` (T, N, ...) float32 and
     compare every spiking layer with the reference: ``model`` run by snnTorch in float64, or
     ``reference = (name, run)`` where ``run(x)`` returns the spikes (T, N, ...) of every spiking layer (the
     user's own snnTorch network, :mod:`esl_deploy.library`). ``y`` (N,) labels, or None (accuracies are
-    then NaN). Returns a :class:`SimReport` (see :func:`simulate`)."""
+    then NaN). ``lava_subset``/``device``: see :func:`simulate`'s ``emulate-fixed``. Returns a
+    :class:`SimReport` (see :func:`simulate`)."""
     readout = getattr(model.spec, "readout", "spikes")
-    if backend not in BACKENDS:
-        raise EslError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    _check_backend(backend, lava_subset, device)
     if reference is not None and readout == "membrane":
         raise EslError("an outside reference compares spikes: the membrane readout is compared with snnTorch only")
     if backend != "snntorch":
@@ -389,7 +428,8 @@ def simulate_arrays(model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray, y: Op
         t0 = time.perf_counter()
         with private_temp_dir("esl-sim-"):  # the backend's scratch files; those of a killed run are swept
             names, spikes, extra = _run_backend(backend, model, graph, x, bar.update, synapse, conv, weight_groups,
-                                            writer=writer, dt=dt, source=source)
+                                            writer=writer, dt=dt, source=source, lava_subset=lava_subset,
+                                            device=device)
         wall = time.perf_counter() - t0
     if not names:
         names = [s.name for s in walk(graph).steps if s.is_spiking]
@@ -426,7 +466,7 @@ def simulate_arrays(model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray, y: Op
         identical = 100.0 * float(np.mean(np.all((out == ref_out).reshape(T, n, -1), axis=(0, 2))))
         output_agreement = agreement(out, ref_out)
     details = {k: float(v) for k, v in extra.items() if k != "quant_error"}
-    if backend in ("lava-fixed", "netx"):
+    if backend in ("lava-fixed", "netx", "emulate-fixed"):
         details["weight_groups"] = float(weight_groups)
     details["snntorch_float64_s"] = ref_s
     return SimReport(
@@ -442,5 +482,5 @@ def simulate_arrays(model: SpikingNet, graph: nir.NIRGraph, x: np.ndarray, y: Op
         saturated_layers=activity["saturated"], writer_reference=outside_result)
 
 
-__all__ = ["BACKENDS", "MEMBRANE_BACKENDS", "SimReport", "VOLTAGE_TOL", "agreement", "encoded_inputs",
+__all__ = ["ALL_BACKENDS", "BACKENDS", "EMULATED", "MEMBRANE_BACKENDS", "SimReport", "VOLTAGE_TOL", "agreement", "encoded_inputs",
            "foreign_inputs", "load_network", "predictions", "simulate", "simulate_arrays", "snntorch_run", "snntorch_spikes"]

@@ -10,7 +10,7 @@ import click
 from esl_deploy.datasets import DATASETS
 from esl_deploy.inputs import input_options
 
-from .simulate import BACKENDS, SimReport, simulate
+from .simulate import ALL_BACKENDS, SimReport, simulate
 
 
 def format_report(r: SimReport) -> str:
@@ -49,6 +49,10 @@ def format_report(r: SimReport) -> str:
                   f"{w['backend_samples_identical']:.2f} % of samples identical"]
         if w["difference"]:
             lines.append(f"  not representable: {w['difference']}")
+    if "lava_subset_agreement" in r.details:
+        lines += ["", f"Lava fixed point on the first {int(r.details['lava_subset_samples'])} samples: "
+                      f"{r.details['lava_subset_agreement']:.3f} % of its spikes equal the emulator's "
+                      f"({r.details['lava_subset_s']:.1f} s)"]
     if r.quant_error:
         lines += ["", f"{'layer':<12}{'weight rel err':>16}{'thr rel err':>14}{'beta err':>12}{'scale':>12}"]
         for name, e in r.quant_error.items():
@@ -59,8 +63,9 @@ def format_report(r: SimReport) -> str:
 
 @click.command("simulate")
 @click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--backend", type=click.Choice(BACKENDS), default="lava", show_default=True,
-              help="snntorch (float32), lava (floating point), lava-fixed (Loihi 2 fixed point) or netx.")
+@click.option("--backend", type=click.Choice(ALL_BACKENDS), default="lava", show_default=True,
+              help="snntorch (float32), lava (floating point), lava-fixed (Loihi 2 fixed point), netx, or "
+                   "emulate-fixed (lava-fixed's arithmetic in batched torch, bit-exact: whole test sets).")
 @click.option("--dataset", type=click.Choice(list(DATASETS)), default=None,
               help="Test set [default: the one the network was trained on, else digits].")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
@@ -90,19 +95,24 @@ def format_report(r: SimReport) -> str:
 @click.option("--reference", type=click.Choice(["snntorch", "norse", "sinabs"]), default=None,
               help="Also run the .nir file in the tool that wrote it, as its users load it, and report its "
                    "output spikes' agreement with ours and with the backend.")
+@click.option("--lava-subset", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --backend emulate-fixed: also run Lava's fixed-point models on the first N samples and "
+                   "report the share of their spikes the emulator reproduces (100 %).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="With --backend emulate-fixed: where the emulator runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def simulate_cmd(model: Path, backend: str, dataset: Optional[str], data_dir: Optional[Path], limit: Optional[int],
                  steps: Optional[int], encoding: Optional[str], synapse: str, conv: str,
                  weight_groups: Optional[int], input_file: Optional[str], random_spikes: Optional[float],
                  samples: int, seed: int, writer: Optional[str], dt: Optional[float], reference: Optional[str],
-                 as_json: bool, no_progress: bool) -> None:
+                 lava_subset: int, device: str, as_json: bool, no_progress: bool) -> None:
     """Run MODEL (a checkpoint, .nir or netx file) on a test set, or on inputs of its own shape (--input,
     --random-spikes), and compare its spikes with snnTorch."""
     report = simulate(model, backend, dataset, limit, progress=not no_progress, data_dir=data_dir, T=steps,
                       encoding=encoding, synapse=synapse, conv=conv, weight_groups=weight_groups,
                       inputs=input_file, random_spikes=random_spikes, samples=samples, seed=seed, writer=writer, dt=dt,
-                      reference=reference)
+                      reference=reference, lava_subset=lava_subset, device=device)
     click.echo(json.dumps(report.to_dict(), sort_keys=True) if as_json else format_report(report))
 
 

@@ -8,6 +8,7 @@ layers), then Lava's own fixed-point run on a small conv net and a small residua
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 
 import esl_deploy  # noqa: F401  (installs the lava import hook before any lava import)
@@ -25,9 +26,10 @@ from esl_deploy.export.lava import run as lr
 from esl_deploy.export.lava.leaky import fixed_current, fixed_step
 from esl_deploy.export.lava.net import (INPUT, ConvShape, LavaLayer, LavaNet, NeuronLayer, Part, SynapseLayer,
                                         conv_matrix)
-from esl_deploy.export.nir.write import to_nir
+from esl_deploy.export.nir.write import to_nir, write_nir
+from esl_deploy.export.simulate import simulate
 
-from helpers import digit_like_input
+from helpers import assert_user_error, digit_like_input, run_cli
 from test_lava import small_model
 from test_nir_graphs import affine, cuba, graph, lif, resnet, rnn_graph, spikes_in
 
@@ -322,3 +324,26 @@ def test_lava_fixed_point_equals_the_torch_emulator_on_a_residual_graph():
     for name, a, b in zip(res.names, res.spikes, got):
         np.testing.assert_array_equal(a, b, err_msg=name)
     assert all(g.sum() > 0 for g in got)
+
+
+# ------------------------------------------------------------------------------------------------
+# esl simulate --backend emulate-fixed
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:silent layers")
+def test_simulate_emulate_fixed_reports_what_lava_fixed_reports(tmp_path, capsys):
+    path = write_nir(small_model("convnet", 0.25, seed=2), tmp_path / "conv.nir", {"T": 4, "encoding": "direct"})
+    lava = simulate(path, "lava-fixed", limit=4, progress=False)
+    code, out, err = run_cli(capsys, "simulate", path, "--backend", "emulate-fixed", "--limit", 4, "--lava-subset", 2,
+                             "--json", "--no-progress")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["backend"] == "emulate-fixed" and d["samples"] == 4
+    # the same fixed-point network, bit-exact: the same agreement with snnTorch in every layer
+    assert d["layer_agreement"] == lava.layer_agreement and d["accuracy"] == lava.accuracy
+    assert d["quant_error"] == lava.quant_error and d["details"]["weight_groups"] == 2.0
+    assert d["details"]["lava_subset_samples"] == 2.0 and d["details"]["lava_subset_agreement"] == 100.0
+    code, out, err = run_cli(capsys, "simulate", path, "--backend", "emulate-fixed", "--limit", 2, "--no-progress")
+    assert code == 0 and "emulate-fixed" in out and "Lava fixed point" not in out
+    code, out, err = run_cli(capsys, "simulate", path, "--backend", "lava", "--lava-subset", 2, "--no-progress")
+    assert_user_error(code, err, "--lava-subset", "emulate-fixed")
