@@ -39,6 +39,9 @@ from torch import nn
 from .neurons import LI, LIF
 
 READOUTS = ("spikes", "membrane")
+BN_EPS = 2.0 ** -17  # BatchNorm's eps (PyTorch's default is 1e-5): a power of two, so ``1 - eps`` is a float32 and
+#                      ``(1 - eps) + eps == 1`` exactly; a BatchNorm holding a folded layer (train.quant.quantized_state:
+#                      gamma 1, mean 0, var 1 - eps) is then exactly the identity plus its beta, in float32 and float64
 
 
 @dataclass(frozen=True)
@@ -152,13 +155,14 @@ class BasicBlock(MultiStep):
         super().__init__()
         out_hw = (_conv_out(in_hw[0], 3, stride, 1), _conv_out(in_hw[1], 3, stride, 1))
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.bn1 = nn.BatchNorm2d(out_ch, eps=BN_EPS)
         self.lif1 = LIF((out_ch, *out_hw), beta=beta, threshold=threshold)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.bn2 = nn.BatchNorm2d(out_ch, eps=BN_EPS)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+            self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False),
+                                          nn.BatchNorm2d(out_ch, eps=BN_EPS))
         self.lif2 = LIF((out_ch, *out_hw), beta=beta, threshold=threshold)
         self.out_hw = out_hw
 
@@ -209,7 +213,7 @@ class _Builder:
         self.layers.append(nn.Conv2d(c, out, k, stride, pad, bias=not bn))
         self.shape = (out, _conv_out(h, k, stride, pad), _conv_out(w, k, stride, pad))
         if bn:
-            self.layers.append(nn.BatchNorm2d(out))
+            self.layers.append(nn.BatchNorm2d(out, eps=BN_EPS))
 
     def avgpool(self, k: int = 2):
         c, h, w = self._chw()
