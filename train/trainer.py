@@ -52,7 +52,7 @@ from .distributed import (ShardedBatches, World, all_sum, broadcast_object, chec
                           together)
 from .losses import compute_loss, predict
 from .masking import MaskEngine
-from .quant import LoihiView, hardware_beta, loihi_views, quantized_state, quantized_weights
+from .quant import BN_FREEZE, LoihiView, hardware_beta, loihi_views, quantized_state, quantized_weights
 from .sparse_adam import MaskedAdam
 from .sparsifier import feasible_inputs
 from .structure import PLOT_FILES, save_png, write_structure_plots
@@ -624,13 +624,16 @@ def _train_epoch(model, optimizer, engine, data, cfg, epoch, device, progress, *
     loader = DataLoader(data.train, batch_sampler=ShardedBatches(n_train, cfg.batch_size,
                                                                  _seeded(cfg.seed, epoch, 1), world))
     enc_gen = _seeded(cfg.seed, epoch, 2)
+    spe = steps_per_epoch(n_train, cfg.batch_size)
+    freeze_at = math.ceil(BN_FREEZE * cfg.epochs * spe)  # --weight-bits: BatchNorm statistics frozen from this step
     loss_sum, correct, n, rewired = 0.0, 0, 0, 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress, unit="batch")
     for i, (x, y) in enumerate(bar):
         shard = shard_rows(min(cfg.batch_size, n_train - i * cfg.batch_size), world)
         y = y.to(device)
         optimizer.zero_grad(set_to_none=True)
-        with quantized_weights(model, cfg.weight_bits, views):  # straight-through: gradients of the grid values
+        # straight-through: gradients of the grid values; BatchNorm folded (train.quant), frozen after BN_FREEZE
+        with quantized_weights(model, cfg.weight_bits, views, bn_frozen=epoch * spe + i >= freeze_at):
             out = run_model(net, x, cfg, data.temporal, enc_gen, device, rows=(shard.start, shard.total))
             loss = compute_loss(cfg.loss, out, y, cfg.tet_lambda, readout=cfg.readout)
             hits = (predict(out.detach()) == y).sum() if shard.rows else torch.zeros((), device=device)

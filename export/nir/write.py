@@ -127,7 +127,10 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[np.ndarray, np.
         W' = W * s[:, None, None, None]
         b' = (b - running_mean) * s + beta_bn        (b = 0 when the conv has no bias)
 
-    Computed in float64, returned as float32. Zero weights stay exactly zero.
+    Computed in float64, returned as float32. Zero weights stay exactly zero. A BatchNorm in the state a
+    network trained with ``--weight-bits`` keeps (:func:`train.quant.quantized_state`: ``gamma = 1``,
+    ``running_mean = 0``, ``running_var = 1 - eps``, ``eps = 2^-17``) has ``s = 1`` exactly: the conv's grid
+    weights and its ``beta`` are written unchanged, the values the network was trained and evaluated with.
     """
     if bn.running_mean is None or bn.running_var is None:
         raise EslError("not supported: BatchNorm2d without running statistics (track_running_stats=False)")
