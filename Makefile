@@ -21,7 +21,7 @@ $(STAMP): constraints.txt pyproject.toml
 # The main job on the embedded digits data: train ESL at 10 % density, export to NIR and netx, run the
 # NIR graph in Lava (Loihi 2 models, float and fixed point) against snnTorch, cost it on hardware.
 demo: $(STAMP)
-	$(BIN)/esl train --model mlp --dataset digits --method esl --density 0.1 --epochs 40 --seed 0 --out $(DEMO) --force
+	$(BIN)/esl train --model mlp --dataset digits --method esl --density 0.1 --epochs 40 --seed 0 --cpu-kernels avx2 --out $(DEMO) --force
 	$(BIN)/esl export $(DEMO)/checkpoint.pt --to nir -o $(DEMO)/model.nir --force
 	$(BIN)/esl export $(DEMO)/checkpoint.pt --to netx -o $(DEMO)/model.h5 --force
 	$(BIN)/esl simulate $(DEMO)/model.nir --backend lava --dataset digits

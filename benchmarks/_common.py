@@ -5,6 +5,10 @@ Every benchmark writes its results into ``results/`` (tracked; ``--results`` mov
 ``benchmarks/readme_tables.py``), ``NAME.json`` (the data, the command and the environment it was made
 in: :func:`esl_deploy.env.environment`) and, where it has one, ``NAME.png``. Run folders (checkpoints)
 stay under ``runs/results`` (``--out``).
+
+Importing this module pins the CPU kernels to AVX2 (:mod:`esl_deploy.kernels`; ``ESL_CPU_KERNELS=native``
+opts out), before any tensor operation, so every table reproduces on any x86-64 CPU with AVX2; the
+subprocesses it starts (``esl train``, ``esl simulate``) inherit the pin.
 """
 from __future__ import annotations
 
@@ -27,6 +31,12 @@ if str(ROOT) not in sys.path:
 import esl_deploy  # noqa: E402,F401  (lava import hook)
 from esl_deploy.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 from esl_deploy.env import describe, environment  # noqa: E402
+from esl_deploy.kernels import KernelPinError, pin_from_env  # noqa: E402
+
+try:
+    KERNELS = pin_from_env("avx2").name
+except KernelPinError as _e:
+    sys.exit(f"{Path(sys.argv[0]).name}: error: {_e}")
 
 RESULTS = ROOT / "results"
 RUNS = Path("runs/results")

@@ -22,7 +22,16 @@ from esl_deploy.errors import EslError, Terminated
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(esl_deploy.__version__, prog_name="esl")
 def esl():
-    """Train sparse spiking networks and deploy them to neuromorphic hardware."""
+    """Train sparse spiking networks and deploy them to neuromorphic hardware.
+
+    ESL_CPU_KERNELS=avx2 (or esl train --cpu-kernels avx2) runs PyTorch's CPU kernels on AVX2, so that
+    figures reproduce bit for bit on any x86-64 CPU with AVX2."""
+    import os
+
+    from esl_deploy.kernels import ENV_VAR, pin
+
+    if os.environ.get(ENV_VAR):
+        pin(os.environ[ENV_VAR])
 
 
 def _register_commands() -> None:

@@ -6,8 +6,9 @@
     torch {version, cpu_capability (the ATen instruction set in use: AVX512, AVX2, DEFAULT, ...),
            num_threads, num_interop_threads, mkl {available, version}, mkldnn {available, enabled, version},
            cuda {available, version, devices}},
-    cpu {model, count}, env {ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, OMP_NUM_THREADS,
-                             MKL_NUM_THREADS: only those that are set}
+    cpu {model, count}, kernels (the CPU kernel choice: ``native`` or a pin of :mod:`esl_deploy.kernels`),
+    env {ATEN_CPU_CAPABILITY, MKL_CBWR, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS, OMP_NUM_THREADS,
+         MKL_NUM_THREADS, ESL_CPU_KERNELS: only those that are set}
 
 It reads and sets nothing else (no thread counts or flags are changed). The parts that cannot change
 within a process (versions, CPU, build) are computed once and cached; the thread counts and the
@@ -23,8 +24,11 @@ import re
 from importlib import metadata
 from typing import Optional
 
+from . import kernels
+
 PACKAGES = ("torch", "numpy", "snntorch", "lava-nc", "lava-dl", "nir", "scipy", "scikit-learn")
-ENV_VARS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+ENV_VARS = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS",
+            "MKL_NUM_THREADS", "ESL_CPU_KERNELS")
 
 
 def _version(dist: str) -> Optional[str]:
@@ -86,15 +90,23 @@ def environment() -> dict:
     env["torch"]["num_interop_threads"] = torch.get_num_interop_threads()
     env["torch"]["mkldnn"]["enabled"] = bool(torch.backends.mkldnn.enabled)
     env["env"] = {k: os.environ[k] for k in ENV_VARS if k in os.environ}
+    env["kernels"] = kernels.current()
     return env
 
 
 def describe(env: dict) -> str:
-    """One line naming the machine: ``CPU model (N CPUs; ATen AVX2, 2 threads, torch 2.3.1)``."""
+    """One line naming the machine: ``CPU model (N CPUs; ATen AVX2, 2 threads, torch 2.3.1)``, with
+    ``kernels pinned to avx2`` for a pinned run (the pin's own variables are not repeated)."""
     t = env.get("torch", {})
     cpu = env.get("cpu", {})
     parts = [f"ATen {t.get('cpu_capability', '?')}", f"{t.get('num_threads', '?')} threads",
              f"torch {t.get('version', '?')}"]
+    pinned = kernels.KERNELS.get(env.get("kernels", "native"))
+    own = {kernels.ENV_VAR}
+    if pinned is not None and pinned.name != "native":
+        parts.append(f"kernels pinned to {pinned.name}")
+        own |= {k for k, v in pinned.env.items() if env.get("env", {}).get(k) == v}
     for k, v in env.get("env", {}).items():
-        parts.append(f"{k}={v}")
+        if k not in own:
+            parts.append(f"{k}={v}")
     return f"{cpu.get('model') or 'unknown CPU'} ({cpu.get('count', '?')} CPUs; {', '.join(parts)})"

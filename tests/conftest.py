@@ -1,6 +1,7 @@
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("ESL_CPU_KERNELS", "native")  # the tests' process keeps its kernels (benchmarks pin avx2)
 
 import esl_deploy  # noqa: E402,F401  (installs the lava compatibility hook before any lava import)
 import torch  # noqa: E402

@@ -7,6 +7,7 @@ import click
 
 from esl_deploy.datasets import DATASETS, ENCODINGS
 from esl_deploy.errors import EslError
+from esl_deploy.kernels import ENV_VAR, KERNELS, pin
 from esl_deploy.masks import DENSITY_MODES
 from esl_deploy.models import MODELS, READOUTS, is_factory
 
@@ -111,6 +112,10 @@ class ModelName(click.ParamType):
               help="Quantisation-aware training: synapse weights on a signed grid of this many bits "
                    "(8: exactly what one Loihi 2 / netx synapse holds).")
 @click.option("--device", default="cpu", help="cpu or cuda.")
+@click.option("--cpu-kernels", type=click.Choice(list(KERNELS)), default="native", envvar=ENV_VAR,
+              help="CPU kernels: native (this CPU's best, its own last bits) or avx2 (ATen, MKL and oneDNN pinned "
+                   "to AVX2, at least 2 threads: the same result on every x86-64 CPU with AVX2; what make demo "
+                   "and the benchmarks use). Recorded in summary.json.")
 @click.option("--distributed/--no-distributed", default=None,
               help="Train on several processes with DistributedDataParallel (NCCL on GPUs, gloo on CPUs), "
                    "reading RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT  [default: on when started "
@@ -125,6 +130,7 @@ def train_cmd(**o):
     from .distributed import launched_by_torchrun, world_from_env
     from .trainer import train
 
+    pin(o["cpu_kernels"])  # before the first tensor operation of this process
     cfg = options_to_config(o)
     params = click.get_current_context().command.params  # the file lists options in --help's order
     record = options_toml({p.name: o[p.name] for p in params if p.name in o and p.name not in (*NOT_IN_FILE, "out")},
