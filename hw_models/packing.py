@@ -371,6 +371,7 @@ class _Result:
     splitters: int
     relays: int
     latency: int
+    layer_splitters: Tuple[Tuple[int, int], ...] = ()  # (splitter neurons, relay axons) per layer (exact only)
 
 
 def _tree_depth(counts: Sequence[int]) -> int:
@@ -476,6 +477,7 @@ def _account(items: List[_LayerItems], block_bin: List[np.ndarray], core: CoreSp
     adders = [li.adder_items for li in items]
     free_a, free_n = pack_into(np.concatenate(adders), A - axons, N - neurons, A, N)
     splitters = relays = depth_sum = 0
+    per_layer = []
     if not exact:
         for keys in sources:
             if keys is not None and keys.size:
@@ -485,9 +487,11 @@ def _account(items: List[_LayerItems], block_bin: List[np.ndarray], core: CoreSp
         cores = int(free_n.size) + ceil_div(short, N - 1)
         return _Result(cores, A - free_a, N - free_n, partial, splitters, 0, levels)
     for keys in sources:
+        sp_ = rl = 0
         if keys is not None:
             free_a, free_n, sp_, rl, dp = _place_splitters(keys, nbins, free_a, free_n, core)
             splitters, relays, depth_sum = splitters + sp_, relays + rl, depth_sum + dp
+        per_layer.append((int(sp_), int(rl)))
     extra = max(0, orphans - int(free_n.sum()))
     used_a, used_n = A - free_a, N - free_n
     if extra:
@@ -499,54 +503,126 @@ def _account(items: List[_LayerItems], block_bin: List[np.ndarray], core: CoreSp
         used_n = used_n + take
     if (used_a > A).any() or (used_n > N).any() or (used_a < 0).any():
         raise AssertionError("packed placement exceeds a core's axons or neurons")
-    return _Result(int(used_n.size), used_a, used_n, partial, splitters, relays, levels + depth_sum)
+    return _Result(int(used_n.size), used_a, used_n, partial, splitters, relays, levels + depth_sum,
+                   tuple(per_layer))
+
+
+def layer_resources(items: List[_LayerItems], result: _Result, core: CoreSpec, bound=None) -> List[dict]:
+    """What every layer of a packed placement uses, and its share of the cores at the bound's lambda.
+
+    Per layer: tiles (its per-layer blocks), parts (TrueNorth neurons holding its synapses: whole neurons
+    and partial sums), adder neurons (top adders and sub-adders of its split neurons) and their input
+    axons, axon instances (one per source per block) and sources read, splitter neurons and relay axons.
+    Its *share* at ``lam`` (the local bound's lambda, 1 without a bound)::
+
+        share = lam slots / N + (1 - lam) axons / A
+        slots = parts + adders + splitters + orphans,  axons = axon instances + adder inputs + relays
+
+    Each core gives at most 1 (lam n_c / N + (1 - lam) a_c / A <= 1), so cores = sum of shares +
+    fragmentation, with fragmentation = sum_c (1 - lam n_c / N - (1 - lam) a_c / A) >= 0: the room the
+    cores leave. The terms of the share are reported apart (``share_parts``, ``share_adders``,
+    ``share_splitters``, ``share_axons``) so a gap to the bound's lambda-cost of the layer (``bound``,
+    :class:`hw_models.conv_bound.LocalBound`) reads as what it is made of.
+    """
+    A, N = core.axons, core.neurons
+    lam = float(bound.lam) if bound is not None else 1.0
+    costs = {n: (loc, pk) for n, loc, pk in bound.layer_cost} if bound is not None else {}
+    split = result.layer_splitters or tuple((0, 0) for _ in items)
+    out = []
+    for li, (spl, rel) in zip(items, split):
+        m = li.layer.mask
+        n_src = m.shape[1]
+        parts, adders, adder_axons = int(li.pl.item_neuron.size), int(li.adder_items.size), int(li.adder_items.sum())
+        inst = int(li.block_keys.size)
+        rec = {"layer": li.layer.name, "placement": li.pl.name, "tiles": int(li.pl.cores),
+               "neurons": int(m.shape[0]), "parts": parts, "adders": adders, "adder_axons": adder_axons,
+               "orphans": int(li.orphans), "axon_instances": inst,
+               "sources_read": int(np.unique(li.block_keys % n_src).size), "splitters": int(spl), "relays": int(rel),
+               "lam": lam, "share_parts": lam * (parts + li.orphans) / N,
+               "share_adders": lam * adders / N + (1 - lam) * adder_axons / A,
+               "share_splitters": lam * spl / N + (1 - lam) * rel / A, "share_axons": (1 - lam) * inst / A}
+        rec["share"] = rec["share_parts"] + rec["share_adders"] + rec["share_splitters"] + rec["share_axons"]
+        if li.layer.name in costs:
+            rec["bound"], rec["bound_packed_rules"] = costs[li.layer.name]
+        out.append(rec)
+    return out
+
+
+def _splitter_reserve(li: _LayerItems, N: int) -> np.ndarray:
+    """Splitter neurons every block of a tiled layer would host if each on-chip source's k - 1 splitters sat
+    on the first of its k axon blocks, clipped to the room the block leaves (N - its parts); zeros for
+    other layers. Used to leave that room when tiles are merged into cores."""
+    out = np.zeros(li.block_neurons.size, dtype=np.int64)
+    if not (li.layer.source_on_chip and li.pl.name.startswith("tiles")) or li.block_keys.size == 0:
+        return out
+    S = li.layer.mask.shape[1]
+    src, blk = li.block_keys % S, li.block_keys // S
+    order = np.lexsort((blk, src))
+    src, blk = src[order], blk[order]
+    first = np.r_[True, src[1:] != src[:-1]]
+    k = np.diff(np.r_[np.flatnonzero(first), src.size])
+    np.add.at(out, blk[first], k - 1)
+    return np.minimum(out, np.maximum(N - li.block_neurons, 0))
 
 
 def _merge(items: List[_LayerItems], core: CoreSpec, local_search: int,
            exact: bool = True) -> Tuple[_Result, List[np.ndarray]]:
-    """First-fit decreasing of every layer's blocks into shared cores, then local search on the emptiest cores."""
+    """First-fit decreasing of every layer's blocks into shared cores, then local search on the emptiest cores.
+
+    Tiled layers are merged twice: by their parts, and by their parts plus the splitters of their sources
+    (:func:`_splitter_reserve`), which leaves room for the splitters next to their axons instead of on
+    relay cores; the placement with fewer cores is kept."""
     A, N = core.axons, core.neurons
     a = np.concatenate([li.block_axons for li in items])
     n = np.concatenate([li.block_neurons for li in items])
+    reserve = np.concatenate([_splitter_reserve(li, N) for li in items])
     offsets = np.cumsum([0] + [li.block_axons.size for li in items])
     excl = np.concatenate([np.full(li.block_axons.size, i if li.pl.name.startswith("tiles") else -1, np.int64)
                            for i, li in enumerate(items)])
-    size = np.maximum(a / A, n / N)
-    order = np.lexsort((-(a + n), -size))
-    bins = _first_fit(a, n, core, order, excl)
 
     def split(b):
         return [b[offsets[i]:offsets[i + 1]] for i in range(len(items))]
 
-    best = _account(items, split(bins), core, exact)
-    best_bins = bins
-    for _ in range(local_search if best_bins.size else 0):
-        nb = int(best_bins.max()) + 1
-        if nb <= 1:
-            break
-        load_a = np.bincount(best_bins, weights=a, minlength=nb)
-        load_n = np.bincount(best_bins, weights=n, minlength=nb)
-        victim = int(np.argmin(np.maximum(load_a / A, load_n / N)))
-        moved = best_bins.copy()
-        ok = True
-        for blk in np.flatnonzero(best_bins == victim)[np.argsort(-n[best_bins == victim])].tolist():
-            la = np.bincount(moved, weights=a, minlength=nb)
-            ln = np.bincount(moved, weights=n, minlength=nb)
-            free_of = np.ones(nb, dtype=bool)
-            if excl[blk] >= 0:  # one tile of a conv layer per core
-                free_of[moved[(excl == excl[blk]) & (np.arange(moved.size) != blk)]] = False
-            fit = np.flatnonzero((la + a[blk] <= A) & (ln + n[blk] <= N) & (np.arange(nb) != victim) & free_of)
-            if not fit.size:
-                ok = False
+    def run(nf):
+        size = np.maximum(a / A, nf / N)
+        order = np.lexsort((-(a + nf), -size))
+        bins = _first_fit(a, nf, core, order, excl)
+        best = _account(items, split(bins), core, exact)
+        best_bins = bins
+        for _ in range(local_search if best_bins.size else 0):
+            nb = int(best_bins.max()) + 1
+            if nb <= 1:
                 break
-            moved[blk] = int(fit[np.argmax(ln[fit] + n[blk])])  # best fit on neurons
-        if not ok:
-            break
-        moved = np.unique(moved, return_inverse=True)[1]
-        r = _account(items, split(moved), core, exact)
-        if r.cores >= best.cores:
-            break
-        best, best_bins = r, moved
+            load_a = np.bincount(best_bins, weights=a, minlength=nb)
+            load_n = np.bincount(best_bins, weights=nf, minlength=nb)
+            victim = int(np.argmin(np.maximum(load_a / A, load_n / N)))
+            moved = best_bins.copy()
+            ok = True
+            for blk in np.flatnonzero(best_bins == victim)[np.argsort(-nf[best_bins == victim])].tolist():
+                la = np.bincount(moved, weights=a, minlength=nb)
+                ln = np.bincount(moved, weights=nf, minlength=nb)
+                free_of = np.ones(nb, dtype=bool)
+                if excl[blk] >= 0:  # one tile of a conv layer per core
+                    free_of[moved[(excl == excl[blk]) & (np.arange(moved.size) != blk)]] = False
+                fit = np.flatnonzero((la + a[blk] <= A) & (ln + nf[blk] <= N) & (np.arange(nb) != victim) & free_of)
+                if not fit.size:
+                    ok = False
+                    break
+                moved[blk] = int(fit[np.argmax(ln[fit] + nf[blk])])  # best fit on neurons
+            if not ok:
+                break
+            moved = np.unique(moved, return_inverse=True)[1]
+            r = _account(items, split(moved), core, exact)
+            if r.cores >= best.cores:
+                break
+            best, best_bins = r, moved
+        return best, best_bins
+
+    best, best_bins = run(n)
+    if reserve.any():
+        other, other_bins = run(n + reserve)
+        if other.cores < best.cores:
+            best, best_bins = other, other_bins
     return best, split(best_bins)
 
 
@@ -557,7 +633,8 @@ GROUPED_SYNAPSES = 2_000_000   # larger layers skip the grouped candidates (the 
 
 def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Optional[int] = None,
                  local_search: int = 8, parts_out: Optional[dict] = None, conv_aware: bool = True,
-                 tiles_only: bool = False, local_bound: bool = True) -> PackedMapping:
+                 tiles_only: bool = False, local_bound: bool = True,
+                 layers_out: Optional[list] = None) -> PackedMapping:
     """Pack a whole network's layers onto shared cores (module docstring) and state its lower bound.
 
     ``layers``: :class:`hw_models.unroll.SynapticLayer` (or :class:`PackLayer`) records in network
@@ -569,6 +646,8 @@ def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Option
     unless ``tiles_only``) and state the local bound (:mod:`hw_models.conv_bound`) for the layers placed
     as tiles; False: place every layer from its unrolled mask, as before. ``local_bound=False`` skips
     the local bound (``local_lower_bound`` None), which costs seconds on large conv nets.
+    ``layers_out``: a list that receives one :func:`layer_resources` dict per layer of the packed placement
+    (with the local bound's lambda-cost of the layer under ``"bound"`` when the bound is computed).
     """
     pls = pack_layers_of(layers)
     if not pls:
@@ -617,7 +696,10 @@ def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Option
         from .conv_bound import local_lower_bound
         tiled = set() if result.cores >= per_layer_cores else \
             {li.layer.name for li in chosen if li.pl.name.startswith("tiles")}
-        local = local_lower_bound(pls, core, network_bound=lb, tiled=tiled).cores
+        local_rec = local_lower_bound(pls, core, network_bound=lb, tiled=tiled)
+        local = local_rec.cores
+        if layers_out is not None:
+            layers_out.extend(layer_resources(chosen, result, core, local_rec))
     if parts_out is not None and result.cores < per_layer_cores:
         parts_out.update({li.layer.name: li.pl.syn_item for li in chosen})
     if result.cores >= per_layer_cores:

@@ -160,6 +160,54 @@ def test_every_tiling_of_a_small_layer_places_each_synapse_once_and_fits(seed, k
 # A tiling computed by hand
 # ----------------------------------------------------------------------------------------------
 
+def test_hand_computed_tiling_of_the_mnist_conv_nets_first_layer():
+    """The MNIST conv net's first conv (width 1): 1 -> 16 channels, dense 3x3, padding 1, 28 x 28, reading
+    784 off-chip pixels (no splitters): 16 x 784 = 12,544 neurons.
+
+    By hand. A tile holds 16 channels x h x w positions <= 256 parts, so h w <= 16, and any tiling has at
+    least 784 / 16 = 49 rectangles; 4 x 4 tiles reach it: 28 / 4 = 7, 7 x 7 = 49 tiles of 16 x 16 = 256
+    parts, 49 cores, which is also ceil(12,544 / 256) = 49, the packed rules' bound (no placement does
+    better). Other shapes need more: 2 x 8 gives 14 x 4 = 56, 1 x 16 gives 28 x 2 = 56, 3 x 5 gives 10 x 6 = 60.
+    Axons: a tile reads its 6 x 6 window of pixels less the padding; along one axis the 7 windows keep
+    5, 6, 6, 6, 6, 6, 5 lines (40 in all), so 25 interior tiles read 36, 20 edge tiles 5 x 6 = 30 and 4
+    corner tiles 5 x 5 = 25 pixels: 25 x 36 + 20 x 30 + 4 x 25 = 900 + 600 + 100 = 1,600 = 40 x 40 axons.
+    Each pixel is sent by the host to every tile that reads it: no splitters, no partial sums (fan-in 9).
+    """
+    conv = _conv(1, 16, padding=1)
+    g = ConvGeometry.from_conv(conv, (1, 28, 28), (28, 28))
+    m = g.unrolled()
+    assert m.shape == (12544, 784)
+    assert candidate_tilings(g, source_on_chip=False)[0].tile == (4, 4)
+    st = tiling_stats(m, g, ConvTiling(1, 1, (4, 4)))
+    assert (st["tiles"], st["max_parts"], st["axon_instances"]) == (49, 256, 1600)
+    assert sorted(st["tile_axons"].tolist()) == [25] * 4 + [30] * 20 + [36] * 25
+    layer = PackLayer("conv1", m, source_on_chip=False, geometry=g)
+    out = []
+    p = pack_network([layer], per_layer_cores=10 ** 6, tiles_only=True, layers_out=out)
+    assert (p.cores, p.layer_placements, p.lower_bound, p.local_lower_bound) == (49, ("tiles1x1@4x4",), 49, 49)
+    assert set(p.core_neurons) == {256} and sum(p.core_axons) == 1600
+    assert (out[0]["parts"], out[0]["axon_instances"], out[0]["splitters"], out[0]["adders"]) == (12544, 1600, 0, 0)
+
+
+def test_layer_resources_add_up_to_the_cores():
+    """The per-layer breakdown of a packed conv net: splitters and partial sums add up to the mapping's, and
+    the layers' shares at the bound's lambda plus the cores' unused room (fragmentation, >= 0) are the
+    cores; each tiled layer's share is at least its local bound's lambda-cost."""
+    layers = synaptic_layers(_masked_model("convnet", (1, 16, 16), 0.25))
+    out = []
+    p = pack_network(layers, per_layer_cores=10 ** 6, layers_out=out)
+    assert [r["layer"] for r in out] == [l.name for l in layers]
+    assert sum(r["splitters"] for r in out) == p.splitter_neurons
+    assert sum(r["relays"] for r in out) == p.relay_axons
+    lam = out[0]["lam"]
+    room = sum(1 - lam * n / 256 - (1 - lam) * a / 256 for n, a in zip(p.core_neurons, p.core_axons))
+    assert room >= -1e-9 and abs(sum(r["share"] for r in out) + room - p.cores) < 1e-6
+    for r in out:
+        assert r["share"] >= r["bound_packed_rules"] - 1e-9
+        if r["placement"].startswith("tiles"):
+            assert r["share"] >= r["bound"] - 1e-9
+
+
 def test_hand_computed_tilings_of_a_dense_conv():
     """Dense 3x3 conv, 4 -> 8 channels, 8 x 8 map, padding 1, sources on chip (256 sources, 512 neurons).
 
