@@ -223,3 +223,116 @@ def tiling_stats(mask, geo: ConvGeometry, tiling: ConvTiling, core: CoreSpec = C
             "axon_instances": int(axons.sum()), "sources_read": int(np.unique(m.indices).size),
             "parts": int(pl.item_neuron.size), "split_neurons": int((per_neuron >= 2).sum()),
             "fits": bool((axons <= core.axons).all() and (parts <= core.neurons).all())}
+
+
+# ----------------------------------------------------------------------------------------------
+# Source tiles: each source on exactly one core, neurons split by where their inputs lie
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SourceTiling:
+    """Input-stationary tiling: the *sources* are cut into ``groups`` input-channel groups (balanced,
+    contiguous) x rectangles of ``region = (hy, wx)`` cells of the cell grid, and the output channels into
+    ``blocks`` (balanced, contiguous); a source tile (block B, group G, region Q) holds one axon for every
+    source of G x Q, and a part of every neuron of B that reads one of them (the neuron's synapses from
+    those sources). With one block every source has one axon (no splitters), at the price of neurons
+    split wherever their receptive field crosses a region or a group (partial sums, added by the adder
+    trees); each further block reads the sources again (a splitter each). On a sparse layer whose
+    sources are read by few neurons this trades the halo's splitters of output tiles for partial sums::
+
+        axons(tile) = q_y q_x |G| hy wx                       (at most; sources never read take none)
+        parts(tile) = sum_{o in B} |{p : (s p - pad + U_o(G)) meets Q}|  = sum_{o in B} |Q + U_o(G)| (stride 1)
+
+    with ``U_o(G)`` the union of output channel o's footprints on the group's channels. Such a
+    placement splits neurons by tap as well as by channel, so the local bound
+    (:mod:`hw_models.conv_bound`) does not cover it: a layer placed this way is charged the packed
+    rules' bound only. ``estimate``: the estimated cores of :func:`candidate_source_tilings`."""
+
+    groups: int
+    region: Tuple[int, int]
+    blocks: int = 1
+    estimate: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "region", (int(self.region[0]), int(self.region[1])))
+        if self.groups < 1 or self.blocks < 1 or min(self.region) < 1:
+            raise ValueError(f"groups, blocks and region sides must be positive, got {self}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def source_tile_placement(mask, geo: ConvGeometry, tiling: SourceTiling) -> _Placement:
+    """The packer's placement of the unrolled ``mask`` under a :class:`SourceTiling`: item = (neuron,
+    source tile), block = source tile (numbered compactly, empty tiles dropped)."""
+    if tiling.groups > geo.in_channels or tiling.blocks > geo.out_channels:
+        raise ValueError(f"{tiling} has more groups or blocks than the layer's {geo.in_channels} input and "
+                         f"{geo.out_channels} output channels")
+    m = mask if sp.isspmatrix_csr(mask) else sp.csr_matrix(mask)
+    if m.shape != (geo.neurons, geo.sources):
+        raise ValueError(f"mask shape {m.shape} does not match the geometry ({geo.neurons}, {geo.sources})")
+    H, W = geo.source_hw
+    (qy, qx), (hy, wx) = geo.block, tiling.region
+    nry, nrx = ceil_div(geo.cells[0], hy), ceil_div(geo.cells[1], wx)
+    j = m.indices.astype(np.int64)
+    c, Y, X = j // (H * W), (j // W) % H, j % W
+    o = _rows(m) // (geo.out_hw[0] * geo.out_hw[1])
+    grp = _group_of(geo.out_channels, tiling.blocks)[o] * tiling.groups + _group_of(geo.in_channels, tiling.groups)[c]
+    tile = (grp * nry + (Y // qy) // hy) * nrx + (X // qx) // wx
+    T = tiling.groups * tiling.blocks * nry * nrx
+    keys, syn_item = np.unique(_rows(m) * T + tile, return_inverse=True)
+    ids, item_core = np.unique(keys % T, return_inverse=True)
+    return _Placement(f"srctiles{tiling.groups}x{tiling.blocks}@{hy}x{wx}", keys // T, item_core.astype(np.int64),
+                      syn_item.reshape(-1).astype(np.int64), int(ids.size))
+
+
+def candidate_source_tilings(geo: ConvGeometry, core: CoreSpec = CoreSpec(), *, top: int = 2,
+                             max_splits: int = 24) -> List[SourceTiling]:
+    """The ``top`` source tilings (:class:`SourceTiling`) by estimated cores, best first; [] for strided
+    layers (the estimate counts parts for stride 1) or when none fits.
+
+    Feasible: ``q_y q_x ceil(C_in / q) hy wx <= A`` axons and interior parts ``max_{b,g} sum_{o in b}
+    |Q + U_o(g)| <= N``. Estimate, with every region scaled by its share of the cell grid (``parts``
+    summed over all tiles; a neuron in more than one tile gets an adder whose inputs are its parts; a
+    source read by r blocks has r axons, r - 1 of them fed by splitters)::
+
+        adders = min(neurons, parts - neurons)          slots = parts + adders + splitters
+        axons  = sources read x r + (parts if adders else 0),   splitters = sources read x (r - 1)
+        cores ~ max(slots / N, axons / A)           (small source tiles of a layer may share a core)
+    """
+    if geo.stride != (1, 1):
+        return []
+    A, N = core.axons, core.neurons
+    KY, KX = geo.kernel
+    q2 = geo.cell_size
+    Hc, Wc = geo.cells
+    fp = geo.footprints()
+    neurons = geo.neurons
+    sources = int((fp != 0).any(0).sum()) * Hc * Wc * q2
+    scored = []
+    for q in sorted(set(_distinct_splits(geo.in_channels, max_splits))):
+        gb = balanced_bounds(geo.in_channels, q)
+        g_max = int(np.diff(gb).max())
+        U = np.bitwise_or.reduceat(fp, gb[:-1], axis=1)                  # (C_out, q) footprint unions
+        uniq, u_idx = np.unique(U, return_inverse=True)
+        u_idx = u_idx.reshape(U.shape)
+        unions = _row_unions(uniq, KY, KX)
+        for hy in range(1, Hc + 1):
+            for wx in range(1, Wc + 1):
+                if q2 * g_max * hy * wx > A:
+                    break
+                S = np.where(uniq == 0, 0, sumset_sizes(hy, wx, uniq, (KY, KX), (1, 1), unions))
+                per_o = S[u_idx]                                          # (C_out, q) interior parts
+                parts = float(per_o.sum()) * Hc * Wc / (hy * wx)
+                adders = min(float(neurons), max(0.0, parts - neurons))
+                csum = np.concatenate([np.zeros((1, q), np.int64), np.cumsum(per_o, axis=0)])
+                for r in _distinct_splits(geo.out_channels, max_splits):
+                    ob = balanced_bounds(geo.out_channels, r)
+                    if (csum[ob[1:]] - csum[ob[:-1]]).max() > N:
+                        continue
+                    axons = sources * r + (parts if adders else 0.0)
+                    est = max((parts + adders + sources * (r - 1)) / N, axons / A)
+                    scored.append((est, q, r, hy, wx))
+                    break  # more blocks only add splitters once the tiles fit
+    scored.sort()
+    return [SourceTiling(groups=q, region=(hy, wx), blocks=r, estimate=round(e, 2)) for e, q, r, hy, wx in scored[:top]]

@@ -53,9 +53,10 @@ better of the two: ``lower bound <= packed <= per-layer``.
 
 Convolutions with a geometry (``conv_aware``, the default) are tiled instead
 (:mod:`hw_models.conv_mapping`: spatial tiles x output-channel blocks x feature groups, the best few
-tilings by estimate, plus the unrolled mask's grouped placement), at most one tile of a layer per core,
-and the result states the local bound of :mod:`hw_models.conv_bound` for such placements beside the
-bound above (which holds for any placement).
+tilings by estimate, at most one tile of a layer per core; source tiles, each source on one core and
+neurons split by where their inputs lie; and the unrolled mask's grouped placement), and the result
+states the local bound of :mod:`hw_models.conv_bound` for such placements beside the bound above (which
+holds for any placement).
 """
 from __future__ import annotations
 
@@ -232,11 +233,14 @@ def _fill_segments(m: sp.csr_matrix, free_a: np.ndarray, free_n: np.ndarray, cor
     return out
 
 
-def _tile_candidates(layer: PackLayer, core: CoreSpec, cache: Optional[dict]) -> List[_Placement]:
-    """A conv layer's tile placements (:mod:`hw_models.conv_mapping`), the best few tilings by estimate."""
-    from .conv_mapping import candidate_tilings, tile_placement
+def _tile_candidates(layer: PackLayer, core: CoreSpec, cache: Optional[dict],
+                     source_tiles: bool = True) -> List[_Placement]:
+    """A conv layer's tile placements (:mod:`hw_models.conv_mapping`): the best few output tilings by
+    estimate, and the best source tilings (each source on one core) that fit exactly."""
+    from .conv_mapping import (candidate_source_tilings, candidate_tilings, source_tile_placement,
+                               tile_placement)
 
-    key = (layer.name, id(layer.mask))
+    key = (layer.name, id(layer.mask), source_tiles)
     if cache is not None and key in cache:
         return cache[key]
     try:
@@ -244,6 +248,12 @@ def _tile_candidates(layer: PackLayer, core: CoreSpec, cache: Optional[dict]) ->
     except ValueError:  # one channel of one neuron reads more than a core's axons: placed unrolled
         tilings = []
     out = [tile_placement(layer.mask, layer.geometry, t) for t in tilings]
+    for t in candidate_source_tilings(layer.geometry, core, top=SOURCE_TILINGS if source_tiles else 0):
+        pl = source_tile_placement(layer.mask, layer.geometry, t)
+        keys = np.unique(pl.item_core[pl.syn_item] * np.int64(layer.mask.shape[1]) + layer.mask.indices)
+        if np.bincount(pl.item_core).max() <= core.neurons and \
+                np.bincount(keys // layer.mask.shape[1]).max() <= core.axons:
+            out.append(pl)
     if cache is not None:
         cache[key] = out
     return out
@@ -251,8 +261,8 @@ def _tile_candidates(layer: PackLayer, core: CoreSpec, cache: Optional[dict]) ->
 
 def _candidates(layer: PackLayer, prev: Optional[_LayerItems], core: CoreSpec,
                 free: Optional[Tuple[np.ndarray, np.ndarray]] = None, cache: Optional[dict] = None,
-                tiles_only: bool = False) -> List[_Placement]:
-    tiles = _tile_candidates(layer, core, cache) if layer.geometry is not None else []
+                tiles_only: bool = False, source_tiles: bool = True) -> List[_Placement]:
+    tiles = _tile_candidates(layer, core, cache, source_tiles) if layer.geometry is not None else []
     if tiles:  # tilings, and the unrolled mask's grouped placement (sparse convs)
         out = tiles
         if not tiles_only and layer.mask.nnz <= GROUPED_SYNAPSES:
@@ -553,7 +563,7 @@ def _splitter_reserve(li: _LayerItems, N: int) -> np.ndarray:
     on the first of its k axon blocks, clipped to the room the block leaves (N - its parts); zeros for
     other layers. Used to leave that room when tiles are merged into cores."""
     out = np.zeros(li.block_neurons.size, dtype=np.int64)
-    if not (li.layer.source_on_chip and li.pl.name.startswith("tiles")) or li.block_keys.size == 0:
+    if not (li.layer.source_on_chip and li.pl.name.startswith(("tiles", "srctiles"))) or li.block_keys.size == 0:
         return out
     S = li.layer.mask.shape[1]
     src, blk = li.block_keys % S, li.block_keys // S
@@ -627,6 +637,7 @@ def _merge(items: List[_LayerItems], core: CoreSpec, local_search: int,
 
 
 TILINGS = 3                    # tilings of a conv layer (best by estimate) the packer tries
+SOURCE_TILINGS = 2             # source tilings of a conv layer (best by estimate) the packer tries
 LOOKAHEAD_SYNAPSES = 2_000_000  # up to this many synapses a layer's candidate is chosen with the next layer's
 GROUPED_SYNAPSES = 2_000_000   # larger layers skip the grouped candidates (the per-layer result still bounds)
 
@@ -634,7 +645,7 @@ GROUPED_SYNAPSES = 2_000_000   # larger layers skip the grouped candidates (the 
 def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Optional[int] = None,
                  local_search: int = 8, parts_out: Optional[dict] = None, conv_aware: bool = True,
                  tiles_only: bool = False, local_bound: bool = True,
-                 layers_out: Optional[list] = None) -> PackedMapping:
+                 layers_out: Optional[list] = None, source_tiles: bool = True) -> PackedMapping:
     """Pack a whole network's layers onto shared cores (module docstring) and state its lower bound.
 
     ``layers``: :class:`hw_models.unroll.SynapticLayer` (or :class:`PackLayer`) records in network
@@ -646,6 +657,9 @@ def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Option
     unless ``tiles_only``) and state the local bound (:mod:`hw_models.conv_bound`) for the layers placed
     as tiles; False: place every layer from its unrolled mask, as before. ``local_bound=False`` skips
     the local bound (``local_lower_bound`` None), which costs seconds on large conv nets.
+    ``source_tiles``: also try the conv layers' source tilings (:class:`hw_models.conv_mapping.SourceTiling`:
+    each source on one core, neurons split by where their inputs lie); a layer placed so is charged the
+    packed rules' bound only in the local bound, which does not cover such placements.
     ``layers_out``: a list that receives one :func:`layer_resources` dict per layer of the packed placement
     (with the local bound's lambda-cost of the layer under ``"bound"`` when the bound is computed).
     """
@@ -678,13 +692,13 @@ def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Option
     free = None
     for i, layer in enumerate(pls):
         best = None
-        for pl in _candidates(layer, chosen[-1] if chosen else None, core, free, cache, tiles_only):
+        for pl in _candidates(layer, chosen[-1] if chosen else None, core, free, cache, tiles_only, source_tiles):
             mine = items(layer, pl)
             trial = chosen + [mine]
             c, room = cost(trial)
             if lookahead and i + 1 < len(pls):  # the next layer's best candidate decides (source cores)
                 c = min(cost(trial + [items(pls[i + 1], q)])[0]
-                        for q in _candidates(pls[i + 1], mine, core, room, cache, tiles_only))
+                        for q in _candidates(pls[i + 1], mine, core, room, cache, tiles_only, source_tiles))
             if best is None or c < best[0]:
                 best = (c, mine)
         chosen.append(best[1])

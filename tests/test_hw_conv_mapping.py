@@ -10,7 +10,8 @@ from torch import nn
 from esl_deploy.hw_models import conv_mapping
 from esl_deploy.hw_models.conv_bound import local_lower_bound
 from esl_deploy.hw_models.conv_geometry import ConvGeometry, sumset_sizes, window
-from esl_deploy.hw_models.conv_mapping import ConvTiling, candidate_tilings, tile_placement, tiling_stats
+from esl_deploy.hw_models.conv_mapping import (ConvTiling, SourceTiling, candidate_source_tilings, candidate_tilings,
+                                               source_tile_placement, tile_placement, tiling_stats)
 from esl_deploy.hw_models.cores import CoreSpec
 from esl_deploy.hw_models.packing import PackLayer, network_lower_bound, pack_network
 from esl_deploy.hw_models.unroll import _bool_product, pool_matrix, synaptic_layers, unroll_conv2d
@@ -156,6 +157,74 @@ def test_every_tiling_of_a_small_layer_places_each_synapse_once_and_fits(seed, k
     assert p.lower_bound <= p.local_lower_bound <= p.cores
 
 
+@pytest.mark.parametrize("seed,density,pool,on_chip", [(0, 0.6, (1, 1), True), (1, 0.2, (2, 2), True),
+                                                      (2, 1.0, (1, 1), False), (3, 0.3, (2, 2), False)])
+def test_every_source_tiling_of_a_small_layer_places_each_synapse_once_and_fits(seed, density, pool, on_chip):
+    """Exhaustive over the source tilings (groups, blocks, region) of a 3 -> 4 conv on 8 x 8 sources (cores
+    of 48 axons x 16 neurons), recounted synapse by synapse: every synapse in one part of its own neuron;
+    a tile's axons are the sources of its group and region that its block reads, and its parts the
+    neurons of its block reading one; every tiling the search calls feasible fits (interior counts bound
+    the border tiles); packed networks stay within the cores, and with one block no source is split."""
+    core = CoreSpec(axons=48, neurons=16)
+    conv = _conv(3, 4, density=density, seed=seed, padding=1)
+    cells = (3, 8 // pool[0], 8 // pool[1])
+    out = _out_hw(conv, cells[1:])
+    g = ConvGeometry.from_conv(conv, cells, out, block=pool, source_hw=(8, 8))
+    m = g.unrolled().tocsr()
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    feasible = {(t.groups, t.blocks, t.region) for t in candidate_source_tilings(g, core, top=10 ** 6)}
+    assert feasible
+    Ho, Wo = g.out_hw
+    for q, r, hy, wx in itertools.product(range(1, 4), range(1, 5), range(1, cells[1] + 1), range(1, cells[2] + 1)):
+        t = SourceTiling(groups=q, region=(hy, wx), blocks=r)
+        pl = source_tile_placement(m, g, t)
+        assert pl.syn_item.size == m.nnz and np.array_equal(pl.item_neuron[pl.syn_item], rows)
+        grp = np.searchsorted(conv_mapping.balanced_bounds(3, q), np.arange(3), side="right") - 1
+        blk = np.searchsorted(conv_mapping.balanced_bounds(4, r), np.arange(4), side="right") - 1
+        axons, parts = {}, {}
+        for k in range(m.nnz):
+            i, j = int(rows[k]), int(m.indices[k])
+            c, Y, X = j // 64, (j // 8) % 8, j % 8
+            tile = (int(blk[i // (Ho * Wo)]), int(grp[c]), Y // pool[0] // hy, X // pool[1] // wx)
+            axons.setdefault(tile, set()).add(j)
+            parts.setdefault(tile, set()).add(i)
+            core_of = int(pl.item_core[pl.syn_item[k]])
+            assert parts.setdefault(("core",) + tile, {core_of}) == {core_of}     # one block per tile
+        tiles = [k for k in parts if k[0] != "core"]
+        assert pl.cores == len(tiles)
+        assert sorted(len(parts[k]) for k in tiles) == sorted(np.bincount(pl.item_core).tolist())
+        if (q, r, (hy, wx)) in feasible:
+            assert max(len(a) for a in axons.values()) <= core.axons
+            assert max(len(parts[k]) for k in tiles) <= core.neurons
+    layer = PackLayer("conv", m, source_on_chip=on_chip, geometry=g)
+    p = pack_network([layer], core, per_layer_cores=10 ** 6, tiles_only=True)
+    assert max(p.core_axons) <= core.axons and max(p.core_neurons) <= core.neurons
+    assert p.lower_bound <= p.local_lower_bound <= p.cores
+    one = SourceTiling(groups=1, region=(1, 1))
+    if (1, 1, (1, 1)) in feasible:
+        pl = source_tile_placement(m, g, one)
+        keys = np.unique(pl.item_core[pl.syn_item] * np.int64(m.shape[1]) + m.indices)
+        assert keys.size == np.unique(m.indices).size                        # every source on one axon
+
+
+def test_source_tiles_beat_output_tiles_on_the_sparse_pooled_conv_of_the_mnist_conv_net():
+    """The MNIST conv net's second conv (width 1: 16 -> 32 channels on 2 x 2 pooled 28 x 28 spikes, 1.5 %
+    of its taps): each source is read by about 4 neurons scattered over channels and positions, so output
+    tiles pay a splitter for most halo sources, while source tiles hold every source once; the packing
+    with source tiles needs fewer cores, all within 256 x 256, and its local bound charges that layer
+    the packed rules only."""
+    layers = synaptic_layers(_masked_model("convnet", (1, 28, 28), 1.0))
+    out = []
+    with_src = pack_network(layers, per_layer_cores=10 ** 6, layers_out=out)
+    without = pack_network(layers, per_layer_cores=10 ** 6, source_tiles=False)
+    conv2 = next(r for r in out if r["layer"] == "layers.3")
+    assert conv2["placement"].startswith("srctiles") and conv2["axon_instances"] == conv2["sources_read"]
+    assert conv2["splitters"] == 0 and conv2["bound"] == conv2["bound_packed_rules"]
+    assert with_src.cores < 0.8 * without.cores
+    assert max(with_src.core_axons) <= 256 and max(with_src.core_neurons) <= 256
+    assert with_src.lower_bound <= with_src.local_lower_bound <= with_src.cores
+
+
 # ----------------------------------------------------------------------------------------------
 # A tiling computed by hand
 # ----------------------------------------------------------------------------------------------
@@ -263,7 +332,7 @@ def test_hand_computed_feature_groups_against_the_unrolled_packing(monkeypatch):
     unrolled = pack_network([layer], per_layer_cores=10 ** 6, conv_aware=False)
     mapped = pack_network([layer], per_layer_cores=10 ** 6)
     monkeypatch.setattr(conv_mapping, "candidate_tilings", lambda *a, **k: [ConvTiling(4, 1, (4, 4))])
-    hand = pack_network([layer], per_layer_cores=10 ** 6, tiles_only=True)
+    hand = pack_network([layer], per_layer_cores=10 ** 6, tiles_only=True, source_tiles=False)
     assert (hand.cores, hand.splitter_neurons, hand.relay_axons, hand.partial_sum_neurons) == (40, 2048, 896, 4096)
     assert unrolled.cores == 96
     assert mapped.lower_bound <= mapped.local_lower_bound <= mapped.cores <= hand.cores < unrolled.cores
@@ -286,7 +355,8 @@ def test_local_bound_is_below_every_tiling_of_a_small_layer(monkeypatch, seed, d
     best = None
     for t in feasible:
         monkeypatch.setattr(conv_mapping, "candidate_tilings", lambda *a, t=t, **k: [t])
-        c = pack_network([layer], core, per_layer_cores=10 ** 6, tiles_only=True, local_bound=False).cores
+        c = pack_network([layer], core, per_layer_cores=10 ** 6, tiles_only=True, local_bound=False,
+                         source_tiles=False).cores
         assert c >= lb, t
         best = c if best is None else min(best, c)
     assert best / lb <= 3
