@@ -418,7 +418,7 @@ class _FoldedLayer:
         """``([Wq_i], bq, [s_i])`` from the current weights and running statistics, computed once per block."""
         if self._grid is None:
             folded = [fold_batchnorm(conv.weight, bn, conv.bias) for conv, bn in self.terms]
-            b = sum(f[1] for f in folded[1:]) + folded[0][1] if len(folded) > 1 else folded[0][1]
+            b = sum((f[1] for f in folded[1:]), folded[0][1])  # one bias for the neurons: the terms' sum
             wq, bq = loihi_quantize_group([f[0] for f in folded], b, self.view, self.bits, identity=self.view.identity)
             self._grid = (wq, bq, [f[2] for f in folded])
         return self._grid
