@@ -7,6 +7,7 @@ Where each width is declared in Lava is tabulated in :mod:`export.lava.fixed`.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -25,6 +26,8 @@ INPUT_INT_MAX = 2 ** 15 - 1  # graded input round(x * 2^m) travels in a 16-bit m
 INPUT_FRAC_BITS_MAX = 8   # graded input x is sent as round(x * 2^m), m <= 8
 SPLIT_EXP_MAX = 7         # split weights: hi * 2^k + lo with k <= 7 keeps |lo| <= 128 inside 8 bits
 VTH_MIN = 16              # fewer integer steps per threshold than this: the layer does not fit (EslError)
+INPUT_DENOMINATORS = (255,)  # graded input k / d sent as the integer k: 8-bit images (MNIST, CIFAR-10; torchvision's
+#                              ToTensor divides by 255); tried after the powers of two
 
 
 def exact_frac_bits(x: np.ndarray, max_bits: int = INPUT_FRAC_BITS_MAX) -> Optional[int]:
@@ -38,3 +41,48 @@ def exact_frac_bits(x: np.ndarray, max_bits: int = INPUT_FRAC_BITS_MAX) -> Optio
         if np.array_equal(scaled, np.round(scaled)):
             return m
     return None
+
+
+def exact_input_scale(x: np.ndarray, max_bits: int = INPUT_FRAC_BITS_MAX) -> Optional[float]:
+    """The input scale ``s`` at which graded input ``x`` is sent exactly as the integers ``x s``, or None.
+
+    ``s = 2^m`` with the fewest ``m <= max_bits`` (:func:`exact_frac_bits`; digits' ``k / 16``: 16, spikes: 1),
+    else a denominator of :data:`INPUT_DENOMINATORS` (``k / 255`` of 8-bit images: 255, so MNIST's pixels
+    travel as their byte ``k``) when every ``x d`` is an integer to within float32's rounding of ``k / d``
+    (``|x d - k| <= 1e-4``; the sender rounds ``x s`` to ``k``).
+    """
+    m = exact_frac_bits(x, max_bits)
+    if m is not None:
+        return float(2 ** m)
+    x = np.asarray(x, dtype=np.float64)
+    for d in INPUT_DENOMINATORS:
+        scaled = x * d
+        if np.abs(scaled - np.round(scaled)).max(initial=0.0) <= 1e-4:
+            return float(d)
+    return None
+
+
+def join_input_scales(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    """The input scale exact for two parts of one data set with exact scales ``a`` and ``b`` (see
+    :func:`exact_input_scale`): their least common multiple where that is an allowed scale, else None."""
+    if a is None or b is None:
+        return None
+    lcm = float(math.lcm(int(a), int(b)))
+    allowed = [2.0 ** m for m in range(INPUT_FRAC_BITS_MAX + 1)] + [float(d) for d in INPUT_DENOMINATORS]
+    return lcm if lcm in allowed else None
+
+
+def auto_input_scale(s_budget: float, w_max: float, grid: int, x_peak: float) -> float:
+    """The input scale ``2^m`` the exporter chooses for graded input that no exact scale holds, from the layer's
+    scale budget ``S_budget`` (the limits of vth, a_in and bias_mant), its largest weight ``max|W|`` and weight
+    grid ``g`` (254 mixed signs, 255 one sign)::
+
+        m = clip(ceil(log2(S_budget max|W| / g)), 0, m_max),   m_max = min(8, floor(log2(32767 / max|x|)))
+
+    the smallest ``m`` at which single-group weights use their 8 bits at the largest scale, inside the 16-bit
+    input message. :func:`export.lava.fixed.quantize_layer` and :func:`train.quant.exporter_input_scale` use it.
+    """
+    m_max = min(INPUT_FRAC_BITS_MAX, math.floor(math.log2(INPUT_INT_MAX / x_peak))) if x_peak > 0 \
+        else INPUT_FRAC_BITS_MAX
+    m = math.ceil(math.log2(max(s_budget * w_max / grid, 1e-300)))
+    return float(2 ** min(max(m, 0), m_max))

@@ -254,10 +254,10 @@ def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.nda
                  source: Optional[str] = None, lava_subset: int = 0,
                  device: str = "cpu") -> Tuple[List[str], List[np.ndarray], dict]:
     from .lava.convert import convert
-    from .lava.fixed import exact_frac_bits, quantize
+    from .lava.fixed import exact_input_scale, quantize
     from .lava.run import run
 
-    frac_bits = exact_frac_bits(x)  # input bits that hold this data exactly (digits: 4), else auto
+    scale = exact_input_scale(x)  # the integers that hold this data exactly (digits: x 16, MNIST: x 255), else auto
     x_max = max(1.0, float(x.max(initial=0.0)))  # event frames may count several events per bin
 
     if backend == "snntorch":
@@ -268,12 +268,12 @@ def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.nda
         from .lava.netx import simulate_netx
 
         res, extra = simulate_netx(graph, x, tick, source=source, sparse=synapse == "sparse", input_max=x_max,
-                                   input_frac_bits=frac_bits)  # a netx file runs as it is
+                                   input_scale=scale)  # a netx file runs as it is
         return res.names, res.spikes, dict(extra, build_s=res.build_s, run_s=res.run_s, steps=res.steps)
     net = convert(graph, synapse=synapse, conv=conv, writer=writer, dt=dt)
     mode = "float"
     if backend in ("lava-fixed", "emulate-fixed"):
-        net = quantize(net, groups=groups, input_frac_bits=frac_bits, input_max=x_max,
+        net = quantize(net, groups=groups, input_scale=scale, input_max=x_max,
                        input_min=min(0.0, float(x.min(initial=0.0))))
         mode = "fixed"
     if backend == "emulate-fixed":

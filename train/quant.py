@@ -10,7 +10,8 @@ this way). Two grids:
 - :func:`loihi_quantize`, the grid :func:`export.lava.fixed.quantize_layer` realises *exactly*. The
   exporter maps current onto integers with one scale ``S`` per layer: ``w_int = W S / s_in`` (8 bits,
   even), ``vth = theta S``, ``bias_mant = b S``, with ``s_in`` the input's integer units per unit (1 for
-  spikes, ``2^m`` for graded input with ``m`` exact fractional bits) and ``c`` the pooling folded into
+  spikes, ``2^m`` for graded input with ``m`` exact fractional bits, 255 for 8-bit images' ``k / 255``,
+  :func:`esl_deploy.loihi2.exact_input_scale`) and ``c`` the pooling folded into
   the synapses (``1/k^2`` per ``k x k`` average pool before the layer). With ::
 
       delta = 2 theta / v0   (v0 a positive integer),     S = 2 s_in / (c delta) = s_in v0 / (c theta)
@@ -82,8 +83,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from esl_deploy.loihi2 import (A_IN_MAX, BIAS_MANT_MAX, DECAY_UNITY, INPUT_FRAC_BITS_MAX, INPUT_INT_MAX,
-                               VTH_TARGET, WEIGHT_MIXED_MAX, WEIGHT_SIGNED_MAX)
+from esl_deploy.loihi2 import (A_IN_MAX, BIAS_MANT_MAX, DECAY_UNITY, VTH_TARGET, WEIGHT_MIXED_MAX,
+                               WEIGHT_SIGNED_MAX, auto_input_scale)
 from esl_deploy.models import BasicBlock, synapse_layers
 from esl_deploy.neurons import LIF
 
@@ -113,8 +114,8 @@ class LoihiView:
     """How the exporter sees one synapse layer (see the module docstring).
 
     ``threshold``: of the LIF neurons it drives; ``gain``: ``c``, the pooling folded into its synapses;
-    ``input_scale``: ``s_in`` (1 for spikes, ``2^m`` for graded input held exactly in ``m`` bits), or
-    None when no ``2^m`` holds the input exactly (MNIST's ``k / 255``; event frames): the exporter then
+    ``input_scale``: ``s_in`` (1 for spikes, ``2^m`` for graded input held exactly in ``m`` bits, 255 for 8-bit
+    images), or None when no exact scale holds the input (event frames): the exporter then
     chooses ``m`` from the weights, and the grid is one at which its choice fits (:func:`exporter_input_scale`,
     for inputs in ``[x_lo, x_hi]``); ``x_lo``, ``x_hi``: the range of its inputs. ``batchnorm``: the qualified
     name of the BatchNorm after the layer, folded into it (module docstring); ``shortcut``: the (conv,
@@ -163,7 +164,7 @@ def loihi_steps(w: torch.Tensor, b: Optional[torch.Tensor], view: LoihiView, bit
     s, c = view.input_scale, float(view.gain)
     if bits > 8:  # no single 8-bit synapse group: the exporter cannot be exact anyway
         return v0
-    if s is None:  # graded input held exactly by no 2^m (MNIST's k / 255): the exporter picks m itself
+    if s is None:  # graded input held exactly by no 2^m (event frames): the exporter picks m itself
         return _steps_for_chosen_input_scale(w, b, view, bits, v0)
     caps = [VTH_TARGET * c / s]  # vth = s v0 / c
     bmax = float(b.detach().abs().max()) if b is not None and b.numel() else 0.0
@@ -212,7 +213,7 @@ def exporter_input_scale(w: torch.Tensor, b: Optional[torch.Tensor], view: Loihi
         m = clip(ceil(log2(S_budget max|W c| / g)), 0, m_max),   g = 254 (mixed signs) or 255
 
     ``reach`` the largest ``|sum_j W_ij c x_j|`` over inputs in range, ``m_max = min(8, floor(log2(32767 /
-    max|x|)))`` (the 16-bit input message)."""
+    max|x|)))`` (the 16-bit input message): :func:`esl_deploy.loihi2.auto_input_scale`, the exporter's own rule."""
     wc = w.detach().double().reshape(w.shape[0], -1) * float(view.gain)
     vals = wc[wc != 0]
     if not vals.numel():
@@ -228,11 +229,7 @@ def exporter_input_scale(w: torch.Tensor, b: Optional[torch.Tensor], view: Loihi
     bmax = float(b.detach().abs().max()) if b is not None and b.numel() else 0.0
     if bmax > 0:
         limits.append(BIAS_MANT_MAX / bmax)
-    x_peak = max(view.x_hi, -view.x_lo)
-    m_max = min(INPUT_FRAC_BITS_MAX, math.floor(math.log2(INPUT_INT_MAX / x_peak))) if x_peak > 0 \
-        else INPUT_FRAC_BITS_MAX
-    m = math.ceil(math.log2(max(min(limits) * wmax / grid, 1e-300)))
-    return float(2 ** min(max(m, 0), m_max))
+    return auto_input_scale(min(limits), wmax, grid, max(view.x_hi, -view.x_lo))
 
 
 def _pow2_floor(x: float) -> int:
@@ -307,13 +304,15 @@ def fold_batchnorm(w: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm,
     return w * s.reshape(shape), beta + (b0 - bn.running_mean) * s, s
 
 
-def loihi_views(model: nn.Module, *, input_frac_bits: Optional[int], x_lo: float = 0.0,
-                x_hi: float = 1.0, graded_input: bool = True) -> Dict[str, LoihiView]:
+def loihi_views(model: nn.Module, *, input_frac_bits: Optional[int] = None, x_lo: float = 0.0,
+                x_hi: float = 1.0, graded_input: bool = True,
+                input_scale: Optional[float] = None) -> Dict[str, LoihiView]:
     """The :class:`LoihiView` of every synapse layer of a :class:`~esl_deploy.models.SpikingNet` that drives
     LIF neurons (the layers the exporter quantises), by qualified name.
 
     The first synapse layer reads the input: graded (``graded_input``, direct encoding) with
-    ``input_frac_bits`` exact bits (None: not exact) in ``[x_lo, x_hi]``, else spikes; later ones read
+    ``input_scale`` (:func:`esl_deploy.loihi2.exact_input_scale`: 255 for 8-bit images) or else ``input_frac_bits``
+    exact bits (both None: not exact) in ``[x_lo, x_hi]``, else spikes; later ones read
     spikes. Average pools between two neuron layers multiply the gain by ``1/k^2`` (an adaptive one by
     ``1/`` its window, found by running the model once on zeros). A BatchNorm right after a conv is
     folded into it (``batchnorm``). A residual block (:class:`~esl_deploy.models.BasicBlock`) reading spikes
@@ -343,7 +342,8 @@ def loihi_views(model: nn.Module, *, input_frac_bits: Optional[int], x_lo: float
                 name, g, reads_input, bn = pending
                 theta = float(layer.threshold.flatten()[0])
                 if reads_input and graded_input:
-                    scale = None if input_frac_bits is None else float(2 ** int(input_frac_bits))
+                    scale = float(input_scale) if input_scale is not None else \
+                        None if input_frac_bits is None else float(2 ** int(input_frac_bits))
                     views[name] = LoihiView(theta, g, scale, float(min(x_lo, 0.0)), float(max(x_hi, 1.0)), batchnorm=bn)
                 else:
                     views[name] = LoihiView(theta, g, batchnorm=bn)

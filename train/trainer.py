@@ -40,7 +40,7 @@ from esl_deploy.checkpoint import atomic_write_text, read_checkpoint, save_check
 from esl_deploy.datasets import load_dataset, to_time_major
 from esl_deploy.env import environment
 from esl_deploy.errors import EslError
-from esl_deploy.loihi2 import exact_frac_bits
+from esl_deploy.loihi2 import exact_input_scale, join_input_scales
 from esl_deploy.convert import forward_steps, run_snntorch
 from esl_deploy.masks import weights_of
 from esl_deploy.models import ModelSpec, SpikingNet, build_model, factory_dir_of, import_factory, is_factory
@@ -139,8 +139,8 @@ def qat_views(model: SpikingNet, data, cfg: TrainConfig) -> Dict[str, LoihiView]
     """The Loihi grid of each synapse layer for quantisation-aware training (:func:`train.quant.loihi_views`).
 
     The first layer's input is described as ``esl simulate`` will quantise it: direct-encoded static data
-    are scanned once for their range and the fractional bits that hold them exactly
-    (:func:`exact_frac_bits`, digits: 4); rate-encoded input is spikes; event frames are not scanned
+    are scanned once for their range and the input scale that holds them exactly as integers
+    (:func:`exact_input_scale`, digits: 16, MNIST: 255); rate-encoded input is spikes; event frames are not scanned
     (their integer range is not known before the test data are), so that layer keeps the threshold
     and bias grid without width limits.
     """
@@ -148,13 +148,12 @@ def qat_views(model: SpikingNet, data, cfg: TrainConfig) -> Dict[str, LoihiView]
         return {}
     if data.temporal or cfg.encoding != "direct":
         return loihi_views(model, input_frac_bits=None if data.temporal else 0, graded_input=data.temporal)
-    bits, lo, hi = 0, 0.0, 1.0
+    scale, lo, hi = 1.0, 0.0, 1.0
     for x, _ in DataLoader(data.train, batch_size=4096, shuffle=False):
         x = x.double().numpy()
         lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
-        batch_bits = exact_frac_bits(x) if bits is not None else None
-        bits = None if batch_bits is None else max(bits, batch_bits)  # m bits hold a batch: so do m + 1
-    return loihi_views(model, input_frac_bits=bits, x_lo=lo, x_hi=hi)
+        scale = join_input_scales(scale, exact_input_scale(x)) if scale is not None else None
+    return loihi_views(model, input_scale=scale, x_lo=lo, x_hi=hi)
 
 
 def _peak_rss_mib() -> Optional[float]:

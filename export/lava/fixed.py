@@ -80,7 +80,7 @@ import scipy.sparse as sp
 
 from esl_deploy.errors import EslError
 
-from esl_deploy.loihi2 import exact_frac_bits  # noqa: F401  (re-exported: export.lava.fixed.exact_frac_bits)
+from esl_deploy.loihi2 import auto_input_scale, exact_frac_bits, exact_input_scale  # noqa: F401  (re-exported)
 
 from .leaky import fixed_current, fixed_step
 
@@ -291,7 +291,8 @@ def _port_peak(w_int, split: int, kind: str, x_lo: int, x_hi: int) -> int:
 
 
 def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float = 0.0,
-                   groups: int = 1, input_frac_bits: Optional[int] = None) -> FixedLayer:
+                   groups: int = 1, input_frac_bits: Optional[int] = None,
+                   input_scale: Optional[float] = None) -> FixedLayer:
     """Choose the scale of one layer and round its parameters (see :class:`FixedLayer`).
 
     The scale ``S`` (integer activation per unit of current) is the largest that keeps, for every
@@ -315,7 +316,9 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
     Graded input is sent as ``round(x * 2^m)`` in a 16-bit message: ``m = input_frac_bits`` when given
     (the fewest bits that hold the data exactly is best: every further input bit is a bit less for the
     weights), else ``m <= 8`` the smallest that lets single-group weights use their 8 bits at the
-    largest scale; ``max|x| 2^m <= 32767`` either way. Rounding is sum-preserving per neuron
+    largest scale (:func:`esl_deploy.loihi2.auto_input_scale`); ``max|x| 2^m <= 32767`` either way.
+    ``input_scale`` (instead of ``m``) sends ``round(x s)`` at any scale ``s``: 255 sends 8-bit images' ``k / 255``
+    as ``k`` exactly (:func:`esl_deploy.loihi2.exact_input_scale` picks it for such data). Rounding is sum-preserving per neuron
     (:func:`quantize_weights`).
 
     Lossless first: with one group, a layer whose weights, threshold and biases are already integers at
@@ -366,7 +369,7 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
     s_budget = min(limits.values())
     if not math.isfinite(s_budget):
         s_budget = float(VTH_TARGET)
-    input_scale = 1.0
+    given, input_scale = input_scale, 1.0
     if syn.graded:
         x_peak = max(x_hi, -x_lo)
         if x_peak > INPUT_INT_MAX:
@@ -374,7 +377,12 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
                            f"message (|x| <= {INPUT_INT_MAX})")
         m_max = min(INPUT_FRAC_BITS_MAX, math.floor(math.log2(INPUT_INT_MAX / x_peak))) if x_peak > 0 \
             else INPUT_FRAC_BITS_MAX
-        if input_frac_bits is not None:
+        if given is not None:
+            if not given > 0 or x_peak * given > INPUT_INT_MAX:
+                raise EslError(f"layer {name!r}: input up to {x_peak:g} at input scale {given:g} does not fit "
+                               f"Loihi's 16-bit input message (|x s| <= {INPUT_INT_MAX})")
+            input_scale = float(given)
+        elif input_frac_bits is not None:
             if not 0 <= input_frac_bits <= INPUT_FRAC_BITS_MAX:
                 raise EslError(f"input_frac_bits must lie in 0..{INPUT_FRAC_BITS_MAX}, got {input_frac_bits}")
             if input_frac_bits > m_max:
@@ -382,8 +390,7 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
                                f"does not fit Loihi's 16-bit input message (at most {m_max} bits)")
             input_scale = float(2 ** int(input_frac_bits))
         elif wmax > 0:
-            m = math.ceil(math.log2(max(s_budget * wmax / grid, 1e-300)))
-            input_scale = float(2 ** min(max(m, 0), m_max))
+            input_scale = auto_input_scale(s_budget, wmax, grid, x_peak)
     xi_lo, xi_hi = _input_ints(x_lo, x_hi, input_scale) if syn.graded else (0, 1)
     top = WEIGHT_MIXED_MAX * 2 ** SPLIT_EXP_MAX if split_ok else grid
     exact = _lossless_scale(syn, neuron, input_scale, xi_lo, xi_hi) if groups == 1 else None
@@ -444,6 +451,7 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
         "weights_zeroed": float(zeroed),
         "scale": float(scale),
         "input_frac_bits": float(math.log2(input_scale)),
+        "input_scale": float(input_scale),
         "synapse_groups": float(2 if split else 1),
         "a_in_bound": float(a_bound),
         "v_saturates": float(ranges["v_floor"][0] < -UV_LIMIT + 1 or ranges["v_ceiling"][0] > UV_LIMIT - 1),
@@ -526,25 +534,27 @@ def split_weights(weight, k: int):
 
 
 def quantize(net: LavaNet, *, input_max: float = 1.0, input_min: float = 0.0, groups: int = 1,
-             input_frac_bits: Optional[int] = None) -> LavaNet:
+             input_frac_bits: Optional[int] = None, input_scale: Optional[float] = None) -> LavaNet:
     """A copy of ``net`` with :class:`FixedLayer` parameters on every layer.
 
     The graded input must lie in ``[input_min, input_max]`` ([0, 1] for images); other inputs are
     refused when the network runs in fixed point. ``groups``: 1 (8-bit weights, what netx holds) or 2 (each
     weight of a ``Dense``/``Sparse`` layer split over two 8-bit synapse groups; ``Conv`` layers keep 8 bits,
     see :func:`quantize_layer`). Every quantity stays inside Loihi 2's widths for every input in range
-    (module docstring); a layer that cannot fit raises :class:`EslError`.
+    (module docstring); a layer that cannot fit raises :class:`EslError`. Graded input travels as
+    ``round(x input_scale)`` (:func:`quantize_layer`; default ``2^input_frac_bits``, or chosen from the weights).
     """
     if not (input_max > 0 and input_min <= 0):
         raise EslError(f"the input range [{input_min}, {input_max}] must contain 0 and a positive value")
     readers = [(i, net.parts(i)) for i in range(len(net.layers)) if any(p.source == INPUT for p in net.parts(i))]
-    if readers and (len(readers) > 1 or readers[0][0] != 0 or len(readers[0][1]) > 1) and input_frac_bits != 0:
+    if readers and (len(readers) > 1 or readers[0][0] != 0 or len(readers[0][1]) > 1) \
+            and input_frac_bits != 0 and input_scale != 1:
         names = [net.layers[i].neuron.name for i, _ in readers]
         raise EslError(f"layers {names} read the input beside other sources (a recurrent, residual or branching "
                        "graph): fixed point then sends the input as whole numbers (spikes, counts; input_frac_bits 0, "
                        "what esl simulate --backend lava-fixed does for spike inputs), not fractions")
     layers = [replace(layer, fixed=quantize_layer(layer, input_max=input_max, input_min=input_min, groups=groups,
-                                                  input_frac_bits=input_frac_bits))
+                                                  input_frac_bits=input_frac_bits, input_scale=input_scale))
               for layer in net.layers]
     return replace(net, layers=layers, input_max=float(input_max), input_min=float(input_min))
 
@@ -661,5 +671,5 @@ def _emulate_graph(net: LavaNet, x: np.ndarray, peaks: Optional[Dict[str, Dict[s
 
 
 __all__ = ["A_IN_MAX", "BIAS_EXP", "DECAY_UNITY", "FixedLayer", "VTH_MIN", "VTH_TARGET", "WIDTHS", "check_net_widths",
-           "check_widths", "emulate_fixed", "encode_input", "exact_frac_bits", "layer_ranges", "quantize",
+           "check_widths", "emulate_fixed", "encode_input", "exact_frac_bits", "exact_input_scale", "layer_ranges", "quantize",
            "quantize_layer", "quantize_weights", "split_weights"]

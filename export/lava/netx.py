@@ -79,14 +79,16 @@ FORMAT = "esl-netx"
 FORMAT_VERSION = 1
 
 
-def netx_net(graph: nir.NIRGraph, *, input_max: float = 1.0, input_frac_bits: Optional[int] = None) -> LavaNet:
+def netx_net(graph: nir.NIRGraph, *, input_max: float = 1.0, input_frac_bits: Optional[int] = None,
+             input_scale: Optional[float] = None) -> LavaNet:
     """The quantised network that :func:`write_netx` writes: convolutions kept as convolutions up to the
     first layer netx cannot hold as one (:func:`netx_layers`), and one 8-bit weight per synapse (netx has
     no split weights: ``optimize_weight_bits`` clips beyond 8 bits). It is :func:`export.lava.fixed.quantize`
     of the converted graph, integer for integer; only the layout of the dense tail differs."""
     net = convert(graph, synapse="dense", conv="conv")
     check_netx_neurons(net)
-    return netx_layers(quantize(net, input_max=input_max, groups=1, input_frac_bits=input_frac_bits))
+    return netx_layers(quantize(net, input_max=input_max, groups=1, input_frac_bits=input_frac_bits,
+                                input_scale=input_scale))
 
 
 def dense_tail(net: LavaNet) -> int:
@@ -405,7 +407,8 @@ def run_netx(path: Union[str, os.PathLike], x: np.ndarray, *, record: str = "all
 
 def simulate_netx(graph: nir.NIRGraph, x: np.ndarray, progress: Optional[Callable[[int], None]] = None, *,
                   source: Optional[Union[str, os.PathLike]] = None, sparse: bool = True,
-                  input_max: float = 1.0, input_frac_bits: Optional[int] = None) -> Tuple[LavaResult, dict]:
+                  input_max: float = 1.0, input_frac_bits: Optional[int] = None,
+                  input_scale: Optional[float] = None) -> Tuple[LavaResult, dict]:
     """``esl simulate --backend netx``: run the netx file ``source`` as it is when it is one
     (:func:`is_netx_file`), else write ``graph`` to a temporary netx file (:func:`netx_net` with the given
     input range and bits) and run that. Returns the result and the report's extra fields."""
@@ -416,7 +419,7 @@ def simulate_netx(graph: nir.NIRGraph, x: np.ndarray, progress: Optional[Callabl
             errors = {name: {k: float(v) for k, v in found[str(i)].attrs.items()}
                       for i, name in enumerate(res.names, start=1) if str(i) in found}
         return res, {"quant_error": errors or None}
-    net = netx_net(graph, input_max=input_max, input_frac_bits=input_frac_bits)
+    net = netx_net(graph, input_max=input_max, input_frac_bits=input_frac_bits, input_scale=input_scale)
     with tempfile.TemporaryDirectory(prefix="esl-sim-") as tmp:
         path = Path(tmp) / "network.net"
         write_netx_file(net, path)
