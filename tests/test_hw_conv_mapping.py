@@ -362,6 +362,39 @@ def test_local_bound_is_below_every_tiling_of_a_small_layer(monkeypatch, seed, d
     assert best / lb <= 3
 
 
+def test_bounds_below_the_packing_of_random_small_conv_stacks():
+    """24 random two-conv stacks (channels, density, stride, pooling, cores of 32-64 axons x 16-32 neurons),
+    packed with output and source tiles: the packed rules' bound <= the local bound <= the cores, every
+    core within its axons and neurons, and the per-layer shares add up to the cores."""
+    rng = np.random.default_rng(7)
+    for case in range(24):
+        core = CoreSpec(axons=int(rng.choice([32, 48, 64])), neurons=int(rng.choice([16, 24, 32])))
+        c0, c1, c2 = (int(v) for v in rng.integers(1, 5, size=3))
+        hw = int(rng.integers(5, 9))
+        pool = int(rng.choice([1, 2]))
+        conv1 = _conv(c0, c1, density=float(rng.uniform(0.2, 1.0)), seed=case, padding=1)
+        conv2 = _conv(c1, c2, density=float(rng.uniform(0.1, 0.8)), seed=100 + case, padding=1,
+                      stride=int(rng.choice([1, 1, 2])))
+        out1 = _out_hw(conv1, (hw, hw))
+        g1 = ConvGeometry.from_conv(conv1, (c0, hw, hw), out1)
+        cells = (c1, out1[0] // pool, out1[1] // pool)
+        out2 = _out_hw(conv2, cells[1:])
+        g2 = ConvGeometry.from_conv(conv2, cells, out2, block=(pool, pool), source_hw=out1)
+        layers = [PackLayer("conv1", g1.unrolled(), source_on_chip=False, geometry=g1),
+                  PackLayer("conv2", g2.unrolled(), source_on_chip=True, geometry=g2)]
+        out = []
+        p = pack_network(layers, core, per_layer_cores=10 ** 6, layers_out=out)
+        assert p.lower_bound <= p.local_lower_bound <= p.cores, case
+        assert max(p.core_axons) <= core.axons and max(p.core_neurons) <= core.neurons, case
+        lam = out[0]["lam"]
+        room = sum(1 - lam * n / core.neurons - (1 - lam) * a / core.axons
+                   for n, a in zip(p.core_neurons, p.core_axons))
+        assert room >= -1e-9, case
+        share = sum(lam * (r["parts"] + r["orphans"] + r["adders"] + r["splitters"]) / core.neurons +
+                    (1 - lam) * (r["axon_instances"] + r["adder_axons"] + r["relays"]) / core.axons for r in out)
+        assert abs(share - sum(r["share"] for r in out)) < 1e-9 and abs(share + room - p.cores) < 1e-6, case
+
+
 @pytest.mark.parametrize("name,width,shape", [("convnet", 0.25, (1, 28, 28)), ("vggsnn", 0.125, (1, 16, 16))])
 def test_tiled_packing_of_the_project_conv_nets_beats_the_unrolled_one(name, width, shape):
     layers = synaptic_layers(_masked_model(name, shape, width))
