@@ -95,7 +95,8 @@ def _check_shapes(built, stored: dict, path: Path) -> None:
     if built is None:
         return
     missing = [k for k in built if k not in stored]
-    extra = [k for k in stored if k not in built]
+    # a --weight-bits network's LIFs keep their integer-membrane scale (esl_deploy.neurons.LIF.set_fixed_scale)
+    extra = [k for k in stored if k not in built and not k.endswith(".fixed_point_scale")]
     if missing or extra:
         raise EslError(f"{path}: checkpoint does not match its model: "
                        + "; ".join(([f"missing {', '.join(missing[:3])}"] if missing else []) +

@@ -44,12 +44,14 @@ last bit). ``LIF(..., fused=False)`` runs snnTorch's ``Leaky`` itself.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import snntorch as snn
 import torch
 from snntorch import surrogate
 from torch import nn
+
+from .loihi2 import ACT_SHIFT, DECAY_UNITY, UV_LIMIT
 
 RESET_MECHANISMS = ("zero", "subtract", "none")  # snnTorch's names
 
@@ -110,6 +112,57 @@ class FusedLIF(torch.autograd.Function):
         return g_cur, None, None, None
 
 
+def lava_decay(v: torch.Tensor, dv: torch.Tensor) -> torch.Tensor:
+    """Lava's fixed-point decay of integer-valued ``v`` (``PyLifModelBitAcc``): ``sign(d) (|d| >> 12)``,
+    ``d = v (4096 - dv)``, i.e. ``d / 4096`` truncated towards zero. ``v`` must hold integers; computed in
+    float64, exact while ``|d| < 2^53`` (``|v| < 2^23``, ``dv <= 4095``: ``|d| < 2^35``)."""
+    d = v.double() * (DECAY_UNITY - dv.double())
+    return torch.trunc(d / DECAY_UNITY)
+
+
+class FixedPointLIF(FusedLIF):
+    """:class:`FusedLIF` whose membrane is Loihi 2's integer membrane in float units: ``(current, beta, theta,
+    alpha, scale) -> (spikes, U')``. With ``S`` the layer's integer units of current per float unit (the scale the
+    exporter maps the layer with, ``a_in = round(I S)``) and ``V`` Lava's 24-bit ``v`` (``2^6`` steps per unit of
+    ``a_in``, :mod:`export.lava.fixed`), each step is::
+
+        V[t] = clip(lava_decay(V'[t-1], dv) + 2^6 round(I[t] S), +-(2^23 - 1)),  dv = round((1 - beta) 4096)
+        S[t] = V[t] > 2^6 round(theta S);        V'[t] = V[t] (1 - S[t]);        U[t] = V[t] / (2^6 S)
+
+    so the spikes are the exported layer's exactly (the bias is part of ``I``); ``round(I S)`` only removes the
+    float rounding of sums that are integers on the trained grid. The integers are computed in float64 (exact
+    below 2^53); ``U`` is returned in the current's dtype. The backward pass is :class:`FusedLIF`'s with these
+    ``U`` (straight-through: ``dU[t]/dU'[t-1] = beta``, ``dU[t]/dI[t] = 1``). Reset to zero without delay only.
+    """
+
+    @staticmethod
+    def forward(ctx, current, beta, theta, alpha, scale):
+        ctx.set_materialize_grads(False)
+        b = beta.clamp(0, 1)
+        s64 = float(scale) * 2 ** ACT_SHIFT
+        dv = torch.clamp(torch.round((1.0 - b.double()) * DECAY_UNITY), max=DECAY_UNITY - 1)
+        vth = torch.round(theta.double() * float(scale)) * 2 ** ACT_SHIFT
+        pre = torch.empty_like(current, memory_format=torch.contiguous_format)
+        spikes = torch.empty_like(pre)
+        mems = torch.empty_like(pre)
+        v = torch.zeros(current.shape[1:], dtype=torch.float64, device=current.device)
+        for t in range(current.shape[0]):
+            v = lava_decay(v, dv) + torch.round(current[t].double() * float(scale)) * 2 ** ACT_SHIFT
+            v = v.clamp(-UV_LIMIT + 1, UV_LIMIT - 1)
+            s = v > vth
+            spikes[t] = s
+            pre[t] = v / s64
+            v = torch.where(s, torch.zeros_like(v), v)
+            mems[t] = v / s64
+        ctx.alpha = float(alpha)
+        ctx.save_for_backward(pre, spikes, b, theta)
+        return spikes, mems
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_mems):
+        return FusedLIF.backward(ctx, g_spikes, g_mems) + (None,)
+
+
 class LIF(nn.Module):
     """A layer of LIF neurons of shape ``neuron_shape``; input and output are ``(T, B, *neuron_shape)``.
 
@@ -146,6 +199,33 @@ class LIF(nn.Module):
         return self.leaky.beta
 
     @property
+    def fixed_scale(self) -> Optional[float]:
+        """The integer units per unit of current of Loihi 2's membrane (:class:`FixedPointLIF`), or None (float)."""
+        buf = self._buffers.get("fixed_point_scale")
+        return None if buf is None else float(buf)
+
+    def set_fixed_scale(self, scale: Optional[float]) -> None:
+        """Run the membrane as Loihi 2's integers at ``scale`` (:class:`FixedPointLIF`; ``--weight-bits`` training
+        sets it, :func:`train.quant.quantized_weights`), or as floats (None). Only the fused neuron (reset to zero
+        without delay) has the integer form. The scale is the buffer ``fixed_point_scale``, in the state dict only
+        while it is set (so a float network's state is unchanged)."""
+        if scale is None:
+            self._buffers.pop("fixed_point_scale", None)
+            return
+        if not self.fused:
+            raise ValueError("only the LIF that resets to zero without delay runs Loihi 2's integer membrane")
+        if not (scale > 0 and math.isfinite(scale)):
+            raise ValueError(f"the fixed-point scale must be positive, got {scale}")
+        self.register_buffer("fixed_point_scale", torch.tensor(float(scale), dtype=torch.float64))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        key = prefix + "fixed_point_scale"  # a kept --weight-bits network: its neurons run the integer membrane
+        self.set_fixed_scale(float(state_dict[key]) if key in state_dict else None)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    @property
     def threshold(self) -> torch.Tensor:
         return self.leaky.threshold
 
@@ -158,6 +238,8 @@ class LIF(nn.Module):
         """Like :meth:`forward`, also returning the membrane U'[t] after reset, (T, B, *shape)."""
         if tuple(current.shape[2:]) != self.neuron_shape:
             raise ValueError(f"LIF of shape {self.neuron_shape} got input of shape {tuple(current.shape)}")
+        if self.fused and self.fixed_scale is not None:
+            return FixedPointLIF.apply(current, self.beta, self.threshold, self.surrogate_slope, self.fixed_scale)
         if self.fused:
             return FusedLIF.apply(current, self.beta, self.threshold, self.surrogate_slope)
         mem = torch.zeros_like(current[0])

@@ -254,7 +254,7 @@ def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.nda
                  source: Optional[str] = None, lava_subset: int = 0,
                  device: str = "cpu") -> Tuple[List[str], List[np.ndarray], dict]:
     from .lava.convert import convert
-    from .lava.fixed import exact_input_scale, quantize
+    from .lava.fixed import exact_input_scale, quantize, trained_scales
     from .lava.run import run
 
     scale = exact_input_scale(x)  # the integers that hold this data exactly (digits: x 16, MNIST: x 255), else auto
@@ -273,7 +273,7 @@ def _run_backend(backend: str, model: SpikingNet, graph: nir.NIRGraph, x: np.nda
     net = convert(graph, synapse=synapse, conv=conv, writer=writer, dt=dt)
     mode = "float"
     if backend in ("lava-fixed", "emulate-fixed"):
-        net = quantize(net, groups=groups, input_scale=scale, input_max=x_max,
+        net = quantize(net, groups=groups, input_scale=scale, input_max=x_max, trained_scales=trained_scales(graph),
                        input_min=min(0.0, float(x.min(initial=0.0))))
         mode = "fixed"
     if backend == "emulate-fixed":

@@ -8,7 +8,7 @@ from torch import nn
 
 from esl_deploy.datasets import load_dataset
 from esl_deploy.export.lava.convert import convert
-from esl_deploy.export.lava.fixed import emulate_fixed, quantize
+from esl_deploy.export.lava.fixed import emulate_fixed, quantize, trained_scales
 from esl_deploy.export.nir.write import fold_batchnorm as export_fold, to_nir
 from esl_deploy.export.simulate import load_network, snntorch_spikes
 from esl_deploy.models import BN_EPS, BasicBlock, ModelSpec, SpikingNet
@@ -82,7 +82,9 @@ def _trained(make, beta, digits, *, fold: bool = True, steps: int = 12, frac_bit
 
 
 def _fixed(model, frac_bits=4):
-    return quantize(convert(to_nir(model), synapse="dense", conv="conv"), groups=1, input_frac_bits=frac_bits)
+    graph = to_nir(model)
+    return quantize(convert(graph, synapse="dense", conv="conv"), groups=1, input_frac_bits=frac_bits,
+                    trained_scales=trained_scales(graph))
 
 
 def test_fold_is_the_exporters_and_keeps_zeros():
@@ -154,13 +156,13 @@ def test_bn_folded_training_exports_lossless_and_spike_exact(make, beta, digits)
     assert not kept.layers[0].weight[:, :, 0, 0].any()  # the mask is kept: gamma only scales
     spikes = emulate_fixed(fixed, x)
     ref64, ref32 = snntorch_spikes(kept, x), snntorch_spikes(kept, x, torch.float32)
-    assert len(spikes) == len(ref64) and all(r.mean() > 0 for r in ref64)  # every layer spikes
+    # every conv layer spikes (after 12 steps the 10 output neurons may still be silent)
+    assert len(spikes) == len(ref64) and all(r.mean() > 0 for r in ref64[:-1]), [r.mean() for r in ref64]
     for fx, r64, r32 in zip(spikes, ref64, ref32):
         assert np.array_equal(r64, r32)
-        if beta == 1.0:  # integrate-and-fire: all integers, the same arithmetic
-            assert np.array_equal(fx, r64)
-        else:  # Lava truncates the decayed membrane (v (4096 - dv) >> 12), float keeps its fraction
-            assert np.mean(fx == r64) >= 0.999
+        # all integers, the same arithmetic: the trained LIF truncates the decayed membrane as Lava does
+        # (esl_deploy.neurons.FixedPointLIF, at the scale the exporter takes from the NIR metadata)
+        assert np.array_equal(fx, r64)
 
 
 def test_without_folding_the_grid_is_lost_at_batchnorm(digits):

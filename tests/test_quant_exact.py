@@ -18,3 +18,69 @@ def test_exact_input_scale_of_8_bit_images_digits_and_spikes():
     assert exact_input_scale(rng.random((3, 5))) is None
     assert join_input_scales(1.0, 255.0) == 255.0 and join_input_scales(4.0, 16.0) == 16.0
     assert join_input_scales(2.0, 255.0) is None and join_input_scales(None, 1.0) is None
+
+
+@pytest.mark.parametrize("make", ["vgg", "resnet"])
+def test_trained_integer_membrane_is_lava_fixed_point_in_every_layer(make, tmp_path):
+    """Graded k / 255 input, beta 0.9, 8-bit QAT: the kept network equals the exported fixed point (numpy and torch
+    emulators, and Lava itself on a few samples) spike for spike in every layer; the float membrane does not."""
+    import torch
+    from torch import nn
+    from esl_deploy.export.lava.convert import convert
+    from esl_deploy.export.lava.emulate import emulate
+    from esl_deploy.export.lava.fixed import emulate_fixed, quantize, trained_scales
+    from esl_deploy.export.nir.write import to_nir
+    from esl_deploy.export.simulate import snntorch_spikes
+    from esl_deploy.neurons import LIF
+    from esl_deploy.train.quant import hardware_beta, loihi_views, quantized_state, quantized_weights
+    from test_quant_bn import T, _res, _vgg
+    build = _vgg if make == "vgg" else _res
+    beta = hardware_beta(0.9)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    xs = torch.from_numpy((rng.integers(0, 256, size=(256, 1, 8, 8)) / 255).astype(np.float32))
+    ys = torch.from_numpy(rng.integers(0, 10, size=256))
+    net = build(beta)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.fill_(2.0), m.bias.fill_(0.3)
+    views = loihi_views(net, input_scale=exact_input_scale(xs.numpy()))
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    steps = 24
+    net.train()
+    for step in range(steps):
+        opt.zero_grad()
+        with quantized_weights(net, 8, views, bn_frozen=step >= steps // 2):
+            out = net(xs[16 * step % 224:16 * step % 224 + 32], T=T)
+            nn.functional.cross_entropy(out.sum(0), ys[16 * step % 224:16 * step % 224 + 32]).backward()
+        opt.step()
+    net.eval()
+    kept = build(beta)
+    kept.load_state_dict(quantized_state(net, 8, views))
+    kept.eval()
+    lifs = [m for m in kept.modules() if isinstance(m, LIF)]
+    assert all(m.fixed_scale is not None for m in lifs)
+    assert all(m.fixed_scale is None for m in net.modules() if isinstance(m, LIF))  # restored on exit
+    x = xs[-48:].numpy()[None].repeat(T, 0)
+    graph = to_nir(kept)
+    fixed = quantize(convert(graph, synapse="sparse", conv="conv"), groups=1, input_scale=exact_input_scale(x),
+                     trained_scales=trained_scales(graph))
+    assert fixed.layers[0].fixed.input_scale == 255.0
+    for layer in fixed.layers:
+        assert layer.fixed.errors["lossless"] == 1.0, layer.neuron.name
+        assert layer.fixed.scale == trained_scales(graph)[layer.neuron.name]
+    ref = snntorch_spikes(kept, x, torch.float32)
+    assert all(r.mean() > 0 for r in ref[:-1]), [float(r.mean()) for r in ref]  # every conv layer spikes
+    for fx, tx, r in zip(emulate_fixed(fixed, x), emulate(fixed, x), ref):
+        assert np.array_equal(fx, r) and np.array_equal(tx, r)
+    # the old behaviour, a float membrane with the same weights, does not agree everywhere
+    for m in lifs:
+        m.set_fixed_scale(None)
+    x_all = xs.numpy()[None].repeat(T, 0)
+    floats = snntorch_spikes(kept, x_all, torch.float32)
+    assert any(not np.array_equal(fx, r) for fx, r in zip(emulate_fixed(fixed, x_all), floats))
+    from esl_deploy.export.lava.run import run
+    res = run(fixed, x[:, :3], mode="fixed")
+    for got, r in zip(res.spikes, ref):
+        assert np.array_equal(got, r[:, :3])

@@ -120,7 +120,9 @@ class LoihiView:
     for inputs in ``[x_lo, x_hi]``); ``x_lo``, ``x_hi``: the range of its inputs. ``batchnorm``: the qualified
     name of the BatchNorm after the layer, folded into it (module docstring); ``shortcut``: the (conv,
     BatchNorm) names of a projection shortcut summed into the same neurons, ``identity``: an identity
-    shortcut summed into them (a residual block's ``conv2``): all on this layer's one grid.
+    shortcut summed into them (a residual block's ``conv2``): all on this layer's one grid. ``lif``: the
+    qualified name of the LIF it drives, whose membrane then runs as Loihi 2's integers at the layer's scale
+    (:class:`esl_deploy.neurons.FixedPointLIF`, :func:`quantized_weights`).
     """
 
     threshold: float
@@ -131,6 +133,12 @@ class LoihiView:
     batchnorm: Optional[str] = None
     shortcut: Optional[Tuple[str, str]] = None
     identity: bool = False
+    lif: Optional[str] = None
+
+    def integer_scale(self, v0: int) -> Optional[float]:
+        """``S = s_in v0 / (c theta)``: the exporter's integer units of current per unit on the grid ``v0``
+        (module docstring), or None when the input scale is the exporter's choice (``input_scale`` None)."""
+        return None if self.input_scale is None else self.input_scale * v0 / (self.gain * self.threshold)
 
     def __post_init__(self):
         if self.shortcut is not None and self.identity:
@@ -242,7 +250,7 @@ def loihi_quantize(w: torch.Tensor, b: Optional[torch.Tensor], view: LoihiView,
     """``(Q(W), Q(b))`` on the grid the exporter realises exactly (module docstring); all-zero ``w``: unchanged."""
     if float(w.detach().abs().max()) == 0:
         return w.clone(), (b.clone() if b is not None else None)
-    wq, bq = loihi_quantize_group([w], b, view, bits)
+    wq, bq, _ = _grid([w], b, view, bits)
     return wq[0], bq
 
 
@@ -259,6 +267,13 @@ def loihi_quantize_group(ws: Sequence[torch.Tensor], b: Optional[torch.Tensor], 
     estimator, ``W + (Q(W) - W).detach()``: the values are the grid's, the gradients pass to ``W``.
     All-zero weights: returned unchanged.
     """
+    wq, bq, _ = _grid(ws, b, view, bits, identity=identity)
+    return wq, bq
+
+
+def _grid(ws: Sequence[torch.Tensor], b: Optional[torch.Tensor], view: LoihiView, bits: int, *,
+          identity: bool = False) -> Tuple[List[torch.Tensor], Optional[torch.Tensor], Optional[int]]:
+    """:func:`loihi_quantize_group` and its ``v0`` (None for all-zero weights)."""
     if bits < 2:
         raise ValueError(f"weight bits must be at least 2, got {bits}")
     if not view.threshold > 0:
@@ -269,12 +284,13 @@ def loihi_quantize_group(ws: Sequence[torch.Tensor], b: Optional[torch.Tensor], 
         rows.append(torch.ones(out, 1, dtype=rows[0].dtype, device=rows[0].device))
     rows = torch.cat(rows, dim=1)
     if float(rows.abs().max()) == 0:
-        return list(ws), b
+        return list(ws), b, None
     top = 2 ** (bits - 1) - 1
-    delta = 2.0 * float(view.threshold) / loihi_steps(rows, b, view, bits)
+    v0 = loihi_steps(rows, b, view, bits)
+    delta = 2.0 * float(view.threshold) / v0
     wq = [_ste(w, torch.round(w.detach() / delta).clamp(-top, top) * delta) for w in ws]
     bq = _ste(b, torch.round(b.detach() * (2.0 / delta)) * (delta / 2.0)) if b is not None else None
-    return wq, bq
+    return wq, bq, v0
 
 
 def _ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -344,9 +360,10 @@ def loihi_views(model: nn.Module, *, input_frac_bits: Optional[int] = None, x_lo
                 if reads_input and graded_input:
                     scale = float(input_scale) if input_scale is not None else \
                         None if input_frac_bits is None else float(2 ** int(input_frac_bits))
-                    views[name] = LoihiView(theta, g, scale, float(min(x_lo, 0.0)), float(max(x_hi, 1.0)), batchnorm=bn)
+                    views[name] = LoihiView(theta, g, scale, float(min(x_lo, 0.0)), float(max(x_hi, 1.0)), batchnorm=bn,
+                                            lif=f"layers.{i}")
                 else:
-                    views[name] = LoihiView(theta, g, batchnorm=bn)
+                    views[name] = LoihiView(theta, g, batchnorm=bn, lif=f"layers.{i}")
             pending, gain, first = None, 1.0, False
         elif isinstance(layer, BasicBlock):
             if not first and pending is None:
@@ -364,10 +381,10 @@ def _block_views(block: BasicBlock, name: str) -> Dict[str, LoihiView]:
     if subs and not (len(subs) == 2 and isinstance(subs[0], nn.Conv2d) and isinstance(subs[1], nn.BatchNorm2d)):
         return {}
     theta1, theta2 = (float(lif.threshold.flatten()[0]) for lif in (block.lif1, block.lif2))
-    return {f"{name}.conv1": LoihiView(theta1, batchnorm=f"{name}.bn1"),
+    return {f"{name}.conv1": LoihiView(theta1, batchnorm=f"{name}.bn1", lif=f"{name}.lif1"),
             f"{name}.conv2": LoihiView(theta2, batchnorm=f"{name}.bn2",
                                        shortcut=(f"{name}.shortcut.0", f"{name}.shortcut.1") if subs else None,
-                                       identity=not subs)}
+                                       identity=not subs, lif=f"{name}.lif2")}
 
 
 def _adaptive_pool_gains(model: nn.Module, layers: List[nn.Module]) -> Dict[int, float]:
@@ -409,17 +426,18 @@ class _FoldedLayer:
     shortcut's) run with the grid weights, its BatchNorms as the module docstring's two phases say."""
 
     def __init__(self, model: nn.Module, view: LoihiView, conv_name: str, bits: int, bn_frozen: bool):
-        self.view, self.bits, self.bn_frozen = view, bits, bn_frozen
+        self.view, self.bits, self.bn_frozen, self.conv_name = view, bits, bn_frozen, conv_name
         terms = [(conv_name, view.batchnorm)] + ([view.shortcut] if view.shortcut is not None else [])
         self.terms = [(model.get_submodule(c), model.get_submodule(b)) for c, b in terms]
         self._grid: Optional[Tuple[List[torch.Tensor], torch.Tensor, List[torch.Tensor]]] = None
+        self.v0: Optional[int] = None
 
     def grid(self) -> Tuple[List[torch.Tensor], torch.Tensor, List[torch.Tensor]]:
         """``([Wq_i], bq, [s_i])`` from the current weights and running statistics, computed once per block."""
         if self._grid is None:
             folded = [fold_batchnorm(conv.weight, bn, conv.bias) for conv, bn in self.terms]
             b = sum((f[1] for f in folded[1:]), folded[0][1])  # one bias for the neurons: the terms' sum
-            wq, bq = loihi_quantize_group([f[0] for f in folded], b, self.view, self.bits, identity=self.view.identity)
+            wq, bq, self.v0 = _grid([f[0] for f in folded], b, self.view, self.bits, identity=self.view.identity)
             self._grid = (wq, bq, [f[2] for f in folded])
         return self._grid
 
@@ -487,6 +505,28 @@ class _FoldedLayer:
             return out
 
 
+def _integer_membranes(model: nn.Module, bits: int, views: Dict[str, LoihiView],
+                       v0s: Dict[str, Optional[int]]) -> List[Tuple[LIF, Optional[float]]]:
+    """Set every view's LIF to Loihi 2's integer membrane at the layer's scale ``S = s_in v0 / (c theta)``
+    (:class:`esl_deploy.neurons.FixedPointLIF`: the exporter truncates the decayed membrane, so the trained
+    network does too); returns ``(lif, previous scale)`` to restore. Skipped: more than 8 bits (the exporter is
+    not exact there), an input scale of the exporter's choosing, and neurons other than the fused LIF."""
+    out = []
+    if bits > 8:
+        return out
+    for name, view in views.items():
+        v0 = v0s.get(name)
+        scale = None if v0 is None or view.lif is None else view.integer_scale(v0)
+        if scale is None:
+            continue
+        lif = model.get_submodule(view.lif)
+        if not isinstance(lif, LIF) or not lif.fused:
+            continue
+        out.append((lif, lif.fixed_scale))
+        lif.set_fixed_scale(scale)
+    return out
+
+
 def _folded_layers(model: nn.Module, bits: int, views: Dict[str, LoihiView], bn_frozen: bool) -> List[_FoldedLayer]:
     return [_FoldedLayer(model, view, name, bits, bn_frozen) for name, view in views.items()
             if view.batchnorm is not None]
@@ -512,6 +552,7 @@ def quantized_weights(model: nn.Module, bits: Optional[int], views: Optional[Dic
     folds = _folded_layers(model, bits, views, bn_frozen)
     folded = {id(conv) for f in folds for conv, _ in f.terms}
     saved = []
+    v0s: Dict[str, Optional[int]] = {}
     with torch.no_grad():
         for name, m in synapse_layers(model):
             if id(m) in folded:
@@ -522,15 +563,23 @@ def quantized_weights(model: nn.Module, bits: Optional[int], views: Optional[Dic
             if view is None:
                 m.weight.copy_(grid_quantize(m.weight, bits))
                 continue
-            wq, bq = loihi_quantize(m.weight, m.bias, view, bits)
+            if float(m.weight.abs().max()) == 0:
+                continue
+            wq, bq, v0s[name] = _grid([m.weight], m.bias, view, bits)
+            wq = wq[0]
             m.weight.copy_(wq)
             if bq is not None:
                 m.bias.copy_(bq)
     for f in folds:
         f.install()
+        f.grid()  # the grid of the running statistics now, as the first forward pass would compute it
+        v0s[f.conv_name] = f.v0
+    lifs = _integer_membranes(model, bits, views, v0s)
     try:
         yield
     finally:
+        for lif, scale in lifs:
+            lif.set_fixed_scale(scale)
         for f in folds:
             f.remove()
         with torch.no_grad():

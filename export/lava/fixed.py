@@ -292,7 +292,7 @@ def _port_peak(w_int, split: int, kind: str, x_lo: int, x_hi: int) -> int:
 
 def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float = 0.0,
                    groups: int = 1, input_frac_bits: Optional[int] = None,
-                   input_scale: Optional[float] = None) -> FixedLayer:
+                   input_scale: Optional[float] = None, trained_scale: Optional[float] = None) -> FixedLayer:
     """Choose the scale of one layer and round its parameters (see :class:`FixedLayer`).
 
     The scale ``S`` (integer activation per unit of current) is the largest that keeps, for every
@@ -323,7 +323,10 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
 
     Lossless first: with one group, a layer whose weights, threshold and biases are already integers at
     some scale inside these limits (trained on :func:`train.quant.loihi_quantize`'s grid) is mapped at
-    that scale, with no rounding at all (:func:`_lossless_scale`; ``errors["lossless"] = 1``).
+    that scale, with no rounding at all (:func:`_lossless_scale`; ``errors["lossless"] = 1``). ``trained_scale``
+    (the scale a ``--weight-bits`` network's integer membrane trained at, NIR metadata ``fixed_point_scale``) is
+    taken first where the layer is lossless at it, so Lava truncates the decayed membrane in the units the
+    training did (:class:`esl_deploy.neurons.FixedPointLIF`).
 
     Raises :class:`EslError` (one line: layer, quantity) when the layer cannot fit: the input does not
     fit 16 bits, or the scale the widths allow leaves ``vth < 16`` integer steps (a threshold error of
@@ -393,7 +396,11 @@ def quantize_layer(layer: LavaLayer, *, input_max: float = 1.0, input_min: float
             input_scale = auto_input_scale(s_budget, wmax, grid, x_peak)
     xi_lo, xi_hi = _input_ints(x_lo, x_hi, input_scale) if syn.graded else (0, 1)
     top = WEIGHT_MIXED_MAX * 2 ** SPLIT_EXP_MAX if split_ok else grid
-    exact = _lossless_scale(syn, neuron, input_scale, xi_lo, xi_hi) if groups == 1 else None
+    exact = None
+    if groups == 1 and trained_scale is not None and _lossless_at(syn, neuron, trained_scale, input_scale, xi_lo, xi_hi):
+        exact = float(trained_scale)
+    elif groups == 1:
+        exact = _lossless_scale(syn, neuron, input_scale, xi_lo, xi_hi)
     if exact is not None:  # the layer already lies on a grid one synapse group holds (train.quant): no rounding
         scale, binding = exact, "lossless"
     else:
@@ -518,6 +525,28 @@ def _lossless_scale(syn, neuron, input_scale: float, xi_lo: int, xi_hi: int) -> 
     return None
 
 
+def _lossless_at(syn, neuron, scale: float, input_scale: float, xi_lo: int, xi_hi: int) -> bool:
+    """True when every weight ``W S / s_in`` is an even integer (|w| <= 254), ``theta S`` and ``b S`` integers (to
+    1e-3 of a step) inside ``VTH_MIN..VTH_TARGET`` and 4095, and the worst-case ``|a_in| <= 32767`` at ``S``."""
+    def whole(v):
+        return np.abs(v - np.round(v)).max(initial=0.0) <= 1e-3
+    w = np.asarray(syn.weights_flat(), dtype=np.float64) * scale / input_scale / 2.0
+    thr = np.asarray(neuron.threshold, dtype=np.float64) * scale
+    mant = np.asarray(neuron.bias, dtype=np.float64) * scale
+    if not (whole(w) and whole(thr) and whole(mant)) or np.abs(np.round(w)).max(initial=0.0) > WEIGHT_MIXED_MAX // 2:
+        return False
+    if np.round(thr).max() > VTH_TARGET or np.round(thr[thr > 0]).min(initial=VTH_MIN) < VTH_MIN \
+            or np.abs(np.round(mant)).max(initial=0.0) > BIAS_MANT_MAX:
+        return False
+    if syn.kind == "conv":
+        w_int = (2 * np.round(np.asarray(syn.weight, dtype=np.float64) * scale / input_scale / 2)).astype(np.int64)
+    else:
+        sw = syn.weight
+        w_int = sp.csr_matrix(((2 * np.round(sw.data * scale / input_scale / 2)).astype(np.int64), sw.indices,
+                               sw.indptr), shape=sw.shape)
+    return _port_peak(w_int, 0, syn.kind, xi_lo, xi_hi) <= A_IN_MAX
+
+
 def split_weights(weight, k: int):
     """``(hi, lo)`` with ``weight == hi * 2^k + lo``, both on the 8-bit mixed-sign grid (even values):
     ``hi`` is ``weight / 2^k`` rounded to an even integer, ``lo`` the remainder (``|lo| <= 2^k``)."""
@@ -534,7 +563,8 @@ def split_weights(weight, k: int):
 
 
 def quantize(net: LavaNet, *, input_max: float = 1.0, input_min: float = 0.0, groups: int = 1,
-             input_frac_bits: Optional[int] = None, input_scale: Optional[float] = None) -> LavaNet:
+             input_frac_bits: Optional[int] = None, input_scale: Optional[float] = None,
+             trained_scales: Optional[Dict[str, float]] = None) -> LavaNet:
     """A copy of ``net`` with :class:`FixedLayer` parameters on every layer.
 
     The graded input must lie in ``[input_min, input_max]`` ([0, 1] for images); other inputs are
@@ -543,6 +573,7 @@ def quantize(net: LavaNet, *, input_max: float = 1.0, input_min: float = 0.0, gr
     see :func:`quantize_layer`). Every quantity stays inside Loihi 2's widths for every input in range
     (module docstring); a layer that cannot fit raises :class:`EslError`. Graded input travels as
     ``round(x input_scale)`` (:func:`quantize_layer`; default ``2^input_frac_bits``, or chosen from the weights).
+    ``trained_scales``: layer name -> the scale its integer membrane trained at (:func:`trained_scales`).
     """
     if not (input_max > 0 and input_min <= 0):
         raise EslError(f"the input range [{input_min}, {input_max}] must contain 0 and a positive value")
@@ -554,9 +585,17 @@ def quantize(net: LavaNet, *, input_max: float = 1.0, input_min: float = 0.0, gr
                        "graph): fixed point then sends the input as whole numbers (spikes, counts; input_frac_bits 0, "
                        "what esl simulate --backend lava-fixed does for spike inputs), not fractions")
     layers = [replace(layer, fixed=quantize_layer(layer, input_max=input_max, input_min=input_min, groups=groups,
-                                                  input_frac_bits=input_frac_bits, input_scale=input_scale))
+                                                  input_frac_bits=input_frac_bits, input_scale=input_scale,
+                                                  trained_scale=(trained_scales or {}).get(layer.neuron.name)))
               for layer in net.layers]
     return replace(net, layers=layers, input_max=float(input_max), input_min=float(input_min))
+
+
+def trained_scales(graph) -> Dict[str, float]:
+    """Node name -> ``fixed_point_scale`` of every neuron node of a NIR graph that records one (a ``--weight-bits``
+    network's integer membrane, :func:`export.nir.write.lif_node`): what :func:`quantize` takes."""
+    return {name: float(node.metadata["fixed_point_scale"]) for name, node in graph.nodes.items()
+            if "fixed_point_scale" in (getattr(node, "metadata", None) or {})}
 
 
 def emulate_fixed(net: LavaNet, x: np.ndarray, peaks: Optional[Dict[str, Dict[str, tuple]]] = None) -> List[np.ndarray]:
@@ -671,5 +710,5 @@ def _emulate_graph(net: LavaNet, x: np.ndarray, peaks: Optional[Dict[str, Dict[s
 
 
 __all__ = ["A_IN_MAX", "BIAS_EXP", "DECAY_UNITY", "FixedLayer", "VTH_MIN", "VTH_TARGET", "WIDTHS", "check_net_widths",
-           "check_widths", "emulate_fixed", "encode_input", "exact_frac_bits", "exact_input_scale", "layer_ranges", "quantize",
+           "check_widths", "emulate_fixed", "encode_input", "exact_frac_bits", "exact_input_scale", "layer_ranges", "trained_scales", "quantize",
            "quantize_layer", "quantize_weights", "split_weights"]

@@ -70,7 +70,8 @@ from esl_deploy.resources import check_memory
 
 from .convert import LavaNet, SynapseLayer, convert
 from .net import conv_matrix
-from .fixed import BIAS_EXP, DECAY_UNITY, WEIGHT_MIXED_MAX, WEIGHT_SIGNED_MAX, check_net_widths, quantize
+from .fixed import BIAS_EXP, DECAY_UNITY, WEIGHT_MIXED_MAX, WEIGHT_SIGNED_MAX, check_net_widths, quantize, \
+    trained_scales
 from .run import (INPUT_MESSAGE_BITS, LavaResult, _to_columns, import_lava, read_recording, record_spikes,
                   run_in_chunks)
 from ..nir.write import graph_nbytes
@@ -88,7 +89,7 @@ def netx_net(graph: nir.NIRGraph, *, input_max: float = 1.0, input_frac_bits: Op
     net = convert(graph, synapse="dense", conv="conv")
     check_netx_neurons(net)
     return netx_layers(quantize(net, input_max=input_max, groups=1, input_frac_bits=input_frac_bits,
-                                input_scale=input_scale))
+                                input_scale=input_scale, trained_scales=trained_scales(graph)))
 
 
 def dense_tail(net: LavaNet) -> int:

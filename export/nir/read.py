@@ -409,6 +409,9 @@ def _layer(node: nir.NIRNode, name: str, shape: Tuple[int, ...], dt: float) -> n
         with torch.no_grad():
             lif.beta.copy_(_f32(beta))
             lif.threshold.copy_(_f32(thr))
+        scale = (node.metadata or {}).get("fixed_point_scale")
+        if scale is not None:  # a --weight-bits network: Loihi 2's integer membrane (export.nir.write.lif_node)
+            lif.set_fixed_scale(float(scale))
         return lif
     raise EslError(f"{label}: not supported")  # unreachable after check_structure
 

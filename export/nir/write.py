@@ -66,7 +66,7 @@ PRODUCER = "esl_deploy"
 
 
 def lif_node(beta: np.ndarray, threshold: np.ndarray, dt: float = DT, *, reset_mechanism: str = "zero",
-             reset_delay: bool = False) -> nir.NIRNode:
+             reset_delay: bool = False, fixed_point_scale: Optional[float] = None) -> nir.NIRNode:
     """The NIR neuron for snnTorch LIF parameters (per-neuron float64 arrays of one shape).
 
     ``0 <= beta < 1``: ``LIF(tau = dt/(1-beta), r = tau/dt, v_leak = 0, v_threshold = theta, v_reset = 0)``.
@@ -80,6 +80,10 @@ def lif_node(beta: np.ndarray, threshold: np.ndarray, dt: float = DT, *, reset_m
     ``{"reset_mechanism": ..., "reset_delay": ...}``. Our reader and the Lava converter run it exactly;
     readers that look only at the NIR fields (snnTorch's ``import_from_nir``, Norse, Sinabs) run the
     node as reset to ``v_reset = 0`` (see the README).
+
+    ``fixed_point_scale`` (a ``--weight-bits`` network, :class:`esl_deploy.neurons.FixedPointLIF`): the neurons
+    run Loihi 2's integer membrane at that scale (integer units of current per unit), recorded in the metadata
+    as ``fixed_point_scale``; our reader runs it so and the Lava exporter maps the layer at that scale.
     """
     beta = np.asarray(beta, dtype=np.float64)
     threshold = np.asarray(threshold, dtype=np.float64)
@@ -91,6 +95,8 @@ def lif_node(beta: np.ndarray, threshold: np.ndarray, dt: float = DT, *, reset_m
         raise EslError(f"unknown reset_mechanism {reset_mechanism!r}; choose one of: {', '.join(RESET_MECHANISMS)}")
     zeros = np.zeros_like(beta)
     meta = {"reset_mechanism": reset_mechanism, "reset_delay": np.bool_(reset_delay)}
+    if fixed_point_scale is not None:
+        meta["fixed_point_scale"] = np.float64(fixed_point_scale)
     if np.all(beta == 1.0):
         return nir.IF(r=np.full_like(beta, 1.0 / dt), v_threshold=threshold, v_reset=zeros, metadata=meta)
     if np.any(beta == 1.0):
@@ -304,7 +310,8 @@ def _layer_node(layer: nn.Module, name: str, shape: Tuple[int, ...], folded: Opt
         beta = layer.beta.detach().cpu().double().numpy()
         thr = layer.threshold.detach().cpu().double().numpy()
         return lif_node(np.broadcast_to(beta, shape).copy(), np.broadcast_to(thr, shape).copy(), dt,
-                        reset_mechanism=layer.reset_mechanism, reset_delay=layer.reset_delay)
+                        reset_mechanism=layer.reset_mechanism, reset_delay=layer.reset_delay,
+                        fixed_point_scale=layer.fixed_scale)
     if isinstance(layer, LI):
         if tuple(layer.neuron_shape) != tuple(shape):
             raise EslError(f"layer {name}: LI of shape {layer.neuron_shape} follows a layer of shape {shape}")
