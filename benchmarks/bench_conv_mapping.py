@@ -3,18 +3,21 @@
 Each network gets random masks at its ESL densities (ERK, 10 %: ``esl_deploy.masks.layer_densities`` and
 ``random_mask``, seed 0), so no training is needed. Per network it prints the cores of the whole-network
 packing from the unrolled masks (``pack_network(..., conv_aware=False)``, what ``esl energy`` reported
-before), of the conv-aware packing (:mod:`hw_models.conv_mapping`: spatial tiles x feature groups, what
-``esl energy`` reports now), the packed rules' lower bound (any placement) and the local bound
-(:mod:`hw_models.conv_bound`: tile placements), with the ratio of conv-aware cores to the local bound,
-and writes ``results/conv_mapping.{md,json}``.
+before), of the conv-aware packing with output tiles only (:mod:`hw_models.conv_mapping`: spatial tiles x
+feature groups; ``source_tiles=False``) and with source tiles too (what ``esl energy`` reports now), the
+packed rules' lower bound (any placement) and the local bound (:mod:`hw_models.conv_bound`: output-tile
+placements; a layer placed as source tiles is charged the packed rules' bound), with their ratios. A
+second table cuts every layer's share of the cores (``pack_network(layers_out=...)``) into its base,
+partial sums and fan-out beside its local-bound cost, and a list says per net what its cores are made
+of. Writes ``results/conv_mapping.{md,json}``; ``--render`` writes the Markdown again from the JSON.
 
     .venv/bin/python benchmarks/bench_conv_mapping.py [--wide | --quick] [--json]
 
 The default networks are the issue's (MNIST 28 x 28: the conv net at width 1, VGGSNN and ResNet19 at
 width 0.125, whose unrolled packings the issue quotes as 192 / 3,468 / 8,980 cores) and the conv net at
-width 0.25: about 4 minutes on 2 cores. ``--wide`` adds VGGSNN and ResNet19 at width 0.25 (about 16
-minutes more, 13 of them the unrolled packing of ResNet19's 16 M synapses); ``--quick`` takes the conv
-net at width 0.25 and VGGSNN at 0.0625 only.
+width 0.25: about 4 minutes on 2 cores. ``--wide`` adds VGGSNN and ResNet19 at width 0.25 (the whole
+run about 20 minutes on 2 shared cores, 8 of them the unrolled packing of ResNet19 at width 0.25);
+``--quick`` takes the conv net at width 0.25 and VGGSNN at 0.0625 only.
 """
 from __future__ import annotations
 
@@ -146,8 +149,8 @@ def reason(r: dict) -> str:
     return text + (
         f" Above 2: {len(loose)} of its {len(r['layers_conv_aware'])} layers take more than twice their bound "
         f"({', '.join(x['layer'] for x in loose)}); there the placement pays {pay:,.1f} cores of partial sums and "
-        f"fan-out where the local bound charges {allow:,.1f} beyond their base, and {c['fragmentation']:,} cores "
-        f"are room left; the {excess:,} cores above twice the bound are made of these.")
+        f"fan-out where the local bound charges {allow:,.1f} beyond their base, and the cores leave "
+        f"{c['fragmentation']:,} room; reaching 2 would take {excess:,} cores off those.")
 
 
 def main(argv=None) -> None:
