@@ -47,7 +47,8 @@ on, so partial sums are computed next to their sources. The layers' core-sized b
 into shared cores by first-fit decreasing over (axons, neurons) and refined by local search (empty the
 emptiest core into the others). Adders, splitters (on their source's axon cores first, then relay
 cores, then new splitter cores) and orphan neurons fill the room left. Each layer takes the candidate
-that gives the fewest cores with the layers before it. The per-layer placement is a valid placement
+that gives the fewest cores with the layers before it; then every conv layer's candidate is chosen
+again with all the others placed (``refine`` passes). The per-layer placement is a valid placement
 under these rules too (a splitter core is a relay holding the root axon), so the packed result is the
 better of the two: ``lower bound <= packed <= per-layer``.
 
@@ -638,6 +639,7 @@ def _merge(items: List[_LayerItems], core: CoreSpec, local_search: int,
 
 TILINGS = 3                    # tilings of a conv layer (best by estimate) the packer tries
 SOURCE_TILINGS = 2             # source tilings of a conv layer (best by estimate) the packer tries
+REFINE = 2                     # passes that choose every conv layer's candidate again, the others placed
 LOOKAHEAD_SYNAPSES = 2_000_000  # up to this many synapses a layer's candidate is chosen with the next layer's
 GROUPED_SYNAPSES = 2_000_000   # larger layers skip the grouped candidates (the per-layer result still bounds)
 
@@ -645,7 +647,8 @@ GROUPED_SYNAPSES = 2_000_000   # larger layers skip the grouped candidates (the 
 def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Optional[int] = None,
                  local_search: int = 8, parts_out: Optional[dict] = None, conv_aware: bool = True,
                  tiles_only: bool = False, local_bound: bool = True,
-                 layers_out: Optional[list] = None, source_tiles: bool = True) -> PackedMapping:
+                 layers_out: Optional[list] = None, source_tiles: bool = True,
+                 refine: int = REFINE) -> PackedMapping:
     """Pack a whole network's layers onto shared cores (module docstring) and state its lower bound.
 
     ``layers``: :class:`hw_models.unroll.SynapticLayer` (or :class:`PackLayer`) records in network
@@ -660,6 +663,9 @@ def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Option
     ``source_tiles``: also try the conv layers' source tilings (:class:`hw_models.conv_mapping.SourceTiling`:
     each source on one core, neurons split by where their inputs lie); a layer placed so is charged the
     packed rules' bound only in the local bound, which does not cover such placements.
+    ``refine``: passes that, once every layer has its candidate (chosen in network order, with the next
+    layer's best as lookahead), choose every conv layer's candidate again with all the others placed; the
+    refined choice is kept when its exact packing needs fewer cores than the first.
     ``layers_out``: a list that receives one :func:`layer_resources` dict per layer of the packed placement
     (with the local bound's lambda-cost of the layer under ``"bound"`` when the bound is computed).
     """
@@ -703,7 +709,27 @@ def pack_network(layers, core: CoreSpec = CoreSpec(), *, per_layer_cores: Option
                 best = (c, mine)
         chosen.append(best[1])
         free = cost(chosen)[1]
+    greedy = list(chosen)
+    for _ in range(refine):  # choose every conv layer again, the whole network placed
+        changed = False
+        for i, layer in enumerate(pls):
+            if layer.geometry is None:
+                continue
+            now = cost(chosen)[0]
+            for pl in _candidates(layer, chosen[i - 1] if i else None, core, None, cache, tiles_only, source_tiles):
+                if pl.name == chosen[i].pl.name:
+                    continue
+                trial = chosen[:i] + [items(layer, pl)] + chosen[i + 1:]
+                c = cost(trial)[0]
+                if c < now:
+                    chosen, now, changed = trial, c, True
+        if not changed:
+            break
     result, _ = _merge(chosen, core, local_search=local_search)
+    if any(a is not b for a, b in zip(chosen, greedy)):  # the refined choice priced exactly: keep the better
+        first, _ = _merge(greedy, core, local_search=local_search)
+        if first.cores < result.cores:
+            result, chosen = first, greedy
     names = tuple(li.pl.name for li in chosen)
     local = None
     if conv_aware and local_bound:  # the local bound for placements that tile the layers placed as tiles here
