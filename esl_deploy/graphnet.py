@@ -29,7 +29,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .neurons import RESET_MECHANISMS
+from .loihi2 import ACT_SHIFT, DECAY_UNITY, UV_LIMIT
+from .neurons import RESET_MECHANISMS, lava_decay
 
 
 def _buffer(value, shape) -> Optional[torch.Tensor]:
@@ -54,10 +55,17 @@ class Neuron(nn.Module):
     :mod:`esl_deploy.neurons` (reset signal ``r = H(U'[t-1] - theta)`` from the stored membrane). The ops
     and their order are snnTorch's ``Leaky``/``Synaptic`` (``beta * mem + input``, ``mem - S mem``), so a
     plain LIF steps exactly as :class:`esl_deploy.neurons.LIF`.
+
+    ``fixed_point_scale`` (NIR metadata of a ``--weight-bits`` network's LIF, :func:`export.nir.write.lif_node`):
+    the membrane is Loihi 2's integer membrane at that scale, stepped exactly as
+    :class:`esl_deploy.neurons.FixedPointLIF` (``V = clip(lava_decay(V', dv) + 2^6 round(x S))``, spike when
+    ``V > 2^6 round(theta S)``, reset to 0), the state ``U'`` holding the integer ``V``. Only a plain LIF (reset to
+    zero without delay, no synaptic current, gain, leak or ``v_reset``) has this form.
     """
 
     def __init__(self, neuron_shape: Sequence[int], *, beta, threshold=None, alpha=None, gain=None, leak=None,
-                 v_reset=None, reset_mechanism: str = "zero", reset_delay: bool = False):
+                 v_reset=None, reset_mechanism: str = "zero", reset_delay: bool = False,
+                 fixed_point_scale: Optional[float] = None):
         super().__init__()
         self.neuron_shape = tuple(int(s) for s in neuron_shape)
         if reset_mechanism not in RESET_MECHANISMS:
@@ -68,6 +76,24 @@ class Neuron(nn.Module):
         for name, value in (("beta", beta), ("threshold", threshold), ("alpha", alpha), ("gain", gain),
                             ("leak", leak), ("v_reset", v_reset)):
             self.register_buffer(name, _buffer(value, self.neuron_shape))
+        self.fixed_point_scale = None if fixed_point_scale is None else float(fixed_point_scale)
+        if self.fixed_point_scale is not None and (
+                threshold is None or reset_mechanism != "zero" or reset_delay
+                or any(v is not None for v in (alpha, gain, leak, v_reset))):
+            raise ValueError("only a LIF that resets to zero without delay (no synaptic current, gain, leak or "
+                             "v_reset) runs Loihi 2's integer membrane (fixed_point_scale)")
+
+    def _fixed_step(self, x: torch.Tensor, state):
+        """One step of the integer membrane (:class:`esl_deploy.neurons.FixedPointLIF`'s arithmetic, float64)."""
+        scale = self.fixed_point_scale
+        v = torch.zeros(x.shape, dtype=torch.float64, device=x.device) if state is None else state[1]
+        dv = torch.clamp(torch.round((1.0 - self.beta.clamp(0, 1).double()) * DECAY_UNITY), max=DECAY_UNITY - 1)
+        vth = torch.round(self.threshold.double() * scale) * 2 ** ACT_SHIFT
+        v = lava_decay(v, dv) + torch.round(x.double() * scale) * 2 ** ACT_SHIFT
+        v = v.clamp(-UV_LIMIT + 1, UV_LIMIT - 1)
+        s = v > vth
+        v = torch.where(s, torch.zeros_like(v), v)
+        return s.to(x.dtype), (None, v)
 
     @property
     def spiking(self) -> bool:
@@ -75,6 +101,8 @@ class Neuron(nn.Module):
 
     def step(self, x: torch.Tensor, state: Optional[Tuple[torch.Tensor, torch.Tensor]]):
         """One step: ``x`` (B, *shape) -> (spikes, or the membrane of a readout; new state ``(I, U')``)."""
+        if self.fixed_point_scale is not None:
+            return self._fixed_step(x, state)
         if state is None:
             zeros = torch.zeros_like(x)
             state = (zeros, zeros)
@@ -127,7 +155,8 @@ class Neuron(nn.Module):
     def extra_repr(self) -> str:
         kind = "spiking" if self.spiking else "readout"
         parts = [k for k in ("alpha", "gain", "leak", "v_reset") if getattr(self, k) is not None]
-        return f"neuron_shape={self.neuron_shape}, {kind}" + (f", with {', '.join(parts)}" if parts else "")
+        fixed = "" if self.fixed_point_scale is None else f", fixed_point_scale={self.fixed_point_scale:g}"
+        return f"neuron_shape={self.neuron_shape}, {kind}" + (f", with {', '.join(parts)}" if parts else "") + fixed
 
 
 class Shift(nn.Module):

@@ -2,6 +2,8 @@
 integers k (input scale 255), and the trained LIF decays its membrane as Lava's integers do."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -20,18 +22,11 @@ def test_exact_input_scale_of_8_bit_images_digits_and_spikes():
     assert join_input_scales(2.0, 255.0) is None and join_input_scales(None, 1.0) is None
 
 
-@pytest.mark.parametrize("make", ["vgg", "resnet"])
-def test_trained_integer_membrane_is_lava_fixed_point_in_every_layer(make, tmp_path):
-    """Graded k / 255 input, beta 0.9, 8-bit QAT: the kept network equals the exported fixed point (numpy and torch
-    emulators, and Lava itself on a few samples) spike for spike in every layer; the float membrane does not."""
+def _trained(make):
+    """A VGG-like or residual (identity and 1x1 conv shortcut) net trained 24 steps with 8-bit QAT on k / 255
+    inputs, beta 0.9: ``(the kept net, the trained inputs xs (N, 1, 8, 8))``."""
     import torch
     from torch import nn
-    from esl_deploy.export.lava.convert import convert
-    from esl_deploy.export.lava.emulate import emulate
-    from esl_deploy.export.lava.fixed import emulate_fixed, quantize, trained_scales
-    from esl_deploy.export.nir.write import to_nir
-    from esl_deploy.export.simulate import snntorch_spikes
-    from esl_deploy.neurons import LIF
     from esl_deploy.train.quant import hardware_beta, loihi_views, quantized_state, quantized_weights
     from test_quant_bn import T, _res, _vgg
     build = _vgg if make == "vgg" else _res
@@ -59,6 +54,26 @@ def test_trained_integer_membrane_is_lava_fixed_point_in_every_layer(make, tmp_p
     kept = build(beta)
     kept.load_state_dict(quantized_state(net, 8, views))
     kept.eval()
+    return kept, xs, net
+
+
+@pytest.fixture(scope="module", params=["vgg", "resnet"])
+def trained(request):
+    return request.param, _trained(request.param)
+
+
+def test_trained_integer_membrane_is_lava_fixed_point_in_every_layer(trained, tmp_path):
+    """Graded k / 255 input, beta 0.9, 8-bit QAT: the kept network equals the exported fixed point (numpy and torch
+    emulators, and Lava itself on a few samples) spike for spike in every layer; the float membrane does not."""
+    import torch
+    from esl_deploy.export.lava.convert import convert
+    from esl_deploy.export.lava.emulate import emulate
+    from esl_deploy.export.lava.fixed import emulate_fixed, quantize, trained_scales
+    from esl_deploy.export.nir.write import to_nir
+    from esl_deploy.export.simulate import snntorch_spikes
+    from esl_deploy.neurons import LIF
+    from test_quant_bn import T
+    _, (kept, xs, net) = trained
     lifs = [m for m in kept.modules() if isinstance(m, LIF)]
     assert all(m.fixed_scale is not None for m in lifs)
     assert all(m.fixed_scale is None for m in net.modules() if isinstance(m, LIF))  # restored on exit
@@ -75,12 +90,47 @@ def test_trained_integer_membrane_is_lava_fixed_point_in_every_layer(make, tmp_p
     for fx, tx, r in zip(emulate_fixed(fixed, x), emulate(fixed, x), ref):
         assert np.array_equal(fx, r) and np.array_equal(tx, r)
     # the old behaviour, a float membrane with the same weights, does not agree everywhere
-    for m in lifs:
-        m.set_fixed_scale(None)
+    floating = copy.deepcopy(kept)
+    for m in floating.modules():
+        if isinstance(m, LIF):
+            m.set_fixed_scale(None)
     x_all = xs.numpy()[None].repeat(T, 0)
-    floats = snntorch_spikes(kept, x_all, torch.float32)
+    floats = snntorch_spikes(floating, x_all, torch.float32)
     assert any(not np.array_equal(fx, r) for fx, r in zip(emulate_fixed(fixed, x_all), floats))
     from esl_deploy.export.lava.run import run
     res = run(fixed, x[:, :3], mode="fixed")
     for got, r in zip(res.spikes, ref):
         assert np.array_equal(got, r[:, :3])
+
+
+def test_nir_reader_runs_the_integer_membrane(trained, tmp_path):
+    """The trained net written to NIR and read back (a GraphNet for the residual net, whose blocks merge conv2 and
+    the identity or 1x1 conv shortcut into lif2) runs every LIF on Loihi 2's integer membrane at its recorded
+    ``fixed_point_scale``: its spikes, in float64 as esl simulate's reference runs it, equal the trained net's and the
+    fixed-point emulator's in every layer, on all 256 inputs (before, the GraphNet's neurons decayed a float
+    membrane: residual layers drifted)."""
+    import torch
+    from esl_deploy.export.lava.convert import convert
+    from esl_deploy.export.lava.fixed import emulate_fixed, quantize, trained_scales
+    from esl_deploy.export.nir.read import from_nir, read_graph
+    from esl_deploy.export.nir.write import write_nir
+    from esl_deploy.export.simulate import snntorch_spikes
+    from esl_deploy.graphnet import GraphNet, Neuron
+    from test_quant_bn import T
+    make, (kept, xs, _) = trained
+    path = write_nir(kept, tmp_path / "m.nir")
+    graph = read_graph(path)
+    model = from_nir(graph)
+    assert isinstance(model, GraphNet) == (make == "resnet")
+    if make == "resnet":
+        neurons = [model.module_of(n) for n in model.neuron_names()]
+        assert all(m.fixed_point_scale == trained_scales(graph)[n] for n, m in zip(model.neuron_names(), neurons))
+    x = xs.numpy()[None].repeat(T, 0)
+    fixed = quantize(convert(graph, synapse="sparse", conv="conv"), groups=1, input_scale=exact_input_scale(x),
+                     trained_scales=trained_scales(graph))
+    read = snntorch_spikes(model, x, torch.float64)
+    names = [layer.neuron.name for layer in fixed.layers]
+    for name, r, k, fx in zip(names, read, snntorch_spikes(kept, x, torch.float32), emulate_fixed(fixed, x)):
+        assert np.array_equal(r, k) and np.array_equal(r, fx), name
+    with pytest.raises(ValueError, match="integer membrane"):
+        Neuron((2,), beta=0.9, threshold=1.0, alpha=0.5, fixed_point_scale=64.0)

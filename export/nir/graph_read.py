@@ -67,10 +67,12 @@ def _key(name: str, taken: set) -> str:
     return key
 
 
-def _neuron(p, shape) -> Neuron:
+def _neuron(p, shape, node: nir.NIRNode) -> Neuron:
+    scale = (getattr(node, "metadata", None) or {}).get("fixed_point_scale")  # a --weight-bits network's LIF
     return Neuron(shape, beta=p.beta, threshold=p.threshold, alpha=p.alpha,
                   gain=None if np.all(p.gain == 1.0) else p.gain, leak=p.leak, v_reset=p.v_reset,
-                  reset_mechanism=p.reset_mechanism, reset_delay=p.reset_delay)
+                  reset_mechanism=p.reset_mechanism, reset_delay=p.reset_delay,
+                  fixed_point_scale=None if scale is None else float(scale))
 
 
 def graph_net(graph: nir.NIRGraph, g: Graph, metadata: Dict[str, Any], convention: Convention,
@@ -94,7 +96,7 @@ def graph_net(graph: nir.NIRGraph, g: Graph, metadata: Dict[str, Any], conventio
         if step.is_neuron:
             p = neuron_params(step.name, node, size(step.in_shape), dt, convention)
             params[step.name] = p
-            modules[key] = _neuron(p, step.in_shape)
+            modules[key] = _neuron(p, step.in_shape, node)
         elif isinstance(node, nir.Delay):
             modules[key] = Shift(delay_steps(step.name, node, dt))
         elif isinstance(node, nir.Scale):
