@@ -167,3 +167,32 @@ def test_cli_exports_a_conv_net_and_simulates_the_netx_file_itself(tmp_path, cap
             zip(net.layers, lf.emulate_fixed(net, x), snntorch_spikes(model, x.astype(np.float32)))}
     assert report["layer_agreement"] == pytest.approx(want, abs=1e-9)
     assert set(report["quant_error"]) == set(want)
+
+
+def test_weight_bits_conv_net_netx_equals_the_trained_net(tmp_path):
+    """A VGG-like conv+BN net trained with 8-bit QAT on k / 255 images (its integer membrane at each layer's
+    ``fixed_point_scale``), exported to netx with no data at hand (``esl export --to netx``): the file sends the
+    pixels as their bytes (input scale 255, read off the first layer's trained grid), every layer is mapped
+    lossless at its trained scale, and lava-dl's netx run equals the trained net spike for spike in every layer.
+    (Before, the writer chose the input scale 2^6 itself: the first layer was rounded and mapped at another
+    scale, and the layers drifted to ~95 %.)"""
+    from esl_deploy.export.lava.fixed import trained_scales
+    from esl_deploy.export.simulate import snntorch_spikes
+    from test_quant_bn import T as TQ
+    from test_quant_exact import _trained
+
+    kept, xs, _ = _trained("vgg")
+    graph = to_nir(kept)
+    path = write_netx(graph, tmp_path / "q8.h5")
+    with h5py.File(path, "r") as f:
+        assert float(f["esl"].attrs["input_scale"]) == 255.0
+        names = [n.decode() for n in f["esl/names"][()]]
+        assert all(f["esl/errors"][str(i)].attrs["lossless"] == 1.0 for i in range(1, len(names) + 1))
+        scales = dict(zip(names, f["esl/scales"][()]))
+    assert scales == trained_scales(graph)
+    x = xs[-3:].numpy()[None].repeat(TQ, 0)
+    res = run_netx(path, x)
+    ref = snntorch_spikes(kept, x, torch.float32)
+    assert all(r.mean() > 0 for r in ref[:-1])
+    for name, got, r in zip(res.names, res.spikes, ref):
+        assert np.array_equal(got, r), name

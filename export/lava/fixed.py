@@ -80,7 +80,8 @@ import scipy.sparse as sp
 
 from esl_deploy.errors import EslError
 
-from esl_deploy.loihi2 import auto_input_scale, exact_frac_bits, exact_input_scale  # noqa: F401  (re-exported)
+from esl_deploy.loihi2 import (INPUT_DENOMINATORS, auto_input_scale, exact_frac_bits,  # noqa: F401  (re-exported)
+                                exact_input_scale)
 
 from .leaky import fixed_current, fixed_step
 
@@ -598,6 +599,29 @@ def trained_scales(graph) -> Dict[str, float]:
             if "fixed_point_scale" in (getattr(node, "metadata", None) or {})}
 
 
+def trained_input_scale(net: LavaNet, scales: Dict[str, float], *, input_max: float = 1.0,
+                        input_min: float = 0.0) -> Optional[float]:
+    """The input scale a ``--weight-bits`` network was trained at, read off its first layer: the one of ``255``
+    (8-bit images sent as their bytes, :data:`esl_deploy.loihi2.INPUT_DENOMINATORS`) and ``2^m`` (``m = 0..8``) at
+    which the graded input layer is lossless at its trained scale ``scales[name]`` (:func:`trained_scales`; the
+    grid :func:`train.quant.loihi_views` trained it on, ``W S / s_in`` even integers), or None (no graded input
+    layer with a trained scale, or no such input scale). What to quantize with when no data say it (``esl export``):
+    quantised at another input scale, the first layer is rounded and its membrane truncated in other units."""
+    if not net.layers:
+        return None
+    layer = net.layers[0]
+    scale = scales.get(layer.neuron.name)
+    if scale is None or not layer.synapse.graded or not np.any(np.asarray(layer.synapse.weights_flat()) != 0):
+        return None
+    for s_in in [float(d) for d in INPUT_DENOMINATORS] + [2.0 ** m for m in range(INPUT_FRAC_BITS_MAX + 1)]:
+        if max(input_max, -input_min) * s_in > INPUT_INT_MAX:
+            continue
+        xi_lo, xi_hi = _input_ints(input_min, input_max, s_in)
+        if _lossless_at(layer.synapse, layer.neuron, scale, s_in, xi_lo, xi_hi):
+            return s_in
+    return None
+
+
 def emulate_fixed(net: LavaNet, x: np.ndarray, peaks: Optional[Dict[str, Dict[str, tuple]]] = None) -> List[np.ndarray]:
     """Loihi 2 fixed-point dynamics in numpy, the arithmetic of Lava's bit-accurate models, per layer::
 
@@ -710,5 +734,5 @@ def _emulate_graph(net: LavaNet, x: np.ndarray, peaks: Optional[Dict[str, Dict[s
 
 
 __all__ = ["A_IN_MAX", "BIAS_EXP", "DECAY_UNITY", "FixedLayer", "VTH_MIN", "VTH_TARGET", "WIDTHS", "check_net_widths",
-           "check_widths", "emulate_fixed", "encode_input", "exact_frac_bits", "exact_input_scale", "layer_ranges", "trained_scales", "quantize",
+           "check_widths", "emulate_fixed", "encode_input", "exact_frac_bits", "exact_input_scale", "layer_ranges", "trained_input_scale", "trained_scales", "quantize",
            "quantize_layer", "quantize_weights", "split_weights"]

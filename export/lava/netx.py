@@ -71,7 +71,7 @@ from esl_deploy.resources import check_memory
 from .convert import LavaNet, SynapseLayer, convert
 from .net import conv_matrix
 from .fixed import BIAS_EXP, DECAY_UNITY, WEIGHT_MIXED_MAX, WEIGHT_SIGNED_MAX, check_net_widths, quantize, \
-    trained_scales
+    trained_input_scale, trained_scales
 from .run import (INPUT_MESSAGE_BITS, LavaResult, _to_columns, import_lava, read_recording, record_spikes,
                   run_in_chunks)
 from ..nir.write import graph_nbytes
@@ -88,8 +88,11 @@ def netx_net(graph: nir.NIRGraph, *, input_max: float = 1.0, input_frac_bits: Op
     of the converted graph, integer for integer; only the layout of the dense tail differs."""
     net = convert(graph, synapse="dense", conv="conv")
     check_netx_neurons(net)
+    scales = trained_scales(graph)
+    if input_scale is None and input_frac_bits is None:  # a --weight-bits network: the input scale it trained at
+        input_scale = trained_input_scale(net, scales, input_max=input_max)
     return netx_layers(quantize(net, input_max=input_max, groups=1, input_frac_bits=input_frac_bits,
-                                input_scale=input_scale, trained_scales=trained_scales(graph)))
+                                input_scale=input_scale, trained_scales=scales))
 
 
 def dense_tail(net: LavaNet) -> int:
