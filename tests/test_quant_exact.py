@@ -134,3 +134,27 @@ def test_nir_reader_runs_the_integer_membrane(trained, tmp_path):
         assert np.array_equal(r, k) and np.array_equal(r, fx), name
     with pytest.raises(ValueError, match="integer membrane"):
         Neuron((2,), beta=0.9, threshold=1.0, alpha=0.5, fixed_point_scale=64.0)
+
+
+def test_lava_file_of_a_weight_bits_net_is_the_trained_net(trained, tmp_path):
+    """``esl export --to lava`` with no data at hand: a ``--weight-bits`` network is written as it trained (one
+    8-bit group, every layer at its recorded ``fixed_point_scale``, the pixels as bytes), so the file read
+    back runs the trained net's spikes exactly. (Before, the file took two synapse groups and its own scales:
+    the integer membrane ran in other units.)"""
+    from esl_deploy.export.lava.file import read_lava, write_lava
+    from esl_deploy.export.lava.fixed import emulate_fixed, trained_scales
+    from esl_deploy.export.nir.write import to_nir
+    import torch
+
+    from esl_deploy.export.simulate import snntorch_spikes
+    from test_quant_bn import T as TQ
+
+    _, (kept, xs, _) = trained
+    graph = to_nir(kept)
+    net = read_lava(write_lava(graph, tmp_path / "q8.lava"))
+    assert net.layers[0].fixed.input_scale == 255.0
+    assert {layer.neuron.name: layer.fixed.scale for layer in net.layers} == trained_scales(graph)
+    x = xs[-3:].numpy()[None].repeat(TQ, 0)
+    ref = snntorch_spikes(kept, x, torch.float32)
+    for layer, got, r in zip(net.layers, emulate_fixed(net, x), ref):
+        assert np.array_equal(got, r), layer.neuron.name

@@ -128,15 +128,28 @@ def write_lava_file(net: LavaNet, path: Union[str, os.PathLike]) -> None:
 
 
 def lava_net(graph: nir.NIRGraph, *, synapse: str = "sparse", conv: str = "conv", input_max: float = 1.0,
-             groups: int = 2, input_frac_bits: Optional[int] = None) -> LavaNet:
+             groups: Optional[int] = None, input_frac_bits: Optional[int] = None) -> LavaNet:
     """The network :func:`write_lava` writes: converted, with fixed-point parameters
-    (:func:`export.lava.fixed.quantize`; by default weights split over two 8-bit synapse groups)."""
-    return quantize(convert(graph, synapse=synapse, conv=conv), input_max=input_max, groups=groups,
-                    input_frac_bits=input_frac_bits)
+    (:func:`export.lava.fixed.quantize`). A float network's weights are split over two 8-bit synapse groups by
+    default; a ``--weight-bits`` network (its neurons record the scale their integer membrane trained at,
+    :func:`export.lava.fixed.trained_scales`) is written as it trained: one 8-bit group, every layer at its
+    trained scale, graded input at its trained input scale (:func:`export.lava.fixed.trained_input_scale`),
+    as ``esl simulate --backend lava-fixed`` and the netx file run it."""
+    from .fixed import trained_input_scale, trained_scales
+
+    net = convert(graph, synapse=synapse, conv=conv)
+    scales = trained_scales(graph)
+    input_scale = None
+    if scales and input_frac_bits is None:
+        input_scale = trained_input_scale(net, scales, input_max=input_max)
+    if groups is None:
+        groups = 1 if scales else 2
+    return quantize(net, input_max=input_max, groups=groups, input_frac_bits=input_frac_bits,
+                    input_scale=input_scale, trained_scales=scales or None)
 
 
 def write_lava(graph: nir.NIRGraph, path: Union[str, os.PathLike], *, synapse: str = "sparse",
-               conv: str = "conv", input_max: float = 1.0, groups: int = 2,
+               conv: str = "conv", input_max: float = 1.0, groups: Optional[int] = None,
                input_frac_bits: Optional[int] = None) -> Path:
     """``esl export --to lava``: convert ``graph``, quantise it, and write it to ``path`` atomically."""
     net = lava_net(graph, synapse=synapse, conv=conv, input_max=input_max, groups=groups,
