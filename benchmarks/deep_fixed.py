@@ -50,6 +50,25 @@ def train_run(net: str, args, data: Path) -> Path:
     return run
 
 
+def cached_check(run: Path, nir_file: Path, data: Path, args, n_test: int) -> dict:
+    """:func:`check`, or its result saved beside the run by an earlier call on the same checkpoint (its
+    SHA-256), test images and Lava subset (``--retrain`` checks again)."""
+    import hashlib
+
+    digest = hashlib.sha256((run / "checkpoint.pt").read_bytes()).hexdigest()
+    key = {"checkpoint_sha256": digest, "test": n_test, "lava_limit": args.lava_limit}
+    cache = run / f"deep_fixed_check_{n_test}_{args.lava_limit}.json"
+    if not args.retrain and cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("key") == key:
+            print(f"{run.name}: check reused from {cache}", flush=True)
+            return saved["result"]
+    print(f"{run.name}: checking {nir_file}", flush=True)
+    result = check(nir_file, data, args, n_test)
+    C.atomic_write_text(cache, json.dumps({"key": key, "result": result}, default=float))
+    return result
+
+
 def check(nir_file: Path, data: Path, args, n_test: int) -> dict:
     """Lava fixed point on the subset and the emulator on the test set, against the trained network."""
     from esl_deploy.export.simulate import encoded_inputs, load_network, simulate_arrays
@@ -111,8 +130,7 @@ def main(argv=None) -> dict:
         export_file(run / "checkpoint.pt", "nir", nir_file, force=True)
         entry = {"train": {k: summary.get(k) for k in ("test_acc", "best_val_acc", "wall_time_s", "seconds_per_epoch",
                                                         "density", "epochs", "T", "weight_bits")}}
-        print(f"{net}: checking {nir_file}", flush=True)
-        entry.update(check(nir_file, data, args, tests[net]))
+        entry.update(cached_check(run, nir_file, data, args, tests[net]))
         if net == "vggsnn":
             h5 = run / "model.h5"
             export_file(run / "checkpoint.pt", "netx", h5, force=True)

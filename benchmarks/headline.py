@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 SOURCES = ("mnist_sweep", "digits", "mnist_lava")
 DOCS = "docs/results"  # the full tables, relative to the README
+NET_NAMES = {"vggsnn": "VGGSNN", "resnet19": "ResNet19"}
 
 
 def _data(results: Path, name: str):
@@ -82,9 +83,21 @@ def build(results: Path = RESULTS) -> str:
                      f"density / Lava float spikes equal to the snnTorch net's, % per layer "
                      f"({own['simulate']['lava']['samples']:,} images)", "-",
                      f"{pct(own['accuracy'])} / {own['density']:.4f} / {agree}", f"[MNIST]({DOCS}/mnist.md)"))
+    deep_file = Path(results) / "deep_fixed.json"
+    if deep_file.is_file():  # the seeds' deep nets, 8-bit, on Loihi 2 fixed point (benchmarks/deep_fixed.py)
+        deep = _data(results, "deep_fixed")
+        for net, e in deep["nets"].items():
+            lava, emu = e["lava"], e["emulator"]
+            rows.append((f"{NET_NAMES.get(net, net)}, width {deep['width']}, 8-bit QAT, {e['train']['epochs']} epochs on "
+                         f"{deep['train_images']:,} MNIST images: Lava fixed point, lowest layer's spike agreement % "
+                         f"({lava['samples']} images) / emulator's ({emu['samples']:,} images) / accuracy % vs the "
+                         f"trained net's", "-",
+                         f"{min(lava['layer_agreement'].values()):.3f} / {min(emu['layer_agreement'].values()):.3f} / "
+                         f"{pct(emu['accuracy'])} vs {pct(emu['trained_accuracy'])}", f"[Lava]({DOCS}/lava.md)"))
     lines = ["| | dense | ESL, 10 % density | full tables |", "|---|---|---|---|"]
     lines += [f"| {what} | {dense} | {esl} | {link} |" for what, dense, esl, link in rows]
-    used = SOURCES + (("own_snntorch_mnist",) if own_file.is_file() else ())
+    used = SOURCES + (("own_snntorch_mnist",) if own_file.is_file() else ()) + (
+        ("deep_fixed",) if deep_file.is_file() else ())
     sources = ", ".join(f"`results/{name}.json`" for name in used)
     return "\n".join(lines) + f"\n\n*made by `.venv/bin/python benchmarks/headline.py` from {sources}*\n"
 
