@@ -50,23 +50,28 @@ def train_run(net: str, args, data: Path) -> Path:
     return run
 
 
-def cached_check(run: Path, nir_file: Path, data: Path, args, n_test: int) -> dict:
-    """:func:`check`, or its result saved beside the run by an earlier call on the same checkpoint (its
-    SHA-256), test images and Lava subset (``--retrain`` checks again)."""
+def cached(run: Path, name: str, key: dict, compute, retrain: bool = False):
+    """``compute()``, or its result saved beside the run (``deep_fixed_{name}.json``) by an earlier call with the
+    same ``key`` and the same checkpoint (its SHA-256); ``--retrain`` computes again."""
     import hashlib
 
-    digest = hashlib.sha256((run / "checkpoint.pt").read_bytes()).hexdigest()
-    key = {"checkpoint_sha256": digest, "test": n_test, "lava_limit": args.lava_limit}
-    cache = run / f"deep_fixed_check_{n_test}_{args.lava_limit}.json"
-    if not args.retrain and cache.is_file():
+    key = {"checkpoint_sha256": hashlib.sha256((run / "checkpoint.pt").read_bytes()).hexdigest(), **key}
+    cache = run / f"deep_fixed_{name}.json"
+    if not retrain and cache.is_file():
         saved = json.loads(cache.read_text())
         if saved.get("key") == key:
-            print(f"{run.name}: check reused from {cache}", flush=True)
+            print(f"{run.name}: {name} reused from {cache}", flush=True)
             return saved["result"]
-    print(f"{run.name}: checking {nir_file}", flush=True)
-    result = check(nir_file, data, args, n_test)
+    print(f"{run.name}: {name} ...", flush=True)
+    result = compute()
     C.atomic_write_text(cache, json.dumps({"key": key, "result": result}, default=float))
     return result
+
+
+def cached_check(run: Path, nir_file: Path, data: Path, args, n_test: int) -> dict:
+    """:func:`check`, reused beside the run for the same checkpoint, test images and Lava subset."""
+    return cached(run, f"check_{n_test}_{args.lava_limit}", {"test": n_test, "lava_limit": args.lava_limit},
+                  lambda: check(nir_file, data, args, n_test), args.retrain)
 
 
 def check(nir_file: Path, data: Path, args, n_test: int) -> dict:
@@ -134,17 +139,21 @@ def main(argv=None) -> dict:
         if net == "vggsnn":
             h5 = run / "model.h5"
             export_file(run / "checkpoint.pt", "netx", h5, force=True)
-            entry["netx"] = C.esl_json(["simulate", h5, "--backend", "netx", "--limit", args.lava_limit,
-                                        "--no-progress"])
-        entry["energy"] = C.esl_json(["energy", nir_file, "--hw", "all", "--limit", args.lava_limit,
-                                      "--data-dir", data])
+            entry["netx"] = cached(run, f"netx_{args.lava_limit}", {"lava_limit": args.lava_limit},
+                                   lambda: C.esl_json(["simulate", h5, "--backend", "netx", "--limit", args.lava_limit,
+                                                       "--no-progress"]), args.retrain)
+        entry["energy"] = cached(run, f"energy_{args.lava_limit}", {"lava_limit": args.lava_limit},
+                                 lambda: C.esl_json(["energy", nir_file, "--hw", "all", "--limit", args.lava_limit,
+                                                     "--data-dir", data]), args.retrain)
         res["nets"][net] = entry
     return C.publish(NAME, res, table(res, args), args, "benchmarks/deep_fixed.py", argv)
 
 
 def _min_layer(agree: dict) -> str:
+    """The lowest layer's agreement and its name (``all`` when every layer has that value)."""
     name = min(agree, key=agree.get)
-    return f"{agree[name]:.3f} ({name})"
+    low = agree[name]
+    return f"{low:.3f} ({'all' if all(v == low for v in agree.values()) else name})"
 
 
 def table(res: dict, args) -> str:
