@@ -92,17 +92,23 @@ def pin(name: str, *, flags: Optional[frozenset] = None) -> KernelPin:
             if missing:
                 raise KernelPinError(f"CPU kernels {name!r} need {', '.join(missing)}, which this CPU lacks: "
                                      f"use --cpu-kernels native ({ENV_VAR}=native)")
+    before = {k: os.environ.get(k) for k in (*choice.env, ENV_VAR)}
     os.environ.update(choice.env)
     os.environ[ENV_VAR] = name
     import torch
 
-    if torch.get_num_threads() < choice.min_threads:
-        torch.set_num_threads(choice.min_threads)
     if choice.aten is not None:
         got = torch.backends.cpu.get_cpu_capability()
         if got != choice.aten:
+            for k, v in before.items():  # a refused pin leaves the environment as it was
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
             raise KernelPinError(f"PyTorch already runs its {got} kernels in this process, so {name!r} cannot be "
                                  f"pinned now: start the process with {ENV_VAR}={name}")
+    if torch.get_num_threads() < choice.min_threads:
+        torch.set_num_threads(choice.min_threads)
     return choice
 
 

@@ -25,9 +25,14 @@ AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "
 
 @pytest.fixture
 def clean_env(monkeypatch):
+    """No pin in the environment; afterwards the environment exactly as it was (pin() writes os.environ, and
+    monkeypatch restores only the variables it saw)."""
+    saved = dict(os.environ)
     for k in (kernels.ENV_VAR, *KERNELS["avx2"].env):
         monkeypatch.delenv(k, raising=False)
-    return monkeypatch
+    yield monkeypatch
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def test_unknown_choice_is_one_line(clean_env):
@@ -54,6 +59,7 @@ def test_pin_after_the_kernels_were_chosen_says_so(clean_env):
     torch.ones(3).sum()  # this process has chosen its kernels
     with pytest.raises(KernelPinError, match=r"already runs its \w+ kernels .* ESL_CPU_KERNELS=avx2"):
         pin("avx2")
+    assert not {"ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", kernels.ENV_VAR} & set(os.environ)
 
 
 def test_native_changes_nothing_and_is_recorded(clean_env):

@@ -472,6 +472,7 @@ def test_13_a_warning_before_an_error_is_dropped_and_after_success_kept(tmp_path
 _SIGNAL_WHILE_WRITING = """
 import os, signal, sys
 import nir
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal: a background job starts with SIGINT ignored
 real = nir.write
 def write_then_signal(path, graph):
     real(path, graph)
