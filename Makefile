@@ -66,7 +66,7 @@ results: $(STAMP)
 	$(BIN)/python benchmarks/nir_compat.py
 	$(BIN)/python benchmarks/resnet19_deploy.py --train 3000 --test 1000 --epochs 3 --T 4 --limit 50
 	$(BIN)/python benchmarks/bench_conv_mapping.py --wide
-	$(BIN)/python benchmarks/deep_fixed.py --test 10000 2000 --chunk 1000
+	$(BIN)/python benchmarks/deep_fixed.py --test 10000 --chunk 1000
 	$(BIN)/python benchmarks/bench_distributed.py
 	$(BIN)/python benchmarks/bench_mnist_speed.py
 	$(BIN)/python benchmarks/bench_cpu_kernels.py
